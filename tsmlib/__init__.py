@@ -1,0 +1,1 @@
+"""tsmlib: label-free saliency maps for CNNs."""
