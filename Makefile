@@ -8,7 +8,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install test book clean-book
+.PHONY: install system-deps test book clean-book
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,10 +16,19 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[book,test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+system-deps:
+	bash tools/install_system_deps.sh
+
+install: $(STAMP) system-deps
 
 test: install
 	$(PY) -m pytest -q
 
+# Execute every notebook with the default parameters (unchanged ones are cached), then build the
+# offline site into _build/html (warnings are errors).
+book: install
+	$(PY) tools/run_notebooks.py --params params/default.yaml --output-dir book/executed
+	$(VENV)/bin/jupyter-book build . -W --keep-going
+
 clean-book:
-	rm -rf _build
+	rm -rf _build book/executed

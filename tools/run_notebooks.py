@@ -1,0 +1,243 @@
+#!/usr/bin/env python3
+"""Execute the book's notebooks with papermill, one parameter set for all, with a cache.
+
+Usage::
+
+    python tools/run_notebooks.py                       # params/default.yaml -> book/executed/
+    python tools/run_notebooks.py --params params/ci.yaml --output-dir /tmp/executed
+    python tools/run_notebooks.py 01_theory --force      # one chapter, ignore the cache
+
+Every ``notebooks/[0-9]*.ipynb`` (files starting with ``_``, such as the chapter template, are left
+out unless named explicitly) is executed with ``kernel_name="python3"`` in ``notebooks/`` as its
+working directory, and written to ``<output-dir>/<name>.ipynb``, which ``_toc.yml`` points at.
+
+Parameter files (``params/*.yaml``) are a mapping::
+
+    shared:        # offered to every notebook; injected when its `parameters` cell declares the name
+      seed: 0
+    notebooks:     # per notebook; every name must be declared in that notebook's `parameters` cell
+      01_theory:
+        image: chelsea
+
+The cache: a notebook is skipped when its source file, its resolved parameters and the source of the
+``tsmlib`` package all have the same SHA-256 as when its current executed copy was written (stored
+in that copy's metadata under ``tsm_book``). Anything else a chapter reads (photos, trained weights)
+is cached inside the notebook itself (``tsmlib.style.cached``); ``--force`` re-executes anyway.
+
+Prints one progress line per notebook with its time, and exits with status 1 naming every notebook
+that failed (its partial output is kept as ``<name>.failed.ipynb`` for inspection).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK_DIR = ROOT / "notebooks"
+DEFAULT_PARAMS = ROOT / "params" / "default.yaml"
+DEFAULT_OUTPUT = ROOT / "book" / "executed"
+CACHE_FORMAT = 1  # bump to invalidate every cached execution
+
+
+@dataclass
+class Outcome:
+    name: str
+    status: str  # "executed", "cached", "failed"
+    seconds: float
+    error: str = ""
+
+
+def load_params(path: str | os.PathLike) -> dict:
+    """Read a parameter file: ``{"shared": {...}, "notebooks": {name: {...}}}`` (both optional)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"parameter file not found: {path}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict) or set(data) - {"shared", "notebooks"}:
+        raise ValueError(f"{path}: top-level keys must be 'shared' and/or 'notebooks', got {sorted(data)}")
+    shared = data.get("shared") or {}
+    per_nb = data.get("notebooks") or {}
+    if not isinstance(shared, dict) or not isinstance(per_nb, dict):
+        raise ValueError(f"{path}: 'shared' and 'notebooks' must be mappings")
+    for name, p in per_nb.items():
+        if p is not None and not isinstance(p, dict):
+            raise ValueError(f"{path}: parameters of notebook {name!r} must be a mapping, got {type(p).__name__}")
+    return {"shared": shared, "notebooks": {k: (v or {}) for k, v in per_nb.items()}}
+
+
+def declared_parameters(notebook: Path) -> set[str]:
+    """Names assigned in the notebook's cell tagged ``parameters`` (papermill's own parser)."""
+    import papermill
+
+    return set(papermill.inspect_notebook(str(notebook)).keys())
+
+
+def resolve_parameters(notebook: Path, params: dict) -> dict:
+    """Parameters to inject into ``notebook``: the declared shared ones, then its own (all declared)."""
+    name = notebook.stem
+    declared = declared_parameters(notebook)
+    own = params["notebooks"].get(name, {})
+    unknown = sorted(set(own) - declared)
+    if unknown:
+        raise ValueError(
+            f"{name}: parameters {unknown} are set in the parameter file but not declared in the notebook's "
+            f"`parameters` cell (declared: {sorted(declared)})"
+        )
+    resolved = {k: v for k, v in params["shared"].items() if k in declared}
+    resolved.update(own)
+    return resolved
+
+
+def tree_digest(directory: Path, pattern: str = "*.py") -> str:
+    """SHA-256 over the relative paths and contents of the files matching ``pattern`` under ``directory``."""
+    h = hashlib.sha256()
+    for f in sorted(directory.rglob(pattern)):
+        if "__pycache__" in f.parts:
+            continue
+        h.update(str(f.relative_to(directory)).encode())
+        h.update(b"\0")
+        h.update(f.read_bytes())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def execution_key(notebook: Path, parameters: dict, tsmlib_digest: str) -> str:
+    """The cache key of one execution: notebook source, parameters, tsmlib source, cache format."""
+    h = hashlib.sha256()
+    h.update(f"format={CACHE_FORMAT}\0".encode())
+    h.update(notebook.read_bytes())
+    h.update(b"\0" + json.dumps(parameters, sort_keys=True, default=str).encode())
+    h.update(b"\0" + tsmlib_digest.encode())
+    return h.hexdigest()
+
+
+def cached_key(executed: Path) -> str | None:
+    """The cache key stored in an executed notebook, or None if absent/unreadable."""
+    if not executed.is_file():
+        return None
+    try:
+        meta = json.loads(executed.read_text())["metadata"]
+        return meta.get("tsm_book", {}).get("key")
+    except (ValueError, KeyError, OSError):
+        return None
+
+
+def execute(notebook: Path, output: Path, parameters: dict, key: str, timeout: int | None) -> None:
+    """Run ``notebook`` with papermill into ``output`` (atomically); raise on failure."""
+    import nbformat
+    import papermill
+
+    partial = output.with_name(output.stem + ".partial.ipynb")
+    failed = output.with_name(output.stem + ".failed.ipynb")
+    try:
+        papermill.execute_notebook(
+            str(notebook),
+            str(partial),
+            parameters=parameters,
+            kernel_name="python3",
+            cwd=str(notebook.parent),
+            progress_bar=False,
+            log_output=False,
+            execution_timeout=timeout,
+        )
+    except BaseException:
+        if partial.exists():
+            partial.replace(failed)
+        raise
+    nb = nbformat.read(str(partial), as_version=4)
+    nb.metadata["tsm_book"] = {"key": key, "parameters": parameters, "source": notebook.name}
+    nbformat.write(nb, str(partial))
+    partial.replace(output)
+    if failed.exists():
+        failed.unlink()
+
+
+def kernel_environment() -> None:
+    """Environment the kernel inherits: this checkout's tsmlib first; no forced matplotlib backend."""
+    paths = [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(ROOT)]
+    os.environ["PYTHONPATH"] = os.pathsep.join(paths)
+    # A forced Agg backend keeps the figures out of the executed notebook (see shared/environment.md).
+    os.environ.pop("MPLBACKEND", None)
+
+
+def select_notebooks(names: list[str], notebook_dir: Path) -> list[Path]:
+    if not names:
+        found = sorted(p for p in notebook_dir.glob("*.ipynb") if not p.name.startswith("_"))
+        if not found:
+            raise FileNotFoundError(f"no notebooks in {notebook_dir}")
+        return found
+    chosen = []
+    for n in names:
+        p = notebook_dir / (n if n.endswith(".ipynb") else n + ".ipynb")
+        if not p.is_file():
+            raise FileNotFoundError(f"notebook {n!r} not found in {notebook_dir}")
+        chosen.append(p)
+    return chosen
+
+
+def run(names: list[str], params_file: Path, output_dir: Path, *, force: bool = False,
+        timeout: int | None = None, notebook_dir: Path = NOTEBOOK_DIR, stream=sys.stdout) -> list[Outcome]:
+    """Execute the selected notebooks; return one :class:`Outcome` per notebook (never raises on a failing one)."""
+    params = load_params(params_file)
+    notebooks = select_notebooks(names, notebook_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    kernel_environment()
+    digest = tree_digest(ROOT / "tsmlib")
+    outcomes = []
+    total = time.perf_counter()
+    for i, nb in enumerate(notebooks, 1):
+        prefix = f"[{i}/{len(notebooks)}] {nb.stem}"
+        start = time.perf_counter()
+        try:
+            parameters = resolve_parameters(nb, params)
+            key = execution_key(nb, parameters, digest)
+            out = output_dir / nb.name
+            if not force and cached_key(out) == key:
+                outcomes.append(Outcome(nb.stem, "cached", 0.0))
+                print(f"{prefix}: unchanged, cached copy kept ({out.relative_to(output_dir.parent)})", file=stream, flush=True)
+                continue
+            print(f"{prefix}: executing with {json.dumps(parameters, default=str)}", file=stream, flush=True)
+            execute(nb, out, parameters, key, timeout)
+            dt = time.perf_counter() - start
+            outcomes.append(Outcome(nb.stem, "executed", dt))
+            print(f"{prefix}: done in {dt:.1f} s", file=stream, flush=True)
+        except Exception as err:  # report and go on with the others
+            dt = time.perf_counter() - start
+            msg = f"{type(err).__name__}: {err}".strip().splitlines()
+            short = "\n    ".join(msg[-12:])
+            outcomes.append(Outcome(nb.stem, "failed", dt, short))
+            print(f"{prefix}: FAILED after {dt:.1f} s\n    {short}", file=stream, flush=True)
+    n_fail = sum(o.status == "failed" for o in outcomes)
+    print(f"{len(outcomes)} notebooks in {time.perf_counter() - total:.1f} s: "
+          f"{sum(o.status == 'executed' for o in outcomes)} executed, "
+          f"{sum(o.status == 'cached' for o in outcomes)} cached, {n_fail} failed", file=stream, flush=True)
+    return outcomes
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("notebooks", nargs="*", help="notebook names (default: every notebooks/*.ipynb not starting with _)")
+    ap.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="parameter file (default: params/default.yaml)")
+    ap.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT, help="where executed copies go (default: book/executed)")
+    ap.add_argument("--force", action="store_true", help="execute even when the cached copy is up to date")
+    ap.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds (default: none)")
+    args = ap.parse_args(argv)
+    outcomes = run(args.notebooks, args.params, args.output_dir, force=args.force, timeout=args.timeout)
+    failed = [o.name for o in outcomes if o.status == "failed"]
+    if failed:
+        print(f"FAILED notebooks: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""House style of the tsm-book notebooks: seeds, plot style, figure resolution, paths.
+
+Every chapter starts with::
+
+    import tsmlib.style
+    tsmlib.style.setup(seed=seed)
+
+(in the manner of dmol-book, whose chapters all import one small module first), so that the
+random state, the look of the figures and the places results are cached are the same in every
+notebook and in every run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+__all__ = [
+    "FIGURE_DPI",
+    "SALIENCY_CMAP",
+    "setup",
+    "seed_everything",
+    "repo_root",
+    "cache_dir",
+    "cached",
+]
+
+#: Resolution of the figures embedded in the executed notebooks (and so in the site).
+FIGURE_DPI = 100
+#: Colour map used for every saliency map in the book.
+SALIENCY_CMAP = "jet"
+
+_RC = {
+    "figure.dpi": FIGURE_DPI,
+    "savefig.dpi": FIGURE_DPI,
+    "figure.figsize": (6.4, 4.0),
+    "figure.autolayout": False,
+    "figure.constrained_layout.use": True,
+    "image.cmap": SALIENCY_CMAP,
+    "image.interpolation": "nearest",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.titlesize": "medium",
+    "legend.frameon": False,
+    "savefig.bbox": "tight",
+}
+
+
+def seed_everything(seed: int = 0) -> None:
+    """Seed Python's ``random``, NumPy's global generator and torch (CPU and every CUDA device).
+
+    Parameters
+    ----------
+    seed : int
+        Non-negative seed.
+    """
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    random.seed(int(seed))
+    np.random.seed(int(seed) % 2**32)
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a core dependency
+        return
+    torch.manual_seed(int(seed))  # also seeds every CUDA device
+
+
+def setup(seed: int = 0, *, dpi: int = FIGURE_DPI, context: str = "notebook", torch_threads: int | None = None) -> dict:
+    """Apply the book's house style; call it first in every chapter.
+
+    Seeds every random generator (:func:`seed_everything`), sets the matplotlib/seaborn style
+    (white grid, colour-blind palette, ``dpi`` dots per inch, saliency maps in :data:`SALIENCY_CMAP`)
+    and, when ``torch_threads`` is given, the number of CPU threads torch uses.
+
+    Parameters
+    ----------
+    seed : int
+        Seed for Python, NumPy and torch.
+    dpi : int
+        Figure resolution in dots per inch (``figure.dpi`` and ``savefig.dpi``).
+    context : str
+        seaborn plotting context: ``"paper"``, ``"notebook"``, ``"talk"`` or ``"poster"``.
+    torch_threads : int or None
+        If given, ``torch.set_num_threads(torch_threads)``.
+
+    Returns
+    -------
+    dict
+        What was set: ``seed``, ``dpi``, ``context``, ``torch_threads``, ``versions``
+        (torch, numpy, matplotlib, seaborn), for the notebook to print.
+    """
+    import matplotlib as mpl
+
+    try:
+        import seaborn as sns
+    except ImportError as err:
+        raise ImportError(
+            "tsmlib.style needs seaborn for the book's plots: pip install 'tsmlib[book]' (or pip install seaborn)"
+        ) from err
+    if context not in ("paper", "notebook", "talk", "poster"):
+        raise ValueError(f"context must be 'paper', 'notebook', 'talk' or 'poster', got {context!r}")
+    if not isinstance(dpi, int) or dpi <= 0:
+        raise ValueError(f"dpi must be a positive integer, got {dpi!r}")
+
+    seed_everything(seed)
+    sns.set_theme(context=context, style="whitegrid", palette="colorblind")
+    mpl.rcParams.update(_RC)
+    mpl.rcParams["figure.dpi"] = dpi
+    mpl.rcParams["savefig.dpi"] = dpi
+
+    versions = {"numpy": np.__version__, "matplotlib": mpl.__version__, "seaborn": sns.__version__}
+    try:
+        import torch
+
+        versions["torch"] = torch.__version__
+        if torch_threads is not None:
+            torch.set_num_threads(int(torch_threads))
+        torch_threads = torch.get_num_threads()
+    except ImportError:  # pragma: no cover
+        pass
+    return {"seed": seed, "dpi": dpi, "context": context, "torch_threads": torch_threads, "versions": versions}
+
+
+def repo_root(start: str | os.PathLike | None = None) -> Path:
+    """The repository root: the first directory at or above ``start`` holding ``pyproject.toml``.
+
+    ``start`` defaults to the current directory (papermill runs a chapter in ``notebooks/``), then to
+    this file's location, so an installed ``tsmlib`` inside a checkout still finds the checkout.
+    """
+    candidates = [Path(start) if start is not None else Path.cwd(), Path(__file__).resolve().parent]
+    for begin in candidates:
+        for d in (begin.resolve(), *begin.resolve().parents):
+            if (d / "pyproject.toml").is_file() and (d / "tsmlib").is_dir():
+                return d
+    raise FileNotFoundError(
+        f"no tsm-book checkout (a directory with pyproject.toml and tsmlib/) at or above {candidates[0]}; "
+        "run the notebooks from inside the repository"
+    )
+
+
+def cache_dir(name: str = "", root: str | os.PathLike | None = None) -> Path:
+    """Directory for cached results, created if needed: ``<root>/<name>``.
+
+    ``root`` defaults to ``$TSM_CACHE_DIR`` or ``<repo>/.cache/book``. Deleting it only costs time.
+    """
+    base = Path(root) if root is not None else Path(os.environ.get("TSM_CACHE_DIR", repo_root() / ".cache" / "book"))
+    path = base / name if name else base
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _key_digest(key: Any) -> str:
+    return hashlib.sha256(repr(key).encode()).hexdigest()[:16]
+
+
+def cached(name: str, compute: Callable[[], Any], *, key: Any = None, root: str | os.PathLike | None = None,
+           verbose: bool = True) -> Any:
+    """Return ``compute()``, stored on disk under ``name`` and reused while ``key`` is unchanged.
+
+    The result is saved with ``torch.save`` (tensors, arrays, dicts, lists, numbers) in
+    ``cache_dir(root=root) / f"{name}-{digest(key)}.pt"``; put everything the result depends on
+    (parameters, model name, data) in ``key``, since a changed ``key`` recomputes.
+
+    Parameters
+    ----------
+    name : str
+        File-name-safe label of the result.
+    compute : callable
+        Zero-argument function producing the result.
+    key : any
+        Everything the result depends on; its ``repr`` is hashed.
+    root : path-like, optional
+        Cache root (see :func:`cache_dir`).
+    verbose : bool
+        Print whether the result was loaded or computed.
+    """
+    import torch
+
+    if not name or any(c in name for c in "/\\:") or name.startswith("."):
+        raise ValueError(f"name must be a plain file-name label, got {name!r}")
+    path = cache_dir(root=root) / f"{name}-{_key_digest(key)}.pt"
+    if path.is_file():
+        if verbose:
+            print(f"[cache] loaded {name} from {path}")
+        return torch.load(path, weights_only=False)
+    result = compute()
+    tmp = path.with_suffix(".tmp")
+    torch.save(result, tmp)
+    tmp.replace(path)
+    if verbose:
+        print(f"[cache] computed {name}, saved to {path}")
+    return result
