@@ -229,9 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="parameter file (default: params/default.yaml)")
     ap.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT, help="where executed copies go (default: book/executed)")
     ap.add_argument("--force", action="store_true", help="execute even when the cached copy is up to date")
+    ap.add_argument("--notebook-dir", type=Path, default=NOTEBOOK_DIR, help="where the source notebooks are (default: notebooks/)")
     ap.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds (default: none)")
     args = ap.parse_args(argv)
-    outcomes = run(args.notebooks, args.params, args.output_dir, force=args.force, timeout=args.timeout)
+    outcomes = run(args.notebooks, args.params, args.output_dir, force=args.force, timeout=args.timeout,
+                   notebook_dir=args.notebook_dir)
     failed = [o.name for o in outcomes if o.status == "failed"]
     if failed:
         print(f"FAILED notebooks: {', '.join(failed)}", file=sys.stderr)

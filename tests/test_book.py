@@ -1,0 +1,358 @@
+"""The book: every notebook executes with the CI parameters, the site builds with warnings as errors,
+and a headless Chromium finds the math rendered, the figures present and nothing fetched from the
+network.
+
+The notebooks are executed once per session (module fixture) into a temporary copy of the book,
+which is then built once; the per-notebook tests and the site tests read those results.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK_DIR = ROOT / "notebooks"
+CHAPTERS = sorted(p.stem for p in NOTEBOOK_DIR.glob("[0-9]*.ipynb"))
+ALL_NOTEBOOKS = sorted(p.stem for p in NOTEBOOK_DIR.glob("*.ipynb"))  # chapters + the template
+TEMPLATE_SECTIONS = ("## Overview", "## Prerequisites", "## Imports", "## Summary", "### What's next",
+                     "## References", "## Exercises")
+
+
+def _load_module(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+runner = _load_module("run_notebooks", ROOT / "tools" / "run_notebooks.py")
+tsm_offline = _load_module("tsm_offline", ROOT / "book" / "_ext" / "tsm_offline.py")
+
+
+def _read_nb(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _toc_files() -> list[str]:
+    import yaml
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for part in toc.get("parts", []):
+        files += [c["file"] for c in part.get("chapters", [])]
+    return files
+
+
+# --------------------------------------------------------------------------- structure (fast)
+
+def test_toc_lists_every_chapter_as_its_executed_copy():
+    toc = _toc_files()
+    executed = sorted(f.split("/")[-1] for f in toc if f.startswith("book/executed/"))
+    assert executed == CHAPTERS, "each notebooks/NN_*.ipynb must appear in _toc.yml as book/executed/NN_*"
+    for f in toc:
+        if not f.startswith("book/executed/"):
+            assert (ROOT / f"{f}.md").is_file(), f"_toc.yml names {f} but {f}.md does not exist"
+
+
+@pytest.mark.parametrize("name", ALL_NOTEBOOKS)
+def test_notebook_follows_the_template(name):
+    nb = _read_nb(NOTEBOOK_DIR / f"{name}.ipynb")
+    assert nb["metadata"]["kernelspec"]["name"] == "python3", "papermill runs kernel python3"
+    tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1 and tagged[0]["cell_type"] == "code", "exactly one code cell tagged `parameters`"
+    assigned = re.findall(r"^([A-Za-z_]\w*)\s*=", "".join(tagged[0]["source"]), re.M)
+    assert assigned and set(assigned) == runner.declared_parameters(NOTEBOOK_DIR / f"{name}.ipynb"), \
+        "papermill must parse every line of the parameters cell (no '=' inside a comment)"
+    assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code"), \
+        "commit notebooks with outputs stripped (the book shows the executed copies)"
+    markdown = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    assert re.match(r"#\s+\S", "".join(nb["cells"][0]["source"])), "the first cell is the title"
+    for heading in TEMPLATE_SECTIONS:
+        assert re.search(rf"^{re.escape(heading)}\s*$", markdown, re.M), f"missing section {heading!r}"
+    assert "{dropdown}" in markdown or "toggle" in markdown, "exercise solutions must be folded away"
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    assert "tsmlib.style.setup(" in code, "every chapter starts with tsmlib.style.setup(seed=...)"
+
+
+@pytest.mark.parametrize("params_file", sorted((ROOT / "params").glob("*.yaml")), ids=lambda p: p.name)
+def test_parameter_files_match_the_notebooks(params_file):
+    params = runner.load_params(params_file)
+    assert set(params["notebooks"]) <= set(CHAPTERS), "parameters for a notebook that does not exist"
+    assert params["shared"].get("profile") == params_file.stem
+    for name in CHAPTERS:
+        runner.resolve_parameters(NOTEBOOK_DIR / f"{name}.ipynb", params)  # raises on undeclared names
+
+
+def test_parameter_files_differ_only_in_values():
+    sets = {p.stem: runner.load_params(p) for p in (ROOT / "params").glob("*.yaml")}
+    assert {"ci", "default", "full"} <= set(sets)
+    for name in CHAPTERS:
+        keys = {s: set(v["notebooks"].get(name, {})) for s, v in sets.items()}
+        assert len({frozenset(k) for k in keys.values()}) == 1, f"{name}: parameter sets set different names {keys}"
+
+
+def test_load_params_rejects_bad_files(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("shared: {seed: 0}\nnotebook: {}\n")  # typo: notebook
+    with pytest.raises(ValueError, match="top-level keys"):
+        runner.load_params(bad)
+    with pytest.raises(FileNotFoundError):
+        runner.load_params(tmp_path / "missing.yaml")
+
+
+def test_offline_check_finds_external_resources():
+    html = """<html><head>
+      <script src="https://cdn.example.org/x.js"></script>
+      <link rel="stylesheet" href="//fonts.example.com/css">
+      <script src="_static/local.js"></script>
+      <link rel="stylesheet" href="_static/local.css">
+    </head><body><img src='http://example.org/a.png'><a href="https://doi.org/10.1/x">a link is fine</a>
+    </body></html>"""
+    found = tsm_offline.find_external_fetches(html)
+    assert sorted(found) == [("img", "http://example.org/a.png"), ("link", "//fonts.example.com/css"),
+                             ("script", "https://cdn.example.org/x.js")]
+    assert tsm_offline.find_external_fetches('<script src="x.js"></script><a href="https://x.org">') == []
+
+
+# --------------------------------------------------------------------------- the runner
+
+def _write_notebook(path: Path, code_cells: list[str], parameters: str = "seed = 0"):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    cells = [nbformat.v4.new_code_cell(parameters)]
+    cells[0].metadata["tags"] = ["parameters"]
+    cells += [nbformat.v4.new_code_cell(c) for c in code_cells]
+    nb.cells = cells
+    nbformat.write(nb, str(path))
+
+
+@pytest.mark.slow
+def test_runner_reports_failures_and_caches_unchanged_notebooks(tmp_path):
+    src, out = tmp_path / "nb", tmp_path / "out"
+    src.mkdir()
+    _write_notebook(src / "01_good.ipynb", ["print('seed is', seed)"])
+    _write_notebook(src / "02_bad.ipynb", ["raise RuntimeError('boom in cell')"])
+    params = tmp_path / "p.yaml"
+    params.write_text("shared: {seed: 3, unused: 1}\nnotebooks: {01_good: {}}\n")
+    cmd = [sys.executable, str(ROOT / "tools" / "run_notebooks.py"), "--params", str(params),
+           "--output-dir", str(out), "--notebook-dir", str(src)]
+
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 1
+    assert "FAILED notebooks: 02_bad" in first.stderr
+    assert "boom in cell" in first.stdout
+    assert re.search(r"01_good: done in \d+\.\d s", first.stdout)
+    assert not (out / "02_bad.ipynb").exists() and (out / "02_bad.failed.ipynb").exists()
+    good = _read_nb(out / "01_good.ipynb")
+    printed = "".join("".join(o.get("text", "")) for c in good["cells"] for o in c.get("outputs", []))
+    assert "seed is 3" in printed  # the shared parameter was injected; the undeclared one was not
+    assert good["metadata"]["tsm_book"]["parameters"] == {"seed": 3}
+
+    second = subprocess.run(cmd + ["01_good"], capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "01_good: unchanged, cached copy kept" in second.stdout
+
+    params.write_text("shared: {seed: 4}\n")
+    third = subprocess.run(cmd + ["01_good"], capture_output=True, text=True, timeout=300)
+    assert third.returncode == 0 and "01_good: done in" in third.stdout  # changed parameters re-execute
+
+
+def test_runner_rejects_parameters_the_notebook_does_not_declare(tmp_path):
+    _write_notebook(tmp_path / "01_x.ipynb", ["pass"])
+    params = {"shared": {}, "notebooks": {"01_x": {"sede": 1}}}
+    with pytest.raises(ValueError, match=r"\['sede'\].*not declared"):
+        runner.resolve_parameters(tmp_path / "01_x.ipynb", params)
+
+
+# --------------------------------------------------------------------------- execution + build (slow, once)
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """Execute every notebook with params/ci.yaml into a copy of the book, then build it once."""
+    root = tmp_path_factory.mktemp("book")
+    for f in ("_config.yml", "_toc.yml"):
+        shutil.copy2(ROOT / f, root / f)
+    shutil.copytree(ROOT / "book", root / "book", ignore=shutil.ignore_patterns("executed", "__pycache__"))
+    executed = root / "book" / "executed"
+    saved_env = dict(os.environ)
+    os.environ["TSM_CACHE_DIR"] = str(root / "cache")
+    try:
+        outcomes = runner.run(ALL_NOTEBOOKS, ROOT / "params" / "ci.yaml", executed, force=True)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+    build = None
+    if all(o.status == "executed" for o in outcomes if o.name in CHAPTERS):
+        jb = Path(sys.executable).with_name("jupyter-book")
+        cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(root), "-W", "--keep-going"]
+        build = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    return {"root": root, "outcomes": {o.name: o for o in outcomes}, "build": build,
+            "html": root / "_build" / "html"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ALL_NOTEBOOKS)
+def test_notebook_executes_with_ci_parameters(site, name):
+    outcome = site["outcomes"][name]
+    assert outcome.status == "executed", f"{name} failed under papermill with params/ci.yaml:\n{outcome.error}"
+    assert outcome.seconds < 60, f"{name} took {outcome.seconds:.0f} s with the CI parameters (budget: 60 s)"
+    nb = _read_nb(site["root"] / "book" / "executed" / f"{name}.ipynb")
+    injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+    if runner.declared_parameters(NOTEBOOK_DIR / f"{name}.ipynb") & {"profile"}:
+        assert injected and "profile = \"ci\"" in "".join(injected[0]["source"])
+    errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]
+    assert not errors
+
+
+@pytest.mark.slow
+def test_book_builds_with_warnings_as_errors(site):
+    build = site["build"]
+    assert build is not None, "a notebook failed, so the book was not built (see the notebook tests)"
+    assert build.returncode == 0, f"jupyter-book build -W failed:\n{build.stdout[-4000:]}\n{build.stderr[-4000:]}"
+    html = site["html"]
+    for f in _toc_files():
+        assert (html / f"{f}.html").is_file(), f"page {f}.html missing"
+    assert (html / "searchindex.js").is_file() and (html / "search.html").is_file()
+    assert (html / "_static" / "mathjax" / "tex-mml-chtml.js").is_file()
+    for name in CHAPTERS:  # "download .ipynb" serves the executed notebook
+        assert (html / "_sources" / "book" / "executed" / f"{name}.ipynb").is_file()
+        page = (html / "book" / "executed" / f"{name}.html").read_text()
+        assert f"{name}.ipynb" in page and "btn-download-source-button" in page
+
+
+# --------------------------------------------------------------------------- the site in a browser
+
+class _Resources(HTMLParser):
+    """Collects what a page makes the browser fetch: tag, attribute, URL; plus url(...) in <style>."""
+
+    FETCH = {"script": ("src",), "link": ("href",), "img": ("src", "srcset"), "iframe": ("src",),
+             "source": ("src", "srcset"), "video": ("src", "poster"), "audio": ("src",),
+             "embed": ("src",), "object": ("data",)}
+
+    def __init__(self):
+        super().__init__()
+        self.fetched: list[tuple[str, str]] = []
+        self.counts: dict[str, int] = {}
+        self._in_style = False
+
+    def handle_starttag(self, tag, attrs):
+        self.counts[tag] = self.counts.get(tag, 0) + 1
+        attrs = dict(attrs)
+        if tag == "link" and "stylesheet" not in (attrs.get("rel") or "") and "preload" not in (attrs.get("rel") or "") \
+                and "icon" not in (attrs.get("rel") or ""):
+            return  # <link rel="index|search|next|prev"> are navigation, not fetches
+        for a in self.FETCH.get(tag, ()):
+            if attrs.get(a):
+                self.fetched.append((tag, attrs[a]))
+        if tag == "style":
+            self._in_style = True
+
+    def handle_endtag(self, tag):
+        if tag == "style":
+            self._in_style = False
+
+    def handle_data(self, data):
+        if self._in_style:
+            self.fetched += [("style", u.strip("'\"")) for u in re.findall(r"url\(([^)]*)\)", data)]
+
+
+def _parse(html: str) -> _Resources:
+    p = _Resources()
+    p.feed(html)
+    return p
+
+
+def _is_local(url: str) -> bool:
+    scheme = urlparse(url).scheme
+    return not url.startswith("//") and scheme in ("", "file", "data", "blob")
+
+
+def _chromium() -> str:
+    exe = shutil.which("chromium")
+    if exe is None:
+        pytest.fail("Debian's chromium is needed to check the site: run tools/install_system_deps.sh "
+                    "(make install does), or apt-get install -y chromium")
+    return exe
+
+
+def _dump_dom(url: str) -> str:
+    with tempfile.TemporaryDirectory() as profile:
+        cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               "--no-first-run", f"--user-data-dir={profile}", "--virtual-time-budget=8000",
+               "--host-resolver-rules=MAP * ~NOTFOUND", "--dump-dom", url]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "<html" in res.stdout, f"chromium failed on {url}: {res.stderr[-2000:]}"
+    return res.stdout
+
+
+def _pages(html_dir: Path) -> list[Path]:
+    return [html_dir / f"{f}.html" for f in _toc_files()] + [html_dir / "search.html"]
+
+
+@pytest.fixture(scope="module")
+def rendered(site):
+    if site["build"] is None or site["build"].returncode != 0:
+        pytest.fail("the book did not build; see test_book_builds_with_warnings_as_errors")
+    return {page: _dump_dom(page.as_uri()) for page in _pages(site["html"])}
+
+
+@pytest.mark.slow
+def test_no_page_fetches_anything_from_another_machine(site, rendered):
+    for page, dom in rendered.items():
+        static = page.read_text()
+        for source, html in (("HTML", static), ("DOM after scripts ran", dom)):
+            external = [(t, u) for t, u in _parse(html).fetched if not _is_local(u)]
+            assert not external, f"{page.name} ({source}) fetches from the network: {external}"
+        assert "unpkg.com" not in static and "cdn.jsdelivr" not in static
+
+
+@pytest.mark.slow
+def test_math_is_rendered_by_the_local_mathjax(site, rendered):
+    pages_with_math = 0
+    for page, dom in rendered.items():
+        static = page.read_text()
+        n_math = len(re.findall(r'class="math notranslate nohighlight"', static))
+        if n_math == 0:
+            continue
+        pages_with_math += 1
+        assert 'src="' in static and "_static/mathjax/tex-mml-chtml.js" in static
+        n_rendered = dom.count("<mjx-container")
+        assert n_rendered >= n_math, f"{page.name}: {n_math} formulas, {n_rendered} rendered by MathJax"
+        assert "<mjx-merror" not in dom, f"{page.name}: MathJax reported a TeX error"
+        fonts = [u for t, u in _parse(dom).fetched if t == "style" and ".woff" in u]
+        assert fonts and all(Path(unquote(urlparse(u).path)).is_file() for u in fonts), \
+            f"{page.name}: MathJax fonts are not served from the built site"
+    assert pages_with_math >= 2, "the claims page and the theory chapter have math"
+
+
+@pytest.mark.slow
+def test_figures_are_present(site, rendered):
+    for name in CHAPTERS:
+        nb = _read_nb(site["root"] / "book" / "executed" / f"{name}.ipynb")
+        n_png = sum("image/png" in o.get("data", {}) for c in nb["cells"] for o in c.get("outputs", []))
+        page = site["html"] / "book" / "executed" / f"{name}.html"
+        images = [u for t, u in _parse(rendered[page]).fetched if t == "img"]
+        assert len(images) >= n_png, f"{name}: {n_png} figures in the notebook, {len(images)} <img> on the page"
+        for u in images:
+            target = Path(unquote(urlparse(u).path)) if u.startswith("file:") else (page.parent / unquote(u))
+            assert target.is_file() and target.stat().st_size > 0, f"{name}: image {u} missing"
+        static = page.read_text()
+        n_numbered = len(re.findall(r'<span class="caption-number">Fig\. \d+', static))
+        n_captioned = sum(bool(c.get("metadata", {}).get("mystnb", {}).get("figure")) for c in nb["cells"])
+        assert n_numbered >= n_captioned, f"{name}: {n_captioned} captioned figures but {n_numbered} numbered"

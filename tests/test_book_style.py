@@ -1,0 +1,65 @@
+"""tsmlib.style: seeds, plot style, cache helpers."""
+
+import random
+
+import matplotlib as mpl
+import numpy as np
+import pytest
+import torch
+
+import tsmlib.style as style
+
+
+def test_seed_everything_makes_every_generator_repeat():
+    style.seed_everything(7)
+    a = (random.random(), np.random.rand(), torch.rand(3))
+    style.seed_everything(7)
+    b = (random.random(), np.random.rand(), torch.rand(3))
+    assert a[0] == b[0] and a[1] == b[1] and torch.equal(a[2], b[2])
+    style.seed_everything(8)
+    assert not torch.equal(torch.rand(3), a[2])
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "0", None, True])
+def test_seed_must_be_a_non_negative_integer(bad):
+    with pytest.raises(ValueError, match="seed"):
+        style.seed_everything(bad)
+
+
+def test_setup_sets_the_house_style_and_reports_it():
+    with mpl.rc_context():
+        info = style.setup(seed=3, dpi=80)
+        assert mpl.rcParams["figure.dpi"] == 80 and mpl.rcParams["savefig.dpi"] == 80
+        assert mpl.rcParams["image.cmap"] == style.SALIENCY_CMAP
+        assert info["seed"] == 3 and info["dpi"] == 80 and "torch" in info["versions"]
+    with pytest.raises(ValueError, match="context"):
+        style.setup(context="huge")
+    with pytest.raises(ValueError, match="dpi"):
+        style.setup(dpi=0)
+
+
+def test_repo_root_finds_the_checkout(tmp_path):
+    root = style.repo_root()
+    assert (root / "pyproject.toml").is_file() and (root / "tsmlib" / "style.py").is_file()
+    assert style.repo_root(tmp_path) == root  # outside any checkout: falls back to tsmlib's location
+
+
+def test_cached_computes_once_per_key(tmp_path):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"x": torch.arange(3)}
+
+    first = style.cached("res", compute, key=("a", 1), root=tmp_path, verbose=False)
+    again = style.cached("res", compute, key=("a", 1), root=tmp_path, verbose=False)
+    other = style.cached("res", compute, key=("a", 2), root=tmp_path, verbose=False)
+    assert len(calls) == 2
+    assert torch.equal(first["x"], again["x"]) and torch.equal(other["x"], torch.arange(3))
+    assert len(list(tmp_path.glob("res-*.pt"))) == 2
+
+
+@pytest.mark.parametrize("bad", ["", "a/b", ".hidden"])
+def test_cached_rejects_names_that_are_not_file_names(tmp_path, bad):
+    with pytest.raises(ValueError, match="name"):
+        style.cached(bad, lambda: 1, root=tmp_path)
