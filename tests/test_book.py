@@ -356,3 +356,14 @@ def test_figures_are_present(site, rendered):
         n_numbered = len(re.findall(r'<span class="caption-number">Fig\. \d+', static))
         n_captioned = sum(bool(c.get("metadata", {}).get("mystnb", {}).get("figure")) for c in nb["cells"])
         assert n_numbered >= n_captioned, f"{name}: {n_captioned} captioned figures but {n_numbered} numbered"
+
+
+@pytest.mark.slow
+def test_search_finds_the_chapters_offline(site):
+    if site["build"] is None or site["build"].returncode != 0:
+        pytest.fail("the book did not build; see test_book_builds_with_warnings_as_errors")
+    dom = _dump_dom((site["html"] / "search.html").as_uri() + "?q=tucker+decomposition")
+    hits = re.findall(r'<ul class="search">(.*?)</ul>', dom, re.S)
+    assert hits, "the search page produced no result list"
+    found = set(re.findall(r'href="([^"#?]+)\.html', hits[0]))
+    assert {f"book/executed/{name}" for name in CHAPTERS[:1]} <= found, f"search results: {sorted(found)}"
