@@ -1,30 +1,34 @@
 #!/usr/bin/env bash
-# Install the Debian packages the project needs outside PyPI, only when they are missing
-# (idempotent: a machine that has them runs no apt-get at all).
-#   chromium - headless browser with which tests/test_book.py checks the built site offline
-# Needs root (or password-less sudo) only when something is missing; without either it only warns.
+# Install the Debian packages the project needs, only those missing (idempotent, offline-safe when
+# everything is present). Called by `make install`.
+#   chromium : headless browser with which tests/test_book.py checks the built site (math rendered,
+#              figures present, nothing fetched from the network)
+# (Same layout as the self-supervised helper's script of the same name: merging them means joining
+# the PACKAGES lists.)
 set -euo pipefail
+PACKAGES=(chromium)
 
 missing=()
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
 
-if [ ${#missing[@]} -eq 0 ]; then
-    exit 0
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+        SUDO="sudo -n"
+    else
+        SUDO="none"
+    fi
 fi
-
-if [ "$(id -u)" -eq 0 ]; then
-    SUDO=""
-elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-    SUDO="sudo -n"
-else
-    # Not fatal: the library, the notebooks and `make book` work without them; only the browser checks
-    # of tests/test_book.py need chromium, and they fail with the same instruction.
-    echo "install_system_deps: WARNING: missing Debian packages: ${missing[*]}; install them as root:" >&2
+if ! command -v apt-get >/dev/null || [ "$SUDO" = "none" ]; then
+    # Not fatal: the library, the notebooks and `make book` work without them; the checks that need
+    # them fail with this same instruction.
+    echo "install_system_deps: WARNING: missing Debian packages ${missing[*]}; as root run:" >&2
     echo "    apt-get update && apt-get install -y ${missing[*]}" >&2
     exit 0
 fi
-
-echo "install_system_deps: installing ${missing[*]} with apt-get"
-export DEBIAN_FRONTEND=noninteractive
+echo "install_system_deps: installing ${missing[*]}"
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq "${missing[@]}"
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
