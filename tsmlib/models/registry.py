@@ -339,12 +339,11 @@ def _linear_from(head: dict, in_features: int, what: str) -> nn.Linear:
 def _build_resnet(spec: ModelSpec, weights, probe_weights, allow_download, probe):
     import torchvision
 
-    ctor = getattr(torchvision.models, spec.architecture)
-    net = ctor(weights=None)
-    in_features = net.fc.in_features
     files = {}
     path = resolve_weight_file(spec.name, spec.weights, weights, allow_download, "weights")
     files["backbone"] = path
+    net = getattr(torchvision.models, spec.architecture)(weights=None)
+    in_features = net.fc.in_features
     try:
         backbone, head = convert_resnet_checkpoint(load_checkpoint(path), spec.checkpoint_format)
     except CheckpointError as exc:
@@ -385,9 +384,9 @@ def _build_resnet(spec: ModelSpec, weights, probe_weights, allow_download, probe
 def _build_vgg(spec: ModelSpec, weights, probe_weights, allow_download, probe):
     import torchvision
 
-    net = getattr(torchvision.models, spec.architecture)(weights=None)
     path = resolve_weight_file(spec.name, spec.weights, weights, allow_download, "weights")
     sd = load_checkpoint(path)
+    net = getattr(torchvision.models, spec.architecture)(weights=None)
     from .checkpoints import unwrap_state_dict
 
     try:
