@@ -134,7 +134,8 @@ def test_registry_entry_loads_strictly_and_matches_reference(model_name, r18, tm
         unregister_model(spec.name)
 
 
-def test_linear_probe_attached_from_published_format(r18, tmp_path):
+def test_linear_probe_attached_from_published_format(r18, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))  # an empty cache
     spec = with_architecture(get_spec("dino_resnet50"), "resnet18")
     register_model(spec, overwrite=True)
     try:
@@ -151,6 +152,8 @@ def test_linear_probe_attached_from_published_format(r18, tmp_path):
         assert lm2.classes is None and lm2.model(x).shape == (1, 512)
         with pytest.raises(WeightsNotFoundError, match="dino_resnet50_linearweights.pth"):
             load_model(spec.name, weights=bb, probe=True)
+        with pytest.warns(UserWarning, match="linear probe not available"):
+            assert load_model(spec.name, weights=bb).classes is None
     finally:
         unregister_model(spec.name)
 
@@ -226,3 +229,84 @@ def test_unwrap_and_probe_errors():
         convert_resnet_checkpoint({"module.encoder_k.conv1.weight": torch.zeros(1)}, "mocov2")
     with pytest.raises(ValueError, match="unknown checkpoint format"):
         convert_resnet_checkpoint({"conv1.weight": torch.zeros(1)}, "byol")
+
+
+def test_download_only_when_allowed(r18, tmp_path, monkeypatch):
+    """allow_download=False never touches the network; True fetches the upstream URL into the hub cache."""
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    calls = []
+
+    def fake_download(url, dst, progress=True, **kw):
+        calls.append(url)
+        torch.save(upstream_checkpoints(r18)["mocov2"], dst)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    spec = with_architecture(get_spec("mocov2_resnet50"), "resnet18")
+    register_model(spec, overwrite=True)
+    try:
+        with pytest.raises(WeightsNotFoundError):
+            load_model(spec.name)
+        assert calls == []
+        lm = load_model(spec.name, allow_download=True)
+        assert calls == [spec.weights.url]
+        assert lm.weight_files["backbone"] == str(tmp_path / "checkpoints" / spec.weights.filename)
+        load_model(spec.name, allow_download=True)  # now cached: no second download
+        assert len(calls) == 1
+    finally:
+        unregister_model(spec.name)
+
+
+def test_failed_download_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+
+    def no_network(url, dst, progress=True, **kw):
+        raise OSError("getaddrinfo failed")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    with pytest.raises(WeightsNotFoundError, match="downloading .* failed .*getaddrinfo"):
+        load_model("dino_resnet50", allow_download=True)
+
+
+def test_vgg_builder_loads_strictly(tmp_path, monkeypatch):
+    """The VGG path (vgg16 in the registry) on a tiny VGG with the same module layout."""
+    from torchvision.models.vgg import VGG, make_layers
+
+    def vgg_tiny(weights=None):
+        net = VGG(make_layers([8, "M", 16, "M"]), num_classes=1000, init_weights=False)
+        # same classifier layout as VGG-16 (Linear, ReLU, Dropout, Linear, ReLU, Dropout, Linear), small
+        net.classifier = nn.Sequential(nn.Linear(16 * 7 * 7, 32), nn.ReLU(True), nn.Dropout(),
+                                       nn.Linear(32, 32), nn.ReLU(True), nn.Dropout(), nn.Linear(32, 1000))
+        return net
+
+    monkeypatch.setattr(torchvision.models, "vgg_tiny", vgg_tiny, raising=False)
+    torch.manual_seed(0)
+    ref = vgg_tiny().eval()
+    path = tmp_path / "vgg.pth"
+    torch.save(ref.state_dict(), path)
+    spec = with_architecture(get_spec("vgg16"), "vgg_tiny")
+    spec = spec.__class__(**{**spec.__dict__, "target_layer": "net.features.4"})
+    register_model(spec, overwrite=True)
+    try:
+        lm = load_model(spec.name, weights=path)
+        assert not any(getattr(m, "inplace", False) for m in lm.model.modules())
+        dict(lm.model.named_modules())[lm.target_layer]
+        assert lm.classes is not None and len(lm.classes) == 1000
+        x = torch.rand(2, 3, 32, 32)
+        xn = (x - torch.tensor(spec.mean).view(1, 3, 1, 1)) / torch.tensor(spec.std).view(1, 3, 1, 1)
+        with torch.no_grad():
+            torch.testing.assert_close(lm.model(x), ref(xn))
+            feats = torch.flatten(ref.avgpool(ref.features(xn)), 1)
+            torch.testing.assert_close(lm.embedder(x), ref.classifier[:-1](feats))
+        bad = tmp_path / "bad.pth"
+        torch.save({"features.0.weight": torch.zeros(1)}, bad)
+        with pytest.raises(CheckpointError, match="do not fit torchvision vgg_tiny"):
+            load_model(spec.name, weights=bad)
+    finally:
+        unregister_model(spec.name)
+
+
+def test_efficientnet_rejects_a_corrupt_weight_file(tmp_path):
+    bad = tmp_path / "lite0.pth"
+    bad.write_bytes(b"PK\x03\x04 truncated zip")
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_model("efficientnet_lite0", weights=bad)

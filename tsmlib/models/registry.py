@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -365,9 +366,15 @@ def _build_resnet(spec: ModelSpec, weights, probe_weights, allow_download, probe
                 probe_path = resolve_weight_file(
                     spec.name, spec.probe, probe_weights, allow_download, "linear probe"
                 )
-            except WeightsNotFoundError:
+            except WeightsNotFoundError as exc:
                 if probe:  # explicitly required
                     raise
+                warnings.warn(
+                    f"{spec.name}: linear probe not available ({spec.probe.filename}), so the model "
+                    "returns embeddings and has no class names. Pass probe_weights=... or "
+                    "probe=False to silence this. " + str(exc).split(". ")[0],
+                    stacklevel=3,
+                )
                 probe_path = None
             if probe_path is not None:
                 files["probe"] = probe_path
