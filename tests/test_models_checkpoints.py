@@ -271,12 +271,18 @@ def test_vgg_builder_loads_strictly(tmp_path, monkeypatch):
     """The VGG path (vgg16 in the registry) on a tiny VGG with the same module layout."""
     from torchvision.models.vgg import VGG, make_layers
 
+    class TinyVGG(VGG):
+        """torchvision's VGG forward and module names, with a small classifier of VGG-16's layout."""
+
+        def __init__(self):
+            nn.Module.__init__(self)  # skip VGG.__init__, which always builds a 100M-parameter head
+            self.features = make_layers([8, "M", 16, "M"])
+            self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+            self.classifier = nn.Sequential(nn.Linear(16 * 7 * 7, 32), nn.ReLU(True), nn.Dropout(),
+                                            nn.Linear(32, 32), nn.ReLU(True), nn.Dropout(), nn.Linear(32, 1000))
+
     def vgg_tiny(weights=None):
-        net = VGG(make_layers([8, "M", 16, "M"]), num_classes=1000, init_weights=False)
-        # same classifier layout as VGG-16 (Linear, ReLU, Dropout, Linear, ReLU, Dropout, Linear), small
-        net.classifier = nn.Sequential(nn.Linear(16 * 7 * 7, 32), nn.ReLU(True), nn.Dropout(),
-                                       nn.Linear(32, 32), nn.ReLU(True), nn.Dropout(), nn.Linear(32, 1000))
-        return net
+        return TinyVGG()
 
     monkeypatch.setattr(torchvision.models, "vgg_tiny", vgg_tiny, raising=False)
     torch.manual_seed(0)
