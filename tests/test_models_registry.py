@@ -64,6 +64,14 @@ def test_preprocess_geometry(lite0):
     assert m[:, :110].sum() == 0 and m[:, 114:].all()  # the centre crop keeps the split in the middle
     with pytest.raises(TypeError):
         lite0.preprocess(torch.zeros(3, 4, 4))
+    # VOC-style uint8 class maps keep their values, 255 (void) included
+    seg = np.zeros((300, 600), np.uint8)
+    seg[:, 300:] = 12
+    seg[:, 299:301] = 255
+    out = lite0.preprocess_mask(seg)
+    assert out.dtype == torch.uint8 and set(out.unique().tolist()) == {0, 12, 255}
+    with pytest.raises(ValueError, match=r"\(H, W\)"):
+        lite0.preprocess_mask(np.zeros((2, 3, 4)))
 
 
 def test_offline_default_classifies_known_photos(lite0):
