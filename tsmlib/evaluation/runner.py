@@ -97,6 +97,12 @@ def _batches(images: Iterable, batch_size: int):
 
 
 # ------------------------------------------------------------------------------------- fingerprints
+def _tensor_bytes(t: torch.Tensor) -> bytes:
+    t = t.detach().cpu().contiguous()
+    header = str(tuple(t.shape)).encode() + str(t.dtype).encode()
+    return header + (t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+
+
 def module_fingerprint(module: nn.Module | None) -> str | None:
     """SHA-1 of a module's class, parameter and buffer names, shapes and values (its weights' identity)."""
     if module is None:
@@ -105,9 +111,7 @@ def module_fingerprint(module: nn.Module | None) -> str | None:
     for name, t in list(module.state_dict().items()):
         h.update(name.encode())
         if isinstance(t, torch.Tensor):
-            t = t.detach().cpu().contiguous()
-            h.update(str(tuple(t.shape)).encode() + str(t.dtype).encode())
-            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+            h.update(_tensor_bytes(t))
     return h.hexdigest()
 
 
@@ -127,8 +131,7 @@ def _batch_fingerprint(batch: Sequence[Record]) -> str:
             if t is None:
                 h.update(b"none")
             else:
-                t = t.detach().cpu().contiguous()
-                h.update(str(tuple(t.shape)).encode() + str(t.dtype).encode() + t.view(torch.uint8).numpy().tobytes())
+                h.update(_tensor_bytes(t))
     return h.hexdigest()
 
 
