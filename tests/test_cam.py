@@ -1,0 +1,167 @@
+"""The model-level API: activation hooks, the method registry, saliency(), and the pytorch-grad-cam classes."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import tsmlib
+from tsmlib.cam import ActivationCapture, method_info, register_method
+
+
+class TinyCNN(nn.Module):
+    """Conv features (8 channels at 1/4 resolution) and a linear head; deterministic weights."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        )
+        self.head = nn.Linear(8, 5)
+
+    def forward(self, x):
+        return self.head(self.features(x).mean(dim=(2, 3)))
+
+
+@pytest.fixture
+def model():
+    return TinyCNN().eval()
+
+
+@pytest.fixture
+def x():
+    return torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+
+
+def test_capture_records_layer_output_and_releases_hook(model, x):
+    layer = model.features[4]
+    with ActivationCapture(model, "features.4") as cap:
+        model(x)
+    assert cap.activations.shape == (3, 8, 16, 16)
+    expected = model.features[:5](x)
+    torch.testing.assert_close(cap.activations, expected)
+    assert not cap.activations.requires_grad
+    assert len(layer._forward_hooks) == 0
+
+
+def test_capture_releases_hook_when_forward_raises(model):
+    with pytest.raises(RuntimeError):
+        with ActivationCapture(model, model.features[4]):
+            model(torch.rand(1, 5, 32, 32))  # wrong channel count
+    assert len(model.features[4]._forward_hooks) == 0
+
+
+def test_capture_reshape_transform_for_token_outputs():
+    class Tokens(nn.Module):
+        def forward(self, x):
+            return x.flatten(2).mT  # (B, N, D) tokens, like a ViT block
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), Tokens())
+    to_maps = lambda t: t.mT.reshape(t.shape[0], t.shape[2], 6, 6)  # noqa: E731
+    with ActivationCapture(model, "1", reshape_transform=to_maps) as cap:
+        model(torch.rand(2, 3, 6, 6))
+    assert cap.activations.shape == (2, 4, 6, 6)
+
+
+def test_unknown_layer_name_suggests_close_names(model):
+    with pytest.raises(ValueError, match="Did you mean: features.4"):
+        ActivationCapture(model, "feature.4")
+    with pytest.raises(TypeError):
+        ActivationCapture(model, 4)
+
+
+@pytest.mark.parametrize("method,fn", [("eigencam", tsmlib.eigencam), ("tsm", tsmlib.tsm),
+                                       ("multivec-eigencam", tsmlib.multivec_eigencam), ("mtsm", tsmlib.mtsm)])
+def test_saliency_equals_functional_core_upsampled(model, x, method, fn):
+    A = model.features(x)
+    maps = tsmlib.saliency(model, x, method, layer="features")
+    assert maps.shape == (3, 32, 32)
+    torch.testing.assert_close(maps, tsmlib.upsample(fn(A), (32, 32)))
+    low = tsmlib.saliency(model, x, method, layer="features", upsample=False)
+    torch.testing.assert_close(low, fn(A))
+    raw = tsmlib.saliency(model, x, method, layer="features", upsample=False, normalize=False)
+    torch.testing.assert_close(raw, fn(A, normalize=False))
+
+
+def test_saliency_passes_method_options(model, x):
+    A = model.features(x)
+    maps = tsmlib.saliency(model, x, "mtsm", layer="features", upsample=False, k=2, weighting="uniform")
+    torch.testing.assert_close(maps, tsmlib.mtsm(A, k=2, weighting="uniform"))
+    with pytest.raises(TypeError):
+        tsmlib.saliency(model, x, "tsm", layer="features", no_such_option=1)
+
+
+def test_saliency_errors(model, x):
+    with pytest.raises(ValueError, match="unknown saliency method 'tsn'.*tsm"):
+        tsmlib.saliency(model, x, "tsn", layer="features")
+    with pytest.raises(ValueError, match="layer is required"):
+        tsmlib.saliency(model, x, "tsm")
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        tsmlib.saliency(model, x[0], "tsm", layer="features")
+    unused = nn.Conv2d(3, 3, 1)
+    model.unused = unused
+    with pytest.raises(RuntimeError, match="did not run"):
+        tsmlib.saliency(model, x, "tsm", layer="unused")
+
+
+def test_registry_register_and_list(model, x):
+    def channel_max(model, x, layer, targets, reshape_transform=None):
+        with ActivationCapture(model, layer) as cap, torch.no_grad():
+            model(x)
+        return cap.activations.amax(dim=1)
+
+    register_method("test-channel-max", channel_max, label_free=True, overwrite=True)
+    assert "test-channel-max" in tsmlib.available_methods(label_free=True)
+    assert method_info("TEST-channel-max").label_free
+    with pytest.raises(ValueError, match="already registered"):
+        register_method("test-channel-max", channel_max, label_free=True)
+    maps = tsmlib.saliency(model, x, "test-channel-max", layer="features")
+    # normalised at the layer's resolution, then upsampled (method.md's order): max 1 before upsampling
+    assert maps.shape == (3, 32, 32) and 0.9 < maps.amax() <= 1 and maps.amin() >= 0
+    low = tsmlib.saliency(model, x, "test-channel-max", layer="features", upsample=False)
+    assert torch.all(low.amax(dim=(1, 2)) == 1)
+    assert {"eigencam", "tsm", "multivec-eigencam", "mtsm"} <= set(tsmlib.available_methods(label_free=True))
+
+
+def test_saliency_does_not_change_model_or_leave_hooks(model, x):
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    tsmlib.saliency(model, x, "mtsm", layer="features")
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(len(m._forward_hooks) == 0 for m in model.modules())
+    assert not model.training
+
+
+@pytest.mark.parametrize("cls_name,fn", [("TSMCAM", tsmlib.tsm), ("MTSMCAM", tsmlib.mtsm),
+                                         ("MultivecEigenCAM", tsmlib.multivec_eigencam),
+                                         ("DeterministicEigenCAM", tsmlib.eigencam)])
+def test_gradcam_compatible_classes(model, x, cls_name, fn):
+    import cv2
+    from tsmlib import gradcam_compat
+
+    cls = getattr(gradcam_compat, cls_name)
+    with cls(model=model, target_layers=[model.features]) as cam:
+        maps = cam(input_tensor=x, targets=None)
+    assert isinstance(maps, np.ndarray) and maps.shape == (3, 32, 32)
+    # pytorch-grad-cam: ReLU, scale = (x - min) / (1e-7 + max), cv2.resize; then, aggregating the
+    # layers, ReLU and scale once more
+    def scale(m):
+        m = m - m.min()
+        return m / (1e-7 + m.max())
+
+    ours = fn(model.features(x).detach()).numpy()
+    for b in range(3):
+        expected = scale(cv2.resize(scale(ours[b]), (32, 32)))
+        np.testing.assert_allclose(maps[b], expected, atol=1e-5)
+
+
+def test_gradcam_compatible_class_passes_options(model, x):
+    from tsmlib.gradcam_compat import MTSMCAM
+
+    with MTSMCAM(model=model, target_layers=[model.features], k=1) as cam:
+        one = cam(input_tensor=x, targets=None)
+    from tsmlib.gradcam_compat import TSMCAM
+
+    with TSMCAM(model=model, target_layers=[model.features]) as cam:
+        np.testing.assert_allclose(one, cam(input_tensor=x, targets=None), atol=1e-6)

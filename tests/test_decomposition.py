@@ -1,0 +1,193 @@
+"""Batched SVD and Tucker/HOOI: closed forms, parity with tensorly, orthonormality, bad inputs."""
+
+import numpy as np
+import pytest
+import tensorly as tl
+import torch
+from tensorly.decomposition import tucker as tl_tucker
+
+import tsmlib
+from tsmlib.decomposition import flip_signs, mode_product, truncated_svd, unfold
+
+
+def _rand(*shape, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=g, dtype=dtype)
+
+
+def _tensorly_tucker(F: torch.Tensor, ranks, tol=0.0, n_iter_max=30):
+    with tl.backend_context("pytorch"):
+        core, factors = tl_tucker(F, rank=list(ranks), init="svd", tol=tol, n_iter_max=n_iter_max)
+    return core, factors
+
+
+# ---------------------------------------------------------------- truncated SVD
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 9), (3, 9, 5), (2, 6, 6)])
+@pytest.mark.parametrize("solver", ["gram", "svd"])
+def test_truncated_svd_matches_numpy(shape, solver):
+    X = _rand(*shape, seed=1)
+    r = min(shape[1:])
+    U, s, V = truncated_svd(X, r, solver=solver)
+    for b in range(shape[0]):
+        s_ref = np.linalg.svd(X[b].numpy(), compute_uv=False)
+        np.testing.assert_allclose(s[b].numpy(), s_ref[:r], rtol=1e-10)
+    np.testing.assert_allclose((U * s[:, None, :]) @ V.mT, X, atol=1e-10)
+    eye = torch.eye(r, dtype=X.dtype).expand(shape[0], r, r)
+    torch.testing.assert_close(U.mT @ U, eye)
+    torch.testing.assert_close(V.mT @ V, eye)
+
+
+def test_truncated_svd_zero_singular_values_give_zero_columns():
+    # rank-1 matrix: the second triplet has s = 0 and must not be NaN
+    u, v = torch.tensor([1.0, 2.0, 2.0]) / 3, torch.tensor([0.6, 0.8])
+    X = (5 * u[:, None] * v[None, :])[None]
+    U, s, V = truncated_svd(X, 2)
+    assert torch.isfinite(U).all() and torch.isfinite(V).all()
+    torch.testing.assert_close(s[0], torch.tensor([5.0, 0.0]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(U[0, :, 0].abs(), u, atol=1e-6, rtol=0)
+    assert torch.all(U[0, :, 1] == 0)
+
+
+def test_truncated_svd_rejects_bad_rank_and_shape():
+    with pytest.raises(ValueError, match="rank must be between 1 and"):
+        truncated_svd(torch.zeros(1, 3, 4), 4)
+    with pytest.raises(ValueError, match=r"\(B, m, n\)"):
+        truncated_svd(torch.zeros(3, 4), 1)
+    with pytest.raises(ValueError, match="solver"):
+        truncated_svd(torch.ones(1, 3, 4), 1, solver="qr")
+
+
+def test_flip_signs_makes_largest_entry_positive():
+    U = torch.tensor([[[0.1, 0.9], [-0.8, 0.2]]])
+    out = flip_signs(U)
+    torch.testing.assert_close(out, torch.tensor([[[-0.1, 0.9], [0.8, 0.2]]]))
+
+
+# ---------------------------------------------------------------- Tucker
+
+
+def test_mode_products_match_tensorly():
+    A = _rand(2, 4, 3, 5, seed=2)
+    U = [_rand(2, 4, 2, seed=3), _rand(2, 3, 2, seed=4), _rand(2, 5, 3, seed=5)]
+    with tl.backend_context("pytorch"):
+        for mode in (1, 2, 3):
+            ours = mode_product(A, U[mode - 1], mode)
+            ref = torch.stack([tl.tenalg.mode_dot(A[b], U[mode - 1][b].T, mode - 1) for b in range(2)])
+            torch.testing.assert_close(ours, ref)
+            torch.testing.assert_close(unfold(A, mode)[0], tl.unfold(A[0], mode - 1))
+
+
+def test_rank1_tensor_is_recovered_exactly():
+    # A = a (x) b (x) c: a rank-(1,1,1) tensor; the factors are the normalised vectors, the core is
+    # the product of the norms, the reconstruction is exact.
+    a, b, c = torch.tensor([3.0, 0.0, 4.0]), torch.tensor([1.0, 2.0, 2.0]), torch.tensor([2.0, 1.0])
+    A = torch.einsum("c,h,w->chw", a, b, c)[None].double()
+    res = tsmlib.tucker(A, (1, 1, 1))
+    assert res.core.shape == (1, 1, 1, 1)
+    assert res.core.item() == pytest.approx(5 * 3 * np.sqrt(5), rel=1e-12)
+    for U, v in zip(res.factors, (a, b, c)):
+        torch.testing.assert_close(U[0, :, 0], (v / v.norm()).double())
+    torch.testing.assert_close(res.reconstruct(), A)
+    assert res.rec_error.item() == pytest.approx(0, abs=1e-7)
+
+
+def test_core_slice_norms_equal_unfolding_singular_values_at_full_spatial_rank():
+    A = torch.relu(_rand(3, 20, 4, 5, seed=6))
+    res = tsmlib.tucker(A)  # full multilinear rank (min(C, HW), H, W) = (20, 4, 5)
+    for b in range(3):
+        s_ref = np.linalg.svd(A[b].reshape(20, -1).numpy(), compute_uv=False)
+        np.testing.assert_allclose(res.singular_values[b].numpy(), s_ref[:20], rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(res.reconstruct(), A)  # untruncated: exact
+
+
+def test_core_is_all_orthogonal():
+    A = _rand(2, 12, 5, 5, seed=7)
+    res = tsmlib.tucker(A, (6, 3, 4), tol=1e-12, n_iter_max=500)
+    G = unfold(res.core, 1)  # rows = channel slices
+    gram = G @ G.mT
+    off = gram - torch.diag_embed(torch.diagonal(gram, dim1=-2, dim2=-1))
+    assert off.abs().max() < 1e-6 * gram.abs().max()
+    assert torch.all(res.singular_values[:, :-1] >= res.singular_values[:, 1:] - 1e-9)
+
+
+@pytest.mark.parametrize("ranks", [(6, 3, 4), (12, 5, 5), (25, 5, 5), (3, 2, 2), (1, 1, 1), (10, 5, 2)])
+def test_factors_are_orthonormal(ranks):
+    A = _rand(2, 30, 5, 5, seed=8)
+    res = tsmlib.tucker(A, ranks)
+    for U, r in zip(res.factors, ranks):
+        torch.testing.assert_close(U.mT @ U, torch.eye(r, dtype=A.dtype).expand(2, r, r), atol=1e-9, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "shape,ranks",
+    [((40, 7, 7), (40, 7, 7)), ((64, 7, 7), (10, 4, 4)), ((64, 7, 7), (5, 7, 7)),
+     ((16, 6, 5), (8, 3, 5)), ((100, 4, 4), (16, 4, 4))],
+)
+@pytest.mark.parametrize("structured", [False, True])
+def test_tucker_matches_tensorly(shape, ranks, structured):
+    # structured: non-negative, low-rank plus noise, like post-ReLU CNN features
+    B = 3
+    if structured:
+        C, H, W = shape
+        spatial = torch.relu(_rand(B, 3, H, W, seed=10))
+        mix = torch.relu(_rand(B, C, 3, seed=11))
+        A = torch.relu(torch.einsum("bck,bkhw->bchw", mix, spatial) + 0.05 * _rand(B, *shape, seed=12))
+    else:
+        A = _rand(B, *shape, seed=9)
+    # the same number of HOOI sweeps on both sides (tol=0: no early stop), so that slowly converging
+    # random tensors are compared at the same iterate
+    ours = tsmlib.tucker(A, ranks, tol=0.0, n_iter_max=30)
+    for b in range(B):
+        core, factors = _tensorly_tucker(A[b], ranks)
+        # same subspaces, same signs (both use the largest-entry-positive rule), same core
+        for U_ours, U_ref in zip(ours.factors, factors):
+            torch.testing.assert_close(U_ours[b], U_ref, atol=1e-6, rtol=0)
+        torch.testing.assert_close(ours.core[b], core, atol=1e-6 * core.abs().max().item(), rtol=0)
+
+
+def test_tucker_batch_equals_one_by_one_and_is_deterministic():
+    A = torch.relu(_rand(5, 32, 6, 6, seed=13, dtype=torch.float32))
+    full = tsmlib.tucker(A, (8, 4, 4), tol=1e-7)
+    again = tsmlib.tucker(A, (8, 4, 4), tol=1e-7)
+    torch.testing.assert_close(full.core, again.core, atol=0, rtol=0)
+    for b in range(5):
+        # the batch runs until every item converged, so compare at the same number of sweeps
+        one = tsmlib.tucker(A[b : b + 1], (8, 4, 4), tol=0.0, n_iter_max=full.n_iter)
+        torch.testing.assert_close(one.singular_values[0], full.singular_values[b], atol=1e-4, rtol=1e-4)
+
+
+def test_zero_tensor_gives_zero_core_and_no_nan():
+    res = tsmlib.tucker(torch.zeros(2, 8, 3, 3))
+    assert torch.all(res.core == 0) and torch.all(res.singular_values == 0)
+    assert torch.all(res.rec_error == 0)
+    for U in res.factors:
+        assert torch.isfinite(U).all()
+
+
+@pytest.mark.parametrize(
+    "ranks,match",
+    [((0, 3, 3), "out of range"), ((9, 3, 3), "out of range"), ((5, 4, 3), "out of range"),
+     ((8, 1, 3), "exceeds the product"), ((2, 3), r"\(R1, R2, R3\)"), ((2.0, 3, 3), "must be an int")],
+)
+def test_bad_ranks_raise(ranks, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        tsmlib.tucker(torch.rand(1, 8, 3, 3), ranks)
+
+
+def test_none_ranks_fill_to_the_largest_valid_value():
+    from tsmlib._validation import resolve_ranks
+
+    assert resolve_ranks(None, 2048, 7, 7) == (49, 7, 7)
+    assert resolve_ranks((None, 4, 4), 2048, 7, 7) == (16, 4, 4)
+    assert resolve_ranks((2, None, None), 2048, 7, 7) == (2, 7, 7)
+    assert resolve_ranks((1, None, 3), 64, 7, 7) == (1, 3, 3)
+    assert resolve_ranks((None, 4, 4), 3, 7, 7) == (3, 4, 4)
+
+
+def test_wrong_dimensionality_raises_with_hint():
+    with pytest.raises(ValueError, match=r"A\[None\]"):
+        tsmlib.tucker(torch.rand(8, 3, 3))
+    with pytest.raises(TypeError, match="floating"):
+        tsmlib.tucker(torch.ones(1, 8, 3, 3, dtype=torch.int64))

@@ -1,0 +1,96 @@
+"""Input checks shared by the decompositions and the saliency methods.
+
+Every public entry point funnels its activations through :func:`check_activations`, so that bad input
+gets one clear error (or one documented, defined result) wherever it comes in.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Sequence
+
+import torch
+
+NanPolicy = Literal["raise", "zero"]
+
+
+def check_activations(A: torch.Tensor, *, nan_policy: NanPolicy = "raise", name: str = "activations") -> torch.Tensor:
+    """Validate a batch of feature maps and return it as a floating tensor.
+
+    Parameters
+    ----------
+    A : torch.Tensor, shape (B, C, H, W)
+        Activations of a convolutional layer. float16/bfloat16 are promoted to float32 (the
+        decompositions are not accurate in half precision); integer tensors are rejected.
+    nan_policy : {"raise", "zero"}
+        ``"raise"`` (default) raises ``ValueError`` if any value is NaN or infinite; ``"zero"`` replaces
+        them with 0, as pytorch-grad-cam does silently.
+
+    Returns
+    -------
+    torch.Tensor, shape (B, C, H, W), float32 or float64.
+    """
+    if not isinstance(A, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (B, C, H, W), got {type(A).__name__}")
+    if A.ndim != 4:
+        hint = " For a single image use A[None]." if A.ndim == 3 else ""
+        raise ValueError(f"{name} must have shape (B, C, H, W), got {tuple(A.shape)}.{hint}")
+    if not (A.is_floating_point() or A.is_complex()):
+        raise TypeError(f"{name} must be a floating tensor, got dtype {A.dtype}")
+    if A.is_complex():
+        raise TypeError(f"{name} must be real, got dtype {A.dtype}")
+    if any(s == 0 for s in A.shape):
+        raise ValueError(f"{name} has an empty dimension: shape {tuple(A.shape)}")
+    if A.dtype in (torch.float16, torch.bfloat16):
+        A = A.float()
+    if nan_policy not in ("raise", "zero"):
+        raise ValueError(f"nan_policy must be 'raise' or 'zero', got {nan_policy!r}")
+    finite = torch.isfinite(A)
+    if not bool(finite.all()):
+        if nan_policy == "raise":
+            bad = int((~finite).sum())
+            raise ValueError(
+                f"{name} contain {bad} NaN/Inf value(s); the saliency map would be undefined. "
+                "Pass nan_policy='zero' to replace them with 0 (pytorch-grad-cam's behaviour)."
+            )
+        A = torch.where(finite, A, torch.zeros((), dtype=A.dtype, device=A.device))
+    return A
+
+
+def resolve_ranks(ranks: Sequence[int] | None, C: int, H: int, W: int) -> tuple[int, int, int]:
+    """Multilinear ranks ``(R1, R2, R3)`` for a ``(C, H, W)`` feature tensor.
+
+    ``None`` means the full multilinear rank ``(min(C, H*W), H, W)``; a ``None`` entry is as large as
+    the other ranks allow (``(None, 4, 4)`` -> ``(min(C, 16), 4, 4)``).
+    Each rank must satisfy ``1 <= R_n <= dim_n`` and ``R_n <= product of the other two ranks`` (the
+    mode-n unfolding of the core has no more rows than columns otherwise, and the extra factor columns
+    would be arbitrary).
+    """
+    if ranks is None:
+        return min(C, H * W), H, W
+    ranks = tuple(ranks)
+    if len(ranks) != 3:
+        raise ValueError(f"ranks must be (R1, R2, R3) for a 3-way (C, H, W) tensor, got {ranks!r}")
+    dims = (C, H, W)
+    for r, dim, label in zip(ranks, dims, ("R1 (channels)", "R2 (height)", "R3 (width)")):
+        if r is None:
+            continue
+        if isinstance(r, bool) or not isinstance(r, int):
+            raise TypeError(f"rank {label} must be an int or None, got {r!r}")
+        if not 1 <= r <= dim:
+            raise ValueError(f"rank {label}={r} is out of range: it must be between 1 and {dim}")
+    # None entries: as large as the given ranks allow (spatial ones first, then the channel rank)
+    R2 = ranks[1] if ranks[1] is not None else H
+    R3 = ranks[2] if ranks[2] is not None else W
+    R1 = ranks[0] if ranks[0] is not None else min(C, R2 * R3)
+    if ranks[1] is None:
+        R2 = min(H, R1 * R3)
+    if ranks[2] is None:
+        R3 = min(W, R1 * R2)
+    out = (R1, R2, R3)
+    for r, others, label in ((R1, R2 * R3, "R1"), (R2, R1 * R3, "R2"), (R3, R1 * R2, "R3")):
+        if r > others:
+            raise ValueError(
+                f"ranks {out} are not a valid multilinear rank: {label}={r} exceeds the product of "
+                f"the other two ranks ({others})"
+            )
+    return out

@@ -1,0 +1,236 @@
+"""Batched matrix and tensor decompositions: truncated SVD via small Gram matrices, and Tucker (HOOI).
+
+Everything here works on a whole batch at once (no per-image Python loop), on any device, in float32 or
+float64. The shapes are those of CNN feature maps: ``A`` is ``(B, C, H, W)`` with ``C`` large (hundreds
+to thousands of channels) and ``H*W`` small (49 for a 7x7 map), so every expensive step is a matmul and
+every eigendecomposition is of a small ``min(m, n) x min(m, n)`` Gram matrix.
+
+References
+----------
+L. De Lathauwer, B. De Moor, J. Vandewalle. "A multilinear singular value decomposition" (HOSVD) and
+"On the best rank-1 and rank-(R1, R2, ..., RN) approximation of higher-order tensors" (HOOI). SIAM J.
+Matrix Anal. Appl., 2000.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+import torch
+
+from ._validation import NanPolicy, check_activations, resolve_ranks
+
+Solver = Literal["gram", "svd"]
+Precision = Literal["double", "native"]
+
+__all__ = ["truncated_svd", "tucker", "TuckerResult", "mode_product", "numerical_rank_tolerance"]
+
+
+def _eigh_descending(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eigen-decomposition of a batch of symmetric matrices, eigenvalues in descending order.
+
+    On CUDA the (small) matrices are decomposed on the CPU: batched ``eigh`` of many small matrices is
+    slower on a GPU than the round trip (see ``shared/environment.md``).
+    """
+    if G.device.type == "cpu":
+        evals, evecs = torch.linalg.eigh(G)
+    else:
+        evals, evecs = torch.linalg.eigh(G.cpu())
+        evals, evecs = evals.to(G.device), evecs.to(G.device)
+    return evals.flip(-1), evecs.flip(-1)
+
+
+def _safe_divide_columns(X: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """``X / s`` column-wise, with zero columns where ``s == 0``.  X: (B, m, r), s: (B, r)."""
+    nonzero = s > 0
+    return torch.where(nonzero[..., None, :], X / torch.where(nonzero, s, torch.ones_like(s))[..., None, :], 0.0)
+
+
+def truncated_svd(
+    X: torch.Tensor, rank: int, *, solver: Solver = "gram", precision: Precision = "double"
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Leading ``rank`` singular triplets of a batch of matrices.
+
+    Parameters
+    ----------
+    X : torch.Tensor, shape (B, m, n)
+    rank : int
+        Number of triplets, ``1 <= rank <= min(m, n)``.
+    solver : {"gram", "svd"}
+        ``"gram"`` (default): eigendecomposition of the smaller Gram matrix (``X X^T`` or ``X^T X``), the
+        other side by projection. Only matmuls touch the large dimension; fast on CPU and GPU.
+        ``"svd"``: ``torch.linalg.svd`` of ``X`` (slower on large batches, kept as a reference).
+    precision : {"double", "native"}
+        ``"double"`` (default) forms and decomposes the Gram matrix in float64 and casts back, so that
+        trailing singular vectors of float32 input stay accurate (a float32 Gram matrix squares the
+        condition number). ``"native"`` stays in the input dtype.
+
+    Returns
+    -------
+    U : (B, m, rank), s : (B, rank) descending, V : (B, n, rank)
+        ``X ~ U diag(s) V^T``. Columns whose singular value is exactly 0 are zero vectors (on the
+        projected side) rather than arbitrary; signs are those of the solver (see :func:`flip_signs`).
+    """
+    if X.ndim != 3:
+        raise ValueError(f"X must have shape (B, m, n), got {tuple(X.shape)}")
+    m, n = X.shape[-2:]
+    if not 1 <= rank <= min(m, n):
+        raise ValueError(f"rank must be between 1 and min(m, n) = {min(m, n)}, got {rank}")
+    out_dtype = X.dtype
+    work = X.double() if precision == "double" else X
+    if solver == "svd":
+        U, s, Vh = torch.linalg.svd(work, full_matrices=False)
+        U, s, V = U[..., :rank], s[..., :rank], Vh[..., :rank, :].mT
+    elif solver == "gram":
+        if m <= n:
+            evals, U = _eigh_descending(work @ work.mT)
+            U, s = U[..., :rank], evals[..., :rank].clamp_min(0).sqrt()
+            V = _safe_divide_columns(work.mT @ U, s)
+        else:
+            evals, V = _eigh_descending(work.mT @ work)
+            V, s = V[..., :rank], evals[..., :rank].clamp_min(0).sqrt()
+            U = _safe_divide_columns(work @ V, s)
+    else:
+        raise ValueError(f"solver must be 'gram' or 'svd', got {solver!r}")
+    return U.to(out_dtype), s.to(out_dtype), V.to(out_dtype)
+
+
+def numerical_rank_tolerance(A: torch.Tensor) -> torch.Tensor:
+    """Singular values at or below this are treated as exactly zero.  A: (B, ...) -> (B,).
+
+    ``max(dims) * eps(dtype) * ||A_b||_F`` per item, numpy's ``matrix_rank`` rule with the Frobenius
+    norm of the *uncentred* input as the scale: so the rounding residue of centring a constant tensor
+    counts as zero, not as a signal to be normalised into a map.
+    """
+    dims = max(A.shape[1:]) if A.ndim == 4 else max(A.shape[-2:])
+    return dims * torch.finfo(A.dtype).eps * torch.linalg.vector_norm(A.flatten(1), dim=1)
+
+
+def flip_signs(U: torch.Tensor) -> torch.Tensor:
+    """Make the largest-magnitude entry of each column positive (tensorly's ``svd_flip`` rule).
+
+    U : (B, m, r) -> (B, m, r)
+    """
+    idx = U.abs().argmax(dim=-2, keepdim=True)
+    signs = torch.sign(torch.gather(U, -2, idx))
+    return U * torch.where(signs == 0, torch.ones_like(signs), signs)
+
+
+def mode_product(A: torch.Tensor, U: torch.Tensor, mode: int, *, transpose: bool = True) -> torch.Tensor:
+    """Batched n-mode product of ``A`` (B, d1, d2, d3) with per-item matrices ``U``.
+
+    ``mode`` is 1, 2 or 3 (the tensor modes, after the batch axis). ``U`` is (B, D, R).
+    ``transpose=True`` (default): ``A x_n U^T``, the mode of size D shrinks to R (a projection onto the
+    factor). ``transpose=False``: ``A x_n U``, the mode of size R grows back to D (reconstruction).
+    """
+    eq = {
+        (1, True): "bchw,bcr->brhw", (2, True): "bchw,bhr->bcrw", (3, True): "bchw,bwr->bchr",
+        (1, False): "brhw,bcr->bchw", (2, False): "bcrw,bhr->bchw", (3, False): "bchr,bwr->bchw",
+    }[(mode, transpose)]
+    return torch.einsum(eq, A, U)
+
+
+def unfold(A: torch.Tensor, mode: int) -> torch.Tensor:
+    """Mode-n unfolding of a batch of 3-way tensors: (B, d1, d2, d3) -> (B, d_mode, prod(others))."""
+    return A.movedim(mode, 1).flatten(2)
+
+
+@dataclass
+class TuckerResult:
+    """A batched Tucker decomposition ``A ~ core x1 U1 x2 U2 x3 U3``.
+
+    Attributes
+    ----------
+    core : (B, R1, R2, R3)
+    factors : tuple of (B, C, R1), (B, H, R2), (B, W, R3), orthonormal columns
+    singular_values : (B, R1)
+        ``||core[b, k, :, :]||_F``: the mode-1 singular values of the Tucker model (all-orthogonality of
+        the HOOI core). With untruncated spatial ranks they equal the singular values of the mode-1
+        unfolding of ``A``.
+    rec_error : (B,)
+        Relative reconstruction error ``||A - A_hat||_F / ||A||_F`` (0 for an all-zero ``A``).
+    n_iter : int
+        HOOI sweeps run (the whole batch iterates until every item has converged).
+    """
+
+    core: torch.Tensor
+    factors: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    singular_values: torch.Tensor
+    rec_error: torch.Tensor
+    n_iter: int
+
+    def reconstruct(self) -> torch.Tensor:
+        """The approximation ``core x1 U1 x2 U2 x3 U3``, shape (B, C, H, W)."""
+        out = self.core
+        for mode, U in enumerate(self.factors, start=1):
+            out = mode_product(out, U, mode, transpose=False)
+        return out
+
+
+def _core_and_error(A: torch.Tensor, factors, norm_A: torch.Tensor):
+    core = mode_product(mode_product(mode_product(A, factors[0], 1), factors[1], 2), factors[2], 3)
+    # ||A - A_hat||^2 = ||A||^2 - ||core||^2 for orthonormal factors; in float64 to avoid cancellation.
+    norm_core = torch.linalg.vector_norm(core.flatten(1).double(), dim=1)
+    norm_A = norm_A.double()
+    err = (norm_A**2 - norm_core**2).abs().sqrt() / torch.where(norm_A > 0, norm_A, torch.ones_like(norm_A))
+    return core, err.to(A.dtype)
+
+
+def tucker(
+    A: torch.Tensor,
+    ranks: Sequence[int | None] | None = None,
+    *,
+    n_iter_max: int = 100,
+    tol: float = 1e-6,
+    solver: Solver = "gram",
+    precision: Precision = "double",
+    nan_policy: NanPolicy = "raise",
+) -> TuckerResult:
+    """Batched Tucker decomposition of 3-way feature tensors by HOOI with an HOSVD start.
+
+    Parameters
+    ----------
+    A : torch.Tensor, shape (B, C, H, W)
+        One ``(C, H, W)`` tensor per batch item, decomposed independently (but in one batched pass).
+    ranks : (R1, R2, R3), optional
+        Multilinear ranks; ``None`` or ``None`` entries mean full: ``(min(C, H*W), H, W)``. (Not
+        ``(C, H, W)``: an R1 above ``H*W`` only adds zero core slices.)
+    n_iter_max, tol :
+        HOOI stops when the relative reconstruction error of every item changes by less than ``tol``
+        between sweeps (tensorly's criterion), or after ``n_iter_max`` sweeps.
+    solver, precision :
+        How the leading singular vectors of each unfolding are computed (:func:`truncated_svd`).
+    nan_policy : {"raise", "zero"}
+        NaN/Inf input raises (default) or is replaced by zeros.
+
+    Returns
+    -------
+    TuckerResult
+        Factor signs follow tensorly's rule (largest-magnitude entry of each column positive), so the
+        result matches ``tensorly.decomposition.tucker(..., init="svd")`` up to HOOI's own tolerance.
+    """
+    A = check_activations(A, nan_policy=nan_policy)
+    B, C, H, W = A.shape
+    R = resolve_ranks(ranks, C, H, W)
+    norm_A = torch.linalg.vector_norm(A.flatten(1), dim=1)
+
+    def leading(Y: torch.Tensor, mode: int) -> torch.Tensor:
+        return flip_signs(truncated_svd(unfold(Y, mode), R[mode - 1], solver=solver, precision=precision)[0])
+
+    # HOSVD start (tensorly's init="svd"): leading left singular vectors of each unfolding of A.
+    factors = [leading(A, 1), leading(A, 2), leading(A, 3)]
+    errors = []
+    n_iter = 0
+    for n_iter in range(1, n_iter_max + 1):
+        factors[0] = leading(mode_product(mode_product(A, factors[1], 2), factors[2], 3), 1)
+        factors[1] = leading(mode_product(mode_product(A, factors[0], 1), factors[2], 3), 2)
+        factors[2] = leading(mode_product(mode_product(A, factors[0], 1), factors[1], 2), 3)
+        core, err = _core_and_error(A, factors, norm_A)
+        errors.append(err)
+        if len(errors) > 1 and bool(((errors[-2] - errors[-1]).abs() < tol).all()):
+            break
+    if n_iter_max == 0:
+        core, err = _core_and_error(A, factors, norm_A)
+    singular_values = torch.linalg.vector_norm(core.flatten(2), dim=2)
+    return TuckerResult(core=core, factors=tuple(factors), singular_values=singular_values, rec_error=err, n_iter=n_iter)
