@@ -195,3 +195,23 @@ def test_default_metrics_all_run():
     df = evaluate(model, _records(masks=[mask] * 3), [left_half], layer="x", steps=2, progress=False)
     assert set(df.metric) == set(ALL_METRICS)
     assert np.isfinite(df[df.metric != "pointing_game"]["value"]).all()
+
+
+def test_runner_label_free_cosine_score_and_probe():
+    from tsmlib.evaluation import probe_score
+
+    embedder = torch.nn.Flatten()  # embedding = the pixels themselves
+    recs = _records(values=(0.8, 0.3))
+    df = evaluate(embedder, recs, [left_half], ["average_drop", "increase_in_confidence", "average_gain"],
+                  layer="x", score="cosine", progress=False)
+    # cos(x * S, x) for a constant image and a half mask = (n/2) / sqrt(n/2 * n) = 1/sqrt(2); Y = 1
+    assert _value(df, "img0", "left_half", "average_drop") == pytest.approx(100 * (1 - 2 ** -0.5), abs=1e-6)
+    assert _value(df, "img1", "left_half", "average_gain") == 0.0
+    assert set(df.score_space) == {"cosine"} and set(df.target) == {-1}
+    # a linear probe on a backbone: class scores recorded as "probe-softmax"
+    backbone = torch.nn.Identity()
+    probe = MeanProbabilityModel()
+    score = probe_score(backbone, probe)
+    df = evaluate(backbone, recs, [left_half], ["average_drop"], layer="x", score=score, progress=False)
+    assert set(df.score_space) == {"probe-softmax"}
+    assert _value(df, "img0", "left_half", "average_drop") == pytest.approx(50.0, abs=1e-4)

@@ -120,3 +120,12 @@ def test_sanity_bad_inputs():
 
     with pytest.raises(ValueError, match="expected"):
         cascading_randomization(model, x, [wrong_size], "features")
+
+
+def test_registry_cams_pass_the_sanity_check():
+    torch.manual_seed(0)
+    model = SmallConvNet().eval()
+    x = torch.rand(2, 3, 16, 16)
+    res = cascading_randomization(model, x, ["lafam", "gradcam"], "features", similarities=("spearman",), seed=0)
+    summary = sanity_summary(res)
+    assert not summary["weight_independent"].any(), summary

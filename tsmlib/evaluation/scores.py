@@ -46,10 +46,13 @@ class ClassScore:
         ``(B, 3, S, S)`` images in [0, 1] -> ``(B, K)`` logits.
     space : {"softmax", "logit"}
         Probability of the target class (default) or its raw logit.
+    prefix : str
+        Prepended to the recorded score-space name (``"probe-"`` for a linear probe).
     """
 
     model: nn.Module
     space: Literal["softmax", "logit"] = "softmax"
+    prefix: str = ""
 
     def __post_init__(self):
         if self.space not in ("softmax", "logit"):
@@ -57,7 +60,7 @@ class ClassScore:
 
     @property
     def name(self) -> str:
-        return self.space
+        return self.prefix + self.space
 
     def prepare(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Targets ``(B,)``: ``labels`` if given, else the class predicted on ``x``."""
@@ -75,8 +78,12 @@ class ClassScore:
 
 
 def probe_score(backbone: nn.Module, probe: nn.Module, space: Literal["softmax", "logit"] = "softmax") -> ClassScore:
-    """Class scores of a linear probe on a frozen (self-supervised) backbone: ``probe(backbone(x))``."""
-    return ClassScore(nn.Sequential(backbone, probe).eval(), space)
+    """Class scores of a linear probe on a frozen (self-supervised) backbone: ``probe(backbone(x))``.
+
+    Recorded as score space ``"probe-softmax"`` (or ``"probe-logit"``). If the model given to the runner
+    is already backbone + probe, ``score="softmax"`` is the same computation.
+    """
+    return ClassScore(nn.Sequential(backbone, probe).eval(), space, prefix="probe-")
 
 
 @dataclass
