@@ -215,3 +215,31 @@ def test_runner_label_free_cosine_score_and_probe():
     df = evaluate(backbone, recs, [left_half], ["average_drop"], layer="x", score=score, progress=False)
     assert set(df.score_space) == {"probe-softmax"}
     assert _value(df, "img0", "left_half", "average_drop") == pytest.approx(50.0, abs=1e-4)
+
+
+def test_runner_streams_images_batch_by_batch():
+    model = MeanProbabilityModel()
+    consumed = []
+
+    def stream():  # a generator without len(): the runner must not read it all first
+        for i in range(7):
+            consumed.append(i)
+            yield {"id": i, "image": torch.full((3, 4, 4), 0.5 + i / 20)}
+
+    seen_at_call = []
+
+    def watching(model, x, layer, targets):
+        seen_at_call.append(len(consumed))
+        return left_half(model, x, layer, targets)
+
+    df = evaluate(model, stream(), [watching], ["average_drop"], layer="x", batch_size=3, progress=False)
+    assert seen_at_call == [3, 6, 7] and len(df) == 7
+
+    class MapStyle:  # torch Dataset-like: __getitem__ and __len__ only
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return (torch.full((3, 4, 4), 0.7), None, None)
+
+    assert len(evaluate(model, MapStyle(), [left_half], ["average_drop"], layer="x", progress=False)) == 2

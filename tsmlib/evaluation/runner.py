@@ -86,6 +86,9 @@ def as_record(item, index: int) -> Record:
 
 
 def _batches(images: Iterable, batch_size: int):
+    if not hasattr(images, "__iter__") and hasattr(images, "__getitem__") and hasattr(images, "__len__"):
+        dataset = images
+        images = (dataset[i] for i in range(len(dataset)))  # a map-style Dataset
     batch = []
     for i, item in enumerate(images):
         batch.append(as_record(item, i))
@@ -162,7 +165,7 @@ def evaluate(model: nn.Module, images: Iterable, methods, metrics: Sequence[str]
              steps: int = 20, deletion_baseline="black", insertion_baseline="blur",
              method_options: Mapping[str, Mapping] | None = None, max_images: Mapping[str, int] | None = None,
              cache_dir: str | os.PathLike | None = None, progress: bool = True,
-             void: int | None = M.VOID) -> pd.DataFrame:
+             void: int | None = M.VOID, score_batch_size: int = 32) -> pd.DataFrame:
     """Evaluate saliency methods on a stream of images; one tidy row per image x method x metric.
 
     Parameters
@@ -170,9 +173,10 @@ def evaluate(model: nn.Module, images: Iterable, methods, metrics: Sequence[str]
     model : nn.Module
         Images ``(B, 3, S, S)`` in [0, 1] -> logits ``(B, K)`` (or embeddings with ``score="cosine"``),
         in eval mode (the model contract). Its device is used for everything.
-    images : iterable
-        Records: dicts/tuples/objects with ``image`` (3, S, S), optional ``label`` and ``mask`` (H, W)
-        (see :func:`as_record`). Masks of another size are resized to S x S (nearest neighbour).
+    images : iterable or map-style Dataset
+        Records, one image each (not collated batches): dicts/tuples/objects with ``image`` (3, S, S),
+        optional ``label`` and ``mask`` (H, W) (see :func:`as_record`). Consumed lazily, one batch at a
+        time. Masks of another size are resized to S x S (nearest neighbour).
     methods : list of str or callable, or dict name -> callable
         Registry names for :func:`tsmlib.saliency` ("tsm", "mtsm", "gradcam", ...), or callables
         ``fn(model, x, layer, targets) -> (B, S, S)`` maps in [0, 1].
@@ -205,6 +209,8 @@ def evaluate(model: nn.Module, images: Iterable, methods, metrics: Sequence[str]
         Show a tqdm progress bar over batches.
     void : int or None
         Ignored mask label (VOC's 255).
+    score_batch_size : int
+        Images per forward pass of the deletion/insertion curves (speed only, not part of the cache key).
 
     Returns
     -------
@@ -258,7 +264,8 @@ def evaluate(model: nn.Module, images: Iterable, methods, metrics: Sequence[str]
     settings = dict(metrics=metrics, layer=layer, scorer=scorer, masking=masking, masking_options=masking_options,
                     target=target, iou_threshold=iou_threshold, thresholds=thresholds, steps=steps,
                     deletion_baseline=deletion_baseline, insertion_baseline=insertion_baseline,
-                    max_images=max_images, void=void, device=device, constant=constant)
+                    max_images=max_images, void=void, device=device, constant=constant,
+                    score_batch_size=score_batch_size)
 
     total = None
     try:
@@ -336,7 +343,7 @@ def _mask_to(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def _evaluate_batch(model, batch: list[Record], fns, start: int, *, metrics, layer, scorer, masking,
                     masking_options, target, iou_threshold, thresholds, steps, deletion_baseline,
-                    insertion_baseline, max_images, void, device, constant) -> pd.DataFrame:
+                    insertion_baseline, max_images, void, device, constant, score_batch_size) -> pd.DataFrame:
     shapes = {tuple(r.image.shape) for r in batch}
     if len(shapes) != 1 or len(next(iter(shapes))) != 3:
         raise ValueError(f"images of a batch must all have shape (3, S, S); got {sorted(shapes)}")
@@ -383,7 +390,7 @@ def _evaluate_batch(model, batch: list[Record], fns, start: int, *, metrics, lay
         if any(m in metrics for m in PERTURBATION_METRICS):
             res = M.deletion_insertion_auc(lambda imgs, k: scorer(imgs, ctx[k]), xs, maps, steps=steps,
                                            deletion_baseline=deletion_baseline,
-                                           insertion_baseline=insertion_baseline, chunk_size=max(len(sel), 16),
+                                           insertion_baseline=insertion_baseline, chunk_size=score_batch_size,
                                            **masking_options)
             for metric in PERTURBATION_METRICS:
                 if metric in metrics:
