@@ -129,3 +129,14 @@ def test_registry_cams_pass_the_sanity_check():
     res = cascading_randomization(model, x, ["lafam", "gradcam"], "features", similarities=("spearman",), seed=0)
     summary = sanity_summary(res)
     assert not summary["weight_independent"].any(), summary
+
+
+def test_blocks_randomise_groups_of_modules():
+    torch.manual_seed(0)
+    model = SmallConvNet().eval()
+    x = torch.rand(2, 3, 16, 16)
+    res = cascading_randomization(model, x, [channel_mean_cam], "features", blocks=["head", "features"],
+                                  similarities=("spearman",))
+    assert res.groupby("step")["layer_randomized"].first().tolist() == ["(none)", "head", "features"]
+    with pytest.raises(ValueError, match="no submodule 'nope'"):
+        cascading_randomization(model, x, [channel_mean_cam], "features", blocks=["nope"])

@@ -169,7 +169,8 @@ def reinitialise_(module: nn.Module, generator: torch.Generator) -> None:
 
 def cascading_randomization(model: nn.Module, x: torch.Tensor, methods, layer, *, targets: torch.Tensor | None = None,
                             similarities: Sequence[str] = ("spearman", "ssim"), seed: int = 0,
-                            max_steps: int | None = None, method_options=None, image_ids: Sequence | None = None,
+                            max_steps: int | None = None, blocks: Sequence[str] | None = None,
+                            method_options=None, image_ids: Sequence | None = None,
                             progress: bool = False) -> pd.DataFrame:
     """Cascading randomisation: similarity of each method's maps to the trained model's, step by step.
 
@@ -189,7 +190,11 @@ def cascading_randomization(model: nn.Module, x: torch.Tensor, methods, layer, *
     seed : int
         Seed of the re-initialisations (deterministic).
     max_steps : int, optional
-        Stop after this many re-initialised modules (default: all parameterised modules).
+        Stop after this many steps (default: all).
+    blocks : sequence of str, optional
+        Dotted module names, output side first (e.g. ``["fc", "layer4", "layer3"]``): step ``k``
+        re-initialises every parameterised module inside ``blocks[k-1]``. Default: one step per
+        parameterised module, in reverse call order (fine-grained, slow on deep networks).
 
     Returns
     -------
@@ -217,7 +222,14 @@ def cascading_randomization(model: nn.Module, x: torch.Tensor, methods, layer, *
         return {name: check_map_batch(fn(net, x, layer, targets), x, name).double() for name, fn in fns.items()}
 
     reference = maps_of(model)
-    order = parameterised_modules_in_call_order(model, x)[::-1]  # output side first
+    if blocks is None:
+        order = parameterised_modules_in_call_order(model, x)[::-1]  # output side first
+    else:
+        order = list(blocks)
+        from tsmlib.cam import resolve_layer
+
+        for name in order:
+            resolve_layer(model, name)  # ValueError naming close matches if it does not exist
     if max_steps is not None:
         order = order[:max_steps]
     rows = []
@@ -241,7 +253,9 @@ def cascading_randomization(model: nn.Module, x: torch.Tensor, methods, layer, *
 
         steps = tqdm(order, desc="cascading randomisation")
     for k, name in enumerate(steps, start=1):
-        reinitialise_(randomized.get_submodule(name), gen)
+        for module in randomized.get_submodule(name).modules():
+            if any(True for _ in module.parameters(recurse=False)):
+                reinitialise_(module, gen)
         record(k, name, maps_of(randomized))
     return pd.DataFrame(rows)
 
