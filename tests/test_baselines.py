@@ -126,6 +126,8 @@ def test_runner_on_registry_names_ours_and_theirs(net_and_x, tmp_path):
     assert df[df.method == "scorecam"]["image"].unique().tolist() == [0]
     assert len(df[df.method == "tsm"]) == 3 * 4
     assert df["value"].notna().all()
+    kinds = df.groupby("method")["label_free"].first().to_dict()
+    assert kinds == {"tsm": True, "lafam": True, "gradcam": False, "scorecam": False}
     assert _no_hooks(model)
     # the predicted class is recorded and is what Grad-CAM explained
     pred = model(x).argmax(1).tolist()

@@ -32,7 +32,7 @@ def test_runner_exact_values_and_tidy_layout():
     df = evaluate(model, _records(), [left_half, everywhere], ["average_drop", "increase_in_confidence",
                                                                "average_gain"],
                   layer="none", model_name="fake", batch_size=2, progress=False)
-    assert list(df.columns) == COLUMNS
+    assert list(df.columns) == COLUMNS + ["label_free"]
     assert len(df) == 3 * 2 * 3  # images x methods x metrics
     # class 0 predicted (p = 0.8, 0.6); left half kept: O = Y / 2 -> AD = 50 %, no increase
     for img in ("img0", "img1"):

@@ -215,7 +215,8 @@ def evaluate(model: nn.Module, images: Iterable, methods, metrics: Sequence[str]
     Returns
     -------
     pandas.DataFrame
-        Columns :data:`COLUMNS`. ``value`` is the per-image term (percent for AD/IC/AG); ``threshold``
+        Columns :data:`COLUMNS` and ``label_free`` (the registry's flag; None for callables without a
+        ``label_free`` attribute), for plots that set label-free and label-dependent methods side by side. ``value`` is the per-image term (percent for AD/IC/AG); ``threshold``
         is set for ``iou``/``iou_curve`` rows; ``target`` is the explained class (-1 for the cosine score);
         ``note`` explains NaN values (e.g. "mask has no foreground"). ``df.attrs["config"]`` holds the
         configuration and ``df.attrs["config_hash"]`` its hash.
@@ -296,8 +297,22 @@ def evaluate(model: nn.Module, images: Iterable, methods, metrics: Sequence[str]
         frames.append(df)
         start += len(batch)
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+    out["label_free"] = out["method"].map(_label_free(fns, _method_specs(methods)))
     out.attrs["config"] = _jsonable(config)
     out.attrs["config_hash"] = key
+    return out
+
+
+def _label_free(fns, specs) -> dict:
+    """Registry methods: their label_free flag; callables: None (unknown)."""
+    out = {}
+    for name, spec in zip(fns, specs):
+        if isinstance(spec, str):
+            from tsmlib.cam import method_info
+
+            out[name] = method_info(spec).label_free
+        else:
+            out[name] = getattr(spec, "label_free", None)
     return out
 
 

@@ -63,7 +63,7 @@ def summarize(results: pd.DataFrame, by: Sequence[str] | None = None, *, n_boot:
         The table of :func:`tsmlib.evaluation.evaluate` (columns ``method, metric, value`` at least).
     by : sequence of str, optional
         Grouping columns. Default: the configuration columns present (model, layer, score space,
-        masking), then ``method``, ``metric`` and ``threshold`` (so ``iou_curve`` keeps one row per threshold).
+        masking), then ``method`` (and ``label_free``), ``metric`` and ``threshold`` (so ``iou_curve`` keeps one row per threshold).
     n_boot, ci, seed
         See :func:`bootstrap_ci`.
 
@@ -74,7 +74,10 @@ def summarize(results: pd.DataFrame, by: Sequence[str] | None = None, *, n_boot:
         and ``n_nan`` (undefined values left out). Plot it with seaborn, or pivot it for a table.
     """
     if by is None:
-        by = [c for c in CONFIG_COLUMNS if c in results.columns] + ["method", "metric"]
+        by = [c for c in CONFIG_COLUMNS if c in results.columns] + ["method"]
+        if "label_free" in results.columns:
+            by.append("label_free")  # a function of the method: kept for plots
+        by.append("metric")
         if "threshold" in results.columns:
             by.append("threshold")
     missing = [c for c in list(by) + ["value"] if c not in results.columns]
