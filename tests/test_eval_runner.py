@@ -243,3 +243,12 @@ def test_runner_streams_images_batch_by_batch():
             return (torch.full((3, 4, 4), 0.7), None, None)
 
     assert len(evaluate(model, MapStyle(), [left_half], ["average_drop"], layer="x", progress=False)) == 2
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_runner_on_cuda_matches_cpu():
+    recs = _records(masks=[torch.ones(4, 4, dtype=torch.uint8)] * 3)
+    cpu = evaluate(MeanProbabilityModel(), recs, [left_half], layer="x", steps=2, progress=False)
+    gpu = evaluate(MeanProbabilityModel().cuda(), recs, [left_half], layer="x", steps=2, progress=False)
+    assert np.allclose(cpu["value"], gpu["value"], atol=1e-5, equal_nan=True)
