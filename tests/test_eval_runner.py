@@ -128,6 +128,12 @@ def test_runner_cache_reused_invalidated_and_resumed(tmp_path):
     second = evaluate(model, recs, {"m": counted}, ["average_drop", "iou"], **kw)
     assert calls == []  # everything from the cache
     pd.testing.assert_frame_equal(first, second)
+    # integer ids (records without an id) come back from the cache as integers
+    anon = [{"image": r["image"]} for r in recs]
+    fresh = evaluate(model, anon, {"m": counted}, ["average_drop"], **kw)
+    pd.testing.assert_frame_equal(fresh, evaluate(model, anon, {"m": counted}, ["average_drop"], **kw))
+    assert fresh["image"].tolist() == [0, 1, 2, 3, 4]
+    calls.clear()
     # a new configuration is recomputed
     evaluate(model, recs, {"m": counted}, ["average_drop", "iou"], masking="mean", **kw)
     assert sum(calls) == 5

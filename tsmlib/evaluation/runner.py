@@ -338,6 +338,8 @@ def _read_shard(path: Path) -> pd.DataFrame:
     df["note"] = df["note"].fillna("").astype(str)
     # ids are written as text; keep integer ids integer so cached and fresh tables compare equal
     df["image"] = df["image"].map(_maybe_int)
+    if all(isinstance(v, int) for v in df["image"]):
+        df["image"] = df["image"].astype("int64")
     return df[COLUMNS]
 
 
