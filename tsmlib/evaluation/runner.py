@@ -6,7 +6,9 @@ a batch are computed, scored and dropped before the next batch (no activations o
 and each finished batch is written to a CSV shard under ``cache_dir/<config hash>/``. Re-running with the
 same configuration reads the shards instead of recomputing; an interrupted run resumes at the first
 missing shard; any change of configuration (model weights, layer, methods and their options, metrics,
-score space, masking, thresholds, steps, batch size, subsets) gives a new hash and a fresh directory.
+score space, masking, thresholds, steps, batch size, subsets, and the source code of tsmlib's methods
+and metrics) gives a new hash and a fresh directory. Each shard's name also holds a hash of its images,
+labels and masks, so a changed image list recomputes exactly the batches that changed.
 """
 
 from __future__ import annotations
@@ -152,6 +154,21 @@ def _jsonable(obj):
     return repr(obj)
 
 
+def code_fingerprint() -> str:
+    """SHA-1 of the source files that compute maps and metrics (tsmlib's methods, decomposition, registry,
+    baselines and this package): cached results are recomputed when that code changes."""
+    import tsmlib
+
+    root = Path(tsmlib.__file__).parent
+    files = [root / f for f in ("cam.py", "methods.py", "decomposition.py", "baselines.py")]
+    files += sorted((root / "evaluation").glob("*.py"))
+    h = hashlib.sha1()
+    for f in files:
+        if f.exists():
+            h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()
+
+
 def config_hash(config: Mapping) -> str:
     """Stable hash of a JSON-able configuration dict (the cache key)."""
     return hashlib.sha1(json.dumps(_jsonable(config), sort_keys=True).encode()).hexdigest()[:16]
@@ -242,7 +259,7 @@ def evaluate(model: nn.Module, images: Iterable, methods, metrics: Sequence[str]
     masking_options = dict(masking_options or {})
 
     config = {
-        "protocol": PROTOCOL_VERSION, "model": model_name, "model_weights": module_fingerprint(model),
+        "protocol": PROTOCOL_VERSION, "code": code_fingerprint(), "model": model_name, "model_weights": module_fingerprint(model),
         "layer": layer_name, "methods": {n: (m if isinstance(m, str) else _callable_fingerprint(m))
                                          for n, m in zip(fns, _method_specs(methods))},
         "method_options": method_options or {}, "metrics": list(metrics), "score": scorer.name,
