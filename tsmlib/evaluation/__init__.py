@@ -4,6 +4,19 @@ one runner that produces a tidy, cached table, and bootstrap summaries.
 
 The protocol (formulas, masking rule, score space) is the one of ``shared/method.md``; see
 :mod:`tsmlib.evaluation.metrics` for the exact per-image formulas.
+
+Typical use in a notebook::
+
+    from tsmlib.evaluation import evaluate, summarize, paper_table
+    df = evaluate(model, records, ["eigencam", "tsm", "multivec-eigencam", "mtsm", "lafam", "gradcam"],
+                  layer=loaded.target_layer, model_name=loaded.name, cache_dir=".cache/eval",
+                  max_images={"scorecam": 8})            # one row per image x method x metric
+    summary = summarize(df)                              # mean + bootstrap 95 % CI per method and metric
+    paper_table(summary)                                 # methods x (AD, IC, AG, MSE, IoU)
+    sns.barplot(df[df.metric == "average_drop"], x="method", y="value", hue="label_free")
+
+``records`` is any iterable of dicts ``{"image": (3, S, S) in [0, 1], "label": int | None,
+"mask": (H, W) uint8 | None, "id": name}`` (or tuples ``(image, label, mask)``).
 """
 
 from .metrics import (
