@@ -30,11 +30,32 @@ from .methods import (
 
 __version__ = "0.1.0"
 
+# Submodules with heavier imports (torchvision, the model zoo, pandas) load on first use:
+# ``tsmlib.models.load_model(...)``, ``tsmlib.viz.overlay(...)``, ``tsmlib.load_model(...)``.
+_LAZY_MODULES = {"models", "data", "viz", "evaluation", "baselines", "synthetic", "style", "gradcam_compat", "cli"}
+_LAZY_ATTRS = {"load_model": "models", "available_models": "models"}
+
+
+def __getattr__(name: str):
+    import importlib
+
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f".{name}", __name__)
+    if name in _LAZY_ATTRS:
+        return getattr(importlib.import_module(f".{_LAZY_ATTRS[name]}", __name__), name)
+    raise AttributeError(f"module 'tsmlib' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | _LAZY_MODULES | set(_LAZY_ATTRS))
+
 __all__ = [
     "ActivationCapture",
     "Components",
     "TuckerResult",
     "available_methods",
+    "available_models",
+    "load_model",
     "combine_components",
     "eigencam",
     "eigencam_components",

@@ -44,8 +44,9 @@ def check_activations(A: torch.Tensor, *, nan_policy: NanPolicy = "raise", name:
         A = A.float()
     if nan_policy not in ("raise", "zero"):
         raise ValueError(f"nan_policy must be 'raise' or 'zero', got {nan_policy!r}")
-    finite = torch.isfinite(A)
-    if not bool(finite.all()):
+    # one reduction first: a finite sum means every value is finite (NaN/Inf propagate); only a
+    # non-finite sum (or an overflow) pays for the element-wise check
+    if not bool(torch.isfinite(A.sum())) and not bool((finite := torch.isfinite(A)).all()):
         if nan_policy == "raise":
             bad = int((~finite).sum())
             raise ValueError(

@@ -14,6 +14,7 @@ Matrix Anal. Appl., 2000.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
@@ -27,16 +28,33 @@ Precision = Literal["double", "native"]
 __all__ = ["truncated_svd", "tucker", "TuckerResult", "mode_product", "numerical_rank_tolerance"]
 
 
-def _eigh_descending(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eigen-decomposition of a batch of symmetric matrices, eigenvalues in descending order.
+@contextlib.contextmanager
+def _single_threaded():
+    """Run LAPACK on one thread: for small matrices its multi-threading is pure overhead.
 
-    On CUDA the (small) matrices are decomposed on the CPU: batched ``eigh`` of many small matrices is
-    slower on a GPU than the round trip (see ``shared/environment.md``).
+    Measured on a 2-core machine under load, batched ``eigh`` of 32 49x49 matrices took 65-350 ms with
+    two threads and 10-18 ms with one. (``torch.set_num_threads`` is process-wide; it is restored on exit.)
     """
-    if G.device.type == "cpu":
-        evals, evecs = torch.linalg.eigh(G)
-    else:
+    n = torch.get_num_threads()
+    if n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+def _eigh_descending(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eigen-decomposition of a batch of small symmetric matrices, eigenvalues in descending order.
+
+    Runs on the CPU, single-threaded. On CUDA the matrices make the round trip: batched ``eigh`` of many
+    small matrices is slower on a GPU than the copy (see ``shared/environment.md``).
+    """
+    with _single_threaded():
         evals, evecs = torch.linalg.eigh(G.cpu())
+    if G.device.type != "cpu":
         evals, evecs = evals.to(G.device), evecs.to(G.device)
     return evals.flip(-1), evecs.flip(-1)
 
@@ -48,8 +66,13 @@ def _safe_divide_columns(X: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
 
 
 def truncated_svd(
-    X: torch.Tensor, rank: int, *, solver: Solver = "gram", precision: Precision = "double"
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    X: torch.Tensor,
+    rank: int,
+    *,
+    solver: Solver = "gram",
+    precision: Precision = "double",
+    need: Literal["both", "left", "right"] = "both",
+) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
     """Leading ``rank`` singular triplets of a batch of matrices.
 
     Parameters
@@ -65,6 +88,8 @@ def truncated_svd(
         ``"double"`` (default) forms and decomposes the Gram matrix in float64 and casts back, so that
         trailing singular vectors of float32 input stay accurate (a float32 Gram matrix squares the
         condition number). ``"native"`` stays in the input dtype.
+    need : {"both", "left", "right"}
+        Which singular vectors to return; the other is ``None`` (saves the projection matmul).
 
     Returns
     -------
@@ -86,14 +111,16 @@ def truncated_svd(
         if m <= n:
             evals, U = _eigh_descending(work @ work.mT)
             U, s = U[..., :rank], evals[..., :rank].clamp_min(0).sqrt()
-            V = _safe_divide_columns(work.mT @ U, s)
+            V = _safe_divide_columns(work.mT @ U, s) if need != "left" else None
         else:
             evals, V = _eigh_descending(work.mT @ work)
             V, s = V[..., :rank], evals[..., :rank].clamp_min(0).sqrt()
-            U = _safe_divide_columns(work @ V, s)
+            U = _safe_divide_columns(work @ V, s) if need != "right" else None
     else:
         raise ValueError(f"solver must be 'gram' or 'svd', got {solver!r}")
-    return U.to(out_dtype), s.to(out_dtype), V.to(out_dtype)
+    U = None if need == "right" or U is None else U.to(out_dtype)
+    V = None if need == "left" or V is None else V.to(out_dtype)
+    return U, s.to(out_dtype), V
 
 
 def numerical_rank_tolerance(A: torch.Tensor) -> torch.Tensor:
@@ -168,13 +195,17 @@ class TuckerResult:
         return out
 
 
-def _core_and_error(A: torch.Tensor, factors, norm_A: torch.Tensor):
-    core = mode_product(mode_product(mode_product(A, factors[0], 1), factors[1], 2), factors[2], 3)
+def _project(A: torch.Tensor, factors) -> torch.Tensor:
+    """The core ``A x1 U1^T x2 U2^T x3 U3^T``, channel mode first (it shrinks the most)."""
+    return mode_product(mode_product(mode_product(A, factors[0], 1), factors[1], 2), factors[2], 3)
+
+
+def _core_and_error(core: torch.Tensor, norm_A: torch.Tensor):
     # ||A - A_hat||^2 = ||A||^2 - ||core||^2 for orthonormal factors; in float64 to avoid cancellation.
     norm_core = torch.linalg.vector_norm(core.flatten(1).double(), dim=1)
     norm_A = norm_A.double()
     err = (norm_A**2 - norm_core**2).abs().sqrt() / torch.where(norm_A > 0, norm_A, torch.ones_like(norm_A))
-    return core, err.to(A.dtype)
+    return core, err.to(core.dtype)
 
 
 def tucker(
@@ -182,7 +213,7 @@ def tucker(
     ranks: Sequence[int | None] | None = None,
     *,
     n_iter_max: int = 100,
-    tol: float = 1e-6,
+    tol: float = 1e-4,
     solver: Solver = "gram",
     precision: Precision = "double",
     nan_policy: NanPolicy = "raise",
@@ -198,7 +229,9 @@ def tucker(
         ``(C, H, W)``: an R1 above ``H*W`` only adds zero core slices.)
     n_iter_max, tol :
         HOOI stops when the relative reconstruction error of every item changes by less than ``tol``
-        between sweeps (tensorly's criterion), or after ``n_iter_max`` sweeps.
+        between sweeps, or after ``n_iter_max`` sweeps: tensorly's criterion and defaults
+        (``tol=1e-4``). Untruncated spatial ranks converge in two sweeps; truncated ones on random
+        data may need tens. ``tol=0`` runs exactly ``n_iter_max`` sweeps.
     solver, precision :
         How the leading singular vectors of each unfolding are computed (:func:`truncated_svd`).
     nan_policy : {"raise", "zero"}
@@ -216,21 +249,26 @@ def tucker(
     norm_A = torch.linalg.vector_norm(A.flatten(1), dim=1)
 
     def leading(Y: torch.Tensor, mode: int) -> torch.Tensor:
-        return flip_signs(truncated_svd(unfold(Y, mode), R[mode - 1], solver=solver, precision=precision)[0])
+        U, _, _ = truncated_svd(unfold(Y, mode), R[mode - 1], solver=solver, precision=precision, need="left")
+        return flip_signs(U)
 
     # HOSVD start (tensorly's init="svd"): leading left singular vectors of each unfolding of A.
     factors = [leading(A, 1), leading(A, 2), leading(A, 3)]
     errors = []
     n_iter = 0
     for n_iter in range(1, n_iter_max + 1):
+        # Each sweep touches the large channel mode twice: Y1 for the channel factor, then the
+        # projection Z = A x1 U1^T that the two spatial updates and the core share.
         factors[0] = leading(mode_product(mode_product(A, factors[1], 2), factors[2], 3), 1)
-        factors[1] = leading(mode_product(mode_product(A, factors[0], 1), factors[2], 3), 2)
-        factors[2] = leading(mode_product(mode_product(A, factors[0], 1), factors[1], 2), 3)
-        core, err = _core_and_error(A, factors, norm_A)
+        Z = mode_product(A, factors[0], 1)  # (B, R1, H, W)
+        factors[1] = leading(mode_product(Z, factors[2], 3), 2)
+        Y3 = mode_product(Z, factors[1], 2)  # (B, R1, R2, W)
+        factors[2] = leading(Y3, 3)
+        core, err = _core_and_error(mode_product(Y3, factors[2], 3), norm_A)
         errors.append(err)
         if len(errors) > 1 and bool(((errors[-2] - errors[-1]).abs() < tol).all()):
             break
     if n_iter_max == 0:
-        core, err = _core_and_error(A, factors, norm_A)
+        core, err = _core_and_error(_project(A, factors), norm_A)
     singular_values = torch.linalg.vector_norm(core.flatten(2), dim=2)
     return TuckerResult(core=core, factors=tuple(factors), singular_values=singular_values, rec_error=err, n_iter=n_iter)

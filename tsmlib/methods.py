@@ -143,7 +143,7 @@ def eigencam_components(
     K = min(C, H * W) if k is None else _check_k(k, min(C, H * W))
     F = A.flatten(2)  # (B, C, HW)
     Mt = F - F.mean(dim=-1, keepdim=True)  # M^T: centred channels
-    U, s, _ = truncated_svd(Mt.mT, K, solver=solver, precision=precision)  # U: (B, HW, K)
+    U, s, _ = truncated_svd(Mt.mT, K, solver=solver, precision=precision, need="left")  # U: (B, HW, K)
     P = _orient((U * s[:, None, :]).mT, Mt.sum(dim=1), sign)
     out = _mask_below_rank(P, s, A)
     return Components(out.maps.reshape(B, K, H, W), out.weights)
@@ -158,7 +158,7 @@ def tsm_components(
     solver: Solver = "gram",
     precision: Precision = "double",
     n_iter_max: int = 100,
-    tol: float = 1e-6,
+    tol: float = 1e-4,
     nan_policy: NanPolicy = "raise",
 ) -> Components:
     """Channel-mode components of the Tucker decomposition of each feature tensor.
@@ -181,7 +181,7 @@ def tsm_components(
     K = R1 if k is None else _check_k(k, R1)
     F = A.flatten(2)  # mode-1 unfolding (B, C, HW)
     if (R2, R3) == (H, W):
-        _, s, V = truncated_svd(F, K, solver=solver, precision=precision)
+        _, s, V = truncated_svd(F, K, solver=solver, precision=precision, need="right")
         P = (V * s[:, None, :]).mT  # U1^T F = S V^T
     else:
         result = tucker(A, (R1, R2, R3), n_iter_max=n_iter_max, tol=tol, solver=solver, precision=precision)
@@ -292,7 +292,7 @@ def tsm(
     solver: Solver = "gram",
     precision: Precision = "double",
     n_iter_max: int = 100,
-    tol: float = 1e-6,
+    tol: float = 1e-4,
     nan_policy: NanPolicy = "raise",
 ) -> torch.Tensor:
     """Tucker Saliency Map: ``|sum_c w_c A_c|`` with ``w`` the first channel factor of a Tucker decomposition.
@@ -357,7 +357,7 @@ def mtsm(
     solver: Solver = "gram",
     precision: Precision = "double",
     n_iter_max: int = 100,
-    tol: float = 1e-6,
+    tol: float = 1e-4,
     nan_policy: NanPolicy = "raise",
 ) -> torch.Tensor:
     """Multivector Tucker Saliency Map: all channel-mode Tucker components, weighted by the core's slice norms.

@@ -1,0 +1,48 @@
+"""Model registry: named CNNs that follow the tsmlib model contract.
+
+>>> from tsmlib.models import load_model
+>>> lm = load_model("efficientnet_lite0")          # works offline
+>>> x = lm.preprocess(pil_image)[None]              # (1, 3, 224, 224) in [0, 1]
+>>> logits = lm.model(x)                            # normalisation happens inside
+"""
+
+from .checkpoints import (
+    CheckpointError,
+    WeightsNotFoundError,
+    convert_linear_probe,
+    convert_resnet_checkpoint,
+    load_checkpoint,
+)
+from .registry import (
+    DEFAULT_MODEL,
+    LoadedModel,
+    ModelSpec,
+    WeightFile,
+    available_models,
+    get_spec,
+    imagenet_classes,
+    load_model,
+    register_model,
+    unregister_model,
+    with_architecture,
+)
+from . import zoo  # noqa: F401  (registers the default models)
+
+__all__ = [
+    "CheckpointError",
+    "WeightsNotFoundError",
+    "convert_linear_probe",
+    "convert_resnet_checkpoint",
+    "load_checkpoint",
+    "DEFAULT_MODEL",
+    "LoadedModel",
+    "ModelSpec",
+    "WeightFile",
+    "available_models",
+    "get_spec",
+    "imagenet_classes",
+    "load_model",
+    "register_model",
+    "unregister_model",
+    "with_architecture",
+]

@@ -1,0 +1,476 @@
+"""Registry of named models: architecture, weights, preprocessing, CAM target layer, classes.
+
+``load_model(name)`` returns a :class:`LoadedModel` that follows the tsmlib model contract: the
+module takes RGB images ``(B, 3, S, S)`` in ``[0, 1]`` and normalises them itself.
+
+Weights are looked up, in order, in: the ``weights=`` argument (a file path), the torch hub
+cache (``torch.hub.get_dir()/checkpoints/<standard file name>``), and only if
+``allow_download=True`` the upstream URL. Nothing is ever replaced by random weights: a missing
+file raises :class:`~tsmlib.models.checkpoints.WeightsNotFoundError` saying which file, where it
+comes from and how to provide it.
+
+The one model whose weights ship with a Python package (and so work offline) is
+``efficientnet_lite0``, the default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from .checkpoints import (
+    CheckpointError,
+    WeightsNotFoundError,
+    convert_linear_probe,
+    convert_resnet_checkpoint,
+    load_checkpoint,
+)
+from .wrappers import (
+    EmbedderView,
+    Normalize,
+    ResNetModel,
+    VGGModel,
+    image_to_tensor,
+    resize_center_crop,
+)
+
+__all__ = [
+    "WeightFile",
+    "ModelSpec",
+    "LoadedModel",
+    "register_model",
+    "get_spec",
+    "available_models",
+    "load_model",
+    "imagenet_classes",
+    "resolve_weight_file",
+    "DEFAULT_MODEL",
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_MODEL = "efficientnet_lite0"
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One weight file a model needs.
+
+    Attributes
+    ----------
+    filename : str
+        Standard file name, looked up in ``torch.hub.get_dir()/checkpoints/``.
+    url : str or None
+        Where the authors publish it (used only with ``allow_download=True``).
+    source : str
+        Human description of the origin, quoted in error messages.
+    """
+
+    filename: str
+    url: str | None
+    source: str
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Description of a registry model.
+
+    Attributes
+    ----------
+    name : str
+    description : str
+    family : str
+        ``"supervised"`` or ``"self-supervised"``.
+    architecture : str
+        torchvision constructor name (``"resnet50"``, ``"vgg16"``) or ``"efficientnet-lite0"``.
+        Tests may ``dataclasses.replace`` it by a smaller architecture (``"resnet18"``) to exercise
+        the same loading path quickly.
+    checkpoint_format : str
+        Key layout of the backbone file, see :data:`tsmlib.models.checkpoints.CONVERTERS`.
+    weights : WeightFile or None
+        Backbone (or full model) weights; ``None`` if a builder loads packaged weights itself.
+    probe : WeightFile or None
+        Published linear-probe head, if any.
+    target_layer : str
+        Dotted module name inside the wrapped model, the default CAM layer.
+    input_size : int
+        Side ``S`` of the square model input.
+    resize_size : int
+        Short side before the central crop in :meth:`LoadedModel.preprocess`.
+    mean, std : tuple of 3 floats
+        Normalisation applied inside the module (``[0, 1]`` scale).
+    classes : str or None
+        ``"imagenet"`` for the 1000 ILSVRC-2012 classes, ``None`` for an embedding model.
+    builder : callable or None
+        ``builder(spec, weights, allow_download) -> nn.Module`` for models that do not follow the
+        generic torchvision path.
+    reference : str
+        Paper / repository, for documentation.
+    """
+
+    name: str
+    description: str
+    family: str
+    architecture: str
+    checkpoint_format: str = "torchvision"
+    weights: WeightFile | None = None
+    probe: WeightFile | None = None
+    target_layer: str = "net.layer4"
+    input_size: int = 224
+    resize_size: int = 256
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    classes: str | None = "imagenet"
+    builder: Callable | None = field(default=None, compare=False, repr=False)
+    reference: str = ""
+
+
+@dataclass
+class LoadedModel:
+    """A registry model ready to explain.
+
+    Attributes
+    ----------
+    name : str
+    model : nn.Module
+        In eval mode; ``(B, 3, S, S)`` in ``[0, 1]`` -> logits ``(B, K)`` (classifier / linear
+        probe) or embeddings ``(B, D)``.
+    target_layer : str
+        Dotted name inside ``model`` (e.g. ``"net.layer4"``).
+    input_size : int
+        ``S``.
+    classes : list of str or None
+        Class names for the logits, ``None`` for an embedding model.
+    embedder : nn.Module or None
+        ``(B, 3, S, S) -> (B, D)`` pooled embedding sharing the model's parameters.
+    spec : ModelSpec
+    weight_files : dict
+        ``{"backbone": path, "probe": path}`` of the files actually read (empty entries omitted).
+    """
+
+    name: str
+    model: nn.Module
+    target_layer: str
+    input_size: int
+    classes: list[str] | None
+    embedder: nn.Module | None
+    spec: ModelSpec
+    weight_files: dict = field(default_factory=dict)
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        """PIL image -> ``(3, S, S)`` float tensor in ``[0, 1]`` (resize short side, centre crop)."""
+        if not isinstance(image, Image.Image):
+            raise TypeError(f"preprocess expects a PIL image, got {type(image).__name__}")
+        cropped = resize_center_crop(image.convert("RGB"), self.spec.resize_size, self.input_size)
+        return image_to_tensor(cropped)
+
+    def preprocess_mask(self, mask) -> torch.Tensor:
+        """Map a label mask ``(H, W)`` (bool or uint8) with the same geometry as :meth:`preprocess`.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(S, S)`` of the input's dtype (bool stays bool; VOC's 255 "void" stays 255),
+            nearest-neighbour resampled.
+        """
+        arr = np.asarray(mask)
+        if arr.ndim != 2:
+            raise ValueError(f"mask must be (H, W), got shape {arr.shape}")
+        is_bool = arr.dtype == bool
+        pil = Image.fromarray(arr.astype(np.uint8) * (255 if is_bool else 1))
+        out = np.asarray(
+            resize_center_crop(pil, self.spec.resize_size, self.input_size, resample=Image.NEAREST)
+        )
+        return torch.from_numpy(out > 127) if is_bool else torch.from_numpy(out.copy())
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def to(self, device) -> "LoadedModel":
+        """Move the model (and the embedder, which shares it) to ``device``; returns self."""
+        self.model.to(device)
+        return self
+
+    def predict(self, x: torch.Tensor, k: int = 5) -> list[list[tuple[str, float]]]:
+        """Top-``k`` (class name, softmax probability) per image for a ``(B, 3, S, S)`` batch."""
+        if self.classes is None:
+            raise ValueError(f"model {self.name!r} has no classifier (embedding model)")
+        with torch.no_grad():
+            probs = torch.softmax(self.model(x.to(self.device)), dim=1)
+        top = probs.topk(k, dim=1)
+        return [
+            [(self.classes[i], float(p)) for p, i in zip(ps.tolist(), ids.tolist())]
+            for ps, ids in zip(top.values, top.indices)
+        ]
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register_model(spec: ModelSpec, *, overwrite: bool = False) -> ModelSpec:
+    """Add ``spec`` to the registry under ``spec.name``; returns it."""
+    if not overwrite and spec.name in _REGISTRY:
+        raise ValueError(f"model {spec.name!r} is already registered (pass overwrite=True)")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def unregister_model(name: str) -> None:
+    """Remove a model from the registry (used by tests)."""
+    _REGISTRY.pop(name, None)
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The :class:`ModelSpec` registered as ``name``; ``KeyError`` lists the known names."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; available: {', '.join(available_models())}") from None
+
+
+def available_models() -> list[str]:
+    """Names of the registered models, sorted."""
+    return sorted(_REGISTRY)
+
+
+def imagenet_classes() -> list[str]:
+    """The 1000 ILSVRC-2012 class names in index order (from torchvision's metadata, offline)."""
+    from torchvision.models import ResNet50_Weights
+
+    return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def _hub_checkpoint_dir() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def resolve_weight_file(
+    model_name: str,
+    wf: WeightFile,
+    given: str | os.PathLike | None = None,
+    allow_download: bool = False,
+    role: str = "weights",
+) -> Path:
+    """Find the local file for ``wf`` (or download it if allowed).
+
+    Parameters
+    ----------
+    model_name : str
+        For the error message.
+    wf : WeightFile
+    given : path-like or None
+        An explicit file; it must exist.
+    allow_download : bool
+        Try ``wf.url`` into the torch hub cache when no local file is found.
+    role : str
+        ``"weights"`` or ``"linear probe"``, for the error message.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    WeightsNotFoundError
+        With the file name, its source, the URL and the command that provides it.
+    """
+    if given is not None:
+        path = Path(given).expanduser()
+        if not path.is_file():
+            raise WeightsNotFoundError(
+                f"{role} file for model {model_name!r} not found: {path} "
+                f"(expected {wf.filename}, {wf.source}"
+                + (f", {wf.url}" if wf.url else "")
+                + ")"
+            )
+        return path
+    cached = _hub_checkpoint_dir() / wf.filename
+    if cached.is_file():
+        return cached
+    if allow_download and wf.url:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            torch.hub.download_url_to_file(wf.url, str(cached), progress=True)
+        except Exception as exc:  # network missing, HTTP error, ...
+            raise WeightsNotFoundError(
+                f"downloading the {role} of model {model_name!r} from {wf.url} failed "
+                f"({type(exc).__name__}: {exc}). Put the file at {cached} by hand."
+            ) from exc
+        return cached
+    how = (
+        f"Download it on a machine with network access:\n"
+        f"    mkdir -p {cached.parent} && curl -L -o {cached} {wf.url}\n"
+        f"or pass its path: load_model({model_name!r}, "
+        + ("weights=" if role == "weights" else "probe_weights=")
+        + "'/path/to/"
+        + wf.filename
+        + "'),\nor allow the download: load_model("
+        + f"{model_name!r}, allow_download=True)."
+        if wf.url
+        else f"Pass its path to load_model({model_name!r}, ...)."
+    )
+    raise WeightsNotFoundError(
+        f"The {role} of model {model_name!r} are not available offline: file {wf.filename!r} "
+        f"({wf.source}) is not in {cached.parent}. {how} "
+        f"No random weights are substituted. The offline default model is {DEFAULT_MODEL!r}."
+    )
+
+
+def _linear_from(head: dict, in_features: int, what: str) -> nn.Linear:
+    w, b = head["weight"], head["bias"]
+    if w.shape[1] != in_features:
+        raise CheckpointError(
+            f"{what} expects {w.shape[1]}-d features but the backbone gives {in_features}"
+        )
+    linear = nn.Linear(in_features, w.shape[0])
+    linear.load_state_dict({"weight": w, "bias": b}, strict=True)
+    return linear
+
+
+def _build_resnet(spec: ModelSpec, weights, probe_weights, allow_download, probe):
+    import torchvision
+
+    files = {}
+    path = resolve_weight_file(spec.name, spec.weights, weights, allow_download, "weights")
+    files["backbone"] = path
+    net = getattr(torchvision.models, spec.architecture)(weights=None)
+    in_features = net.fc.in_features
+    try:
+        backbone, head = convert_resnet_checkpoint(load_checkpoint(path), spec.checkpoint_format)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from exc
+    net.fc = nn.Identity()
+    try:
+        net.load_state_dict(backbone, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"weights in {path} do not fit a torchvision {spec.architecture} after conversion from "
+            f"the {spec.checkpoint_format!r} layout: {exc}"
+        ) from exc
+    linear = None
+    if probe is not False:
+        if head is not None:
+            linear = _linear_from(head, in_features, f"the classifier in {path}")
+        elif spec.probe is not None:
+            try:
+                probe_path = resolve_weight_file(
+                    spec.name, spec.probe, probe_weights, allow_download, "linear probe"
+                )
+            except WeightsNotFoundError as exc:
+                if probe:  # explicitly required
+                    raise
+                warnings.warn(
+                    f"{spec.name}: linear probe not available ({spec.probe.filename}), so the model "
+                    "returns embeddings and has no class names. Pass probe_weights=... or "
+                    "probe=False to silence this. " + str(exc).split(". ")[0],
+                    stacklevel=3,
+                )
+                probe_path = None
+            if probe_path is not None:
+                files["probe"] = probe_path
+                linear = _linear_from(
+                    convert_linear_probe(load_checkpoint(probe_path)), in_features,
+                    f"the linear probe {probe_path}",
+                )
+        elif probe:
+            raise WeightsNotFoundError(f"model {spec.name!r} has no published linear probe")
+    model = ResNetModel(net, Normalize(spec.mean, spec.std), head=linear)
+    return model, files
+
+
+def _build_vgg(spec: ModelSpec, weights, probe_weights, allow_download, probe):
+    import torchvision
+
+    path = resolve_weight_file(spec.name, spec.weights, weights, allow_download, "weights")
+    sd = load_checkpoint(path)
+    net = getattr(torchvision.models, spec.architecture)(weights=None)
+    from .checkpoints import unwrap_state_dict
+
+    try:
+        net.load_state_dict(unwrap_state_dict(sd), strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"weights in {path} do not fit torchvision {spec.architecture}: {exc}") from exc
+    return VGGModel(net, Normalize(spec.mean, spec.std)), {"backbone": path}
+
+
+def load_model(
+    name: str = DEFAULT_MODEL,
+    weights: str | os.PathLike | None = None,
+    allow_download: bool = False,
+    *,
+    probe_weights: str | os.PathLike | None = None,
+    probe: bool | None = None,
+    device: str | torch.device | None = None,
+) -> LoadedModel:
+    """Build a registry model with its weights.
+
+    Parameters
+    ----------
+    name : str
+        A name from :func:`available_models`; default ``"efficientnet_lite0"`` (works offline).
+    weights : path-like or None
+        Backbone / model weight file. ``None``: the torch hub cache, then the URL if
+        ``allow_download``.
+    allow_download : bool
+        Allow fetching missing files from their upstream URL (needs a network).
+    probe_weights : path-like or None
+        Linear-probe file for self-supervised models.
+    probe : bool or None
+        ``None`` (default): attach the linear probe if its file is available, else return an
+        embedding model. ``True``: require it. ``False``: never attach it.
+    device : str or torch.device, optional
+
+    Returns
+    -------
+    LoadedModel
+        ``model`` in eval mode, no gradients disabled (Grad-CAM baselines need them).
+
+    Raises
+    ------
+    KeyError
+        Unknown name.
+    WeightsNotFoundError
+        A needed file is missing (the message says which and how to get it).
+    CheckpointError
+        The file is corrupt or does not match the architecture.
+    """
+    spec = get_spec(name)
+    builder = spec.builder
+    if builder is None:
+        builder = _build_vgg if spec.architecture.startswith("vgg") else _build_resnet
+    model, files = builder(spec, weights, probe_weights, allow_download, probe)
+    model.eval()
+    if device is not None:
+        model.to(device)
+    has_classifier = not (isinstance(model, ResNetModel) and model.head is None)
+    classes = None
+    if has_classifier and spec.classes == "imagenet":
+        classes = imagenet_classes()
+    elif has_classifier and spec.classes is not None:
+        raise ValueError(f"unknown class list {spec.classes!r} for model {name!r}")
+    embedder = EmbedderView(model).eval()
+    return LoadedModel(
+        name=spec.name,
+        model=model,
+        target_layer=spec.target_layer,
+        input_size=spec.input_size,
+        classes=classes,
+        embedder=embedder,
+        spec=spec,
+        weight_files={k: str(v) for k, v in files.items()},
+    )
+
+
+def with_architecture(spec: ModelSpec, architecture: str, name: str | None = None) -> ModelSpec:
+    """A copy of ``spec`` with another torchvision architecture (tests use ``"resnet18"``)."""
+    return dataclasses.replace(spec, architecture=architecture, name=name or f"{spec.name}@{architecture}")
