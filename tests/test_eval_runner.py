@@ -258,3 +258,36 @@ def test_runner_on_cuda_matches_cpu():
     cpu = evaluate(MeanProbabilityModel(), recs, [left_half], layer="x", steps=2, progress=False)
     gpu = evaluate(MeanProbabilityModel().cuda(), recs, [left_half], layer="x", steps=2, progress=False)
     assert np.allclose(cpu["value"], gpu["value"], atol=1e-5, equal_nan=True)
+
+
+def test_prepare_records_from_loader_samples():
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from tsmlib.evaluation import prepare_records
+
+    fg = np.zeros((4, 4), dtype=bool)
+    fg[:, :2] = True
+    void = np.zeros((4, 4), dtype=bool)
+    void[0, 3] = True
+    samples = [SimpleNamespace(name="s0", image=Image.new("RGB", (4, 4), (204, 204, 204)), label=0, mask=fg,
+                               void=void)]
+
+    class Loaded:  # the two LoadedModel methods the adapter uses
+        def preprocess(self, im):
+            return torch.from_numpy(np.asarray(im, dtype=np.float32) / 255).permute(2, 0, 1)
+
+        def preprocess_mask(self, m):
+            return torch.from_numpy(np.asarray(m))
+
+    recs = prepare_records(samples, Loaded())
+    assert len(recs) == 1
+    rec = next(iter(recs))
+    assert rec.id == "s0" and rec.label == 0 and rec.mask.dtype == torch.uint8
+    assert rec.mask[0, 3] == 255 and rec.mask[1, 0] == 1 and rec.mask[1, 3] == 0
+    df = evaluate(MeanProbabilityModel(), recs, [left_half], ["average_drop", "iou"], layer="x", progress=False)
+    assert _value(df, "s0", "left_half", "iou") == 1.0
+    assert _value(df, "s0", "left_half", "average_drop") == pytest.approx(50.0, abs=1e-3)
+    with pytest.raises(TypeError, match="prepare_records"):
+        evaluate(MeanProbabilityModel(), samples, [left_half], ["average_drop"], layer="x", progress=False)

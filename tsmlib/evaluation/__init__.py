@@ -15,7 +15,8 @@ Typical use in a notebook::
     paper_table(summary)                                 # methods x (AD, IC, AG, MSE, IoU)
     sns.barplot(df[df.metric == "average_drop"], x="method", y="value", hue="label_free")
 
-``records`` is any iterable of dicts ``{"image": (3, S, S) in [0, 1], "label": int | None,
+With the project's loaders: ``records = prepare_records(tsmlib.data.photos.PhotoSet(), loaded)``.
+Otherwise ``records`` is any iterable of dicts ``{"image": (3, S, S) in [0, 1], "label": int | None,
 "mask": (H, W) uint8 | None, "id": name}`` (or tuples ``(image, label, mask)``).
 """
 
@@ -37,7 +38,7 @@ from .metrics import (
     mse,
     pointing_game,
 )
-from .runner import ALL_METRICS, COLUMNS, PAPER_METRICS, Record, as_record, config_hash, evaluate
+from .runner import ALL_METRICS, COLUMNS, PAPER_METRICS, Record, as_record, config_hash, evaluate, prepare_records
 from .sanity import cascading_randomization, sanity_summary, spearman, ssim
 from .scores import ClassScore, EmbeddingSimilarity, make_score, probe_score
 from .summary import best_iou_threshold, bootstrap_ci, paper_table, summarize
@@ -46,7 +47,7 @@ __all__ = [
     "IMAGENET_MEAN", "VOID", "average_drop", "average_gain", "baseline_image", "best_threshold", "blur",
     "default_thresholds", "deletion_insertion_auc", "energy_pointing_game", "increase_in_confidence", "iou",
     "iou_curve", "masked_input", "mse", "pointing_game", "ALL_METRICS", "COLUMNS", "PAPER_METRICS", "Record",
-    "as_record", "config_hash", "evaluate", "cascading_randomization", "sanity_summary", "spearman", "ssim",
+    "as_record", "config_hash", "evaluate", "prepare_records", "cascading_randomization", "sanity_summary", "spearman", "ssim",
     "ClassScore", "EmbeddingSimilarity", "make_score", "probe_score", "best_iou_threshold", "bootstrap_ci",
     "paper_table", "summarize",
 ]

@@ -78,6 +78,11 @@ def as_record(item, index: int) -> Record:
     image = get("image")
     if image is None:
         raise ValueError(f"record {index} has no image (expected a dict/tuple/object with 'image')")
+    if not isinstance(image, torch.Tensor) and hasattr(image, "convert"):
+        raise TypeError(
+            f"record {index} holds a PIL image; preprocess it for the model first: "
+            "evaluate(lm.model, prepare_records(samples, lm), ...) with lm = tsmlib.load_model(...)"
+        )
     rid = get("id")
     if rid is None:
         rid = get("name")
@@ -85,6 +90,57 @@ def as_record(item, index: int) -> Record:
     mask = get("mask")
     return Record(index if rid is None else rid, torch.as_tensor(image),
                   None if label is None else int(label), None if mask is None else torch.as_tensor(mask))
+
+
+class PreparedRecords:
+    """Lazy view of loader samples as evaluation :class:`Record` s, preprocessed for one model.
+
+    Parameters
+    ----------
+    samples : iterable or sequence of tsmlib.data Sample
+        Items with ``name``, ``image`` (PIL), ``label``, ``mask`` ((H, W) bool foreground or None) and
+        ``void`` ((H, W) bool ignored pixels or None), as yielded by ``tsmlib.data.photos.PhotoSet``,
+        the VOC and ImageNet loaders.
+    loaded : LoadedModel
+        Anything with ``preprocess(pil) -> (3, S, S)`` and ``preprocess_mask(mask) -> (S, S)`` (resize and
+        centre-crop with the same geometry as the image).
+
+    The mask becomes a uint8 label image: 1 foreground, 0 background, :data:`~tsmlib.evaluation.metrics.VOID`
+    where ``void`` is set. ``len()`` works when ``samples`` has one (for the progress bar).
+    """
+
+    def __init__(self, samples, loaded):
+        self.samples = samples
+        self.loaded = loaded
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __iter__(self):
+        for sample in self.samples:
+            yield self.convert(sample)
+
+    def convert(self, sample) -> Record:
+        mask = None
+        if getattr(sample, "mask", None) is not None:
+            import numpy as np
+
+            m = np.asarray(sample.mask)
+            labels = (m != 0).astype(np.uint8) if m.dtype == bool else m.astype(np.uint8)
+            void = getattr(sample, "void", None)
+            if void is not None:
+                labels = np.where(np.asarray(void, dtype=bool), np.uint8(M.VOID), labels)
+            mask = self.loaded.preprocess_mask(labels)
+        return Record(getattr(sample, "name", None), self.loaded.preprocess(sample.image), sample.label, mask)
+
+
+def prepare_records(samples, loaded) -> PreparedRecords:
+    """Loader samples (PIL images, bool masks) -> evaluation records for ``loaded``'s input size.
+
+    >>> lm = tsmlib.load_model("efficientnet_lite0")                        # doctest: +SKIP
+    >>> df = evaluate(lm.model, prepare_records(PhotoSet(), lm), ["tsm"], layer=lm.target_layer)  # doctest: +SKIP
+    """
+    return PreparedRecords(samples, loaded)
 
 
 def _batches(images: Iterable, batch_size: int):
