@@ -291,3 +291,8 @@ def test_prepare_records_from_loader_samples():
     assert _value(df, "s0", "left_half", "average_drop") == pytest.approx(50.0, abs=1e-3)
     with pytest.raises(TypeError, match="prepare_records"):
         evaluate(MeanProbabilityModel(), samples, [left_half], ["average_drop"], layer="x", progress=False)
+
+
+def test_unknown_method_name_fails_before_any_work():
+    with pytest.raises(ValueError, match="unknown saliency method 'tsn'"):
+        evaluate(MeanProbabilityModel(), _records(), ["tsn"], ["average_drop"], layer="x", progress=False)

@@ -11,13 +11,9 @@ MapFunction = Callable[..., torch.Tensor]
 
 
 def _registry_saliency(name: str, options: Mapping) -> MapFunction:
-    try:
-        from tsmlib.cam import saliency
-    except ImportError as err:  # pragma: no cover - only before the lead's registry is merged
-        raise ImportError(
-            f"method {name!r} is looked up in tsmlib.cam's registry, which is not importable ({err}); "
-            "pass the method as a callable fn(model, x, layer, targets) instead"
-        ) from err
+    from tsmlib.cam import method_info, saliency
+
+    method_info(name)  # unknown names fail here, listing the registered ones, before any work is done
 
     def fn(model, x, layer, targets):
         return saliency(model, x, method=name, layer=layer, targets=targets, upsample=True, **options)
