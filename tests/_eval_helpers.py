@@ -1,0 +1,34 @@
+"""Hand-built models and maps for the evaluation tests (answers worked out by hand)."""
+
+import torch
+import torch.nn as nn
+
+
+class MeanProbabilityModel(nn.Module):
+    """Two-class "classifier" whose softmax probability of class 0 is exactly ``p = a + b * mean(x)``.
+
+    Logits are ``(log p, log(1 - p))``, so softmax gives ``(p, 1 - p)``: Average Drop and friends can be
+    computed by hand from the mean brightness of the (masked) image.
+    """
+
+    def __init__(self, a: float = 0.0, b: float = 1.0):
+        super().__init__()
+        self.a, self.b = a, b
+        self.scale = nn.Parameter(torch.ones(()))  # gives the model a device and a fingerprint
+
+    def forward(self, x):
+        p = (self.a + self.b * x.mean(dim=(1, 2, 3)) * self.scale).clamp(1e-6, 1 - 1e-6)
+        return torch.stack([p.log(), (1 - p).log()], dim=1)
+
+
+def left_half(model, x, layer, targets):
+    """Map = 1 on the left half of the image, 0 on the right half."""
+    B, _, H, W = x.shape
+    m = torch.zeros(B, H, W, dtype=x.dtype, device=x.device)
+    m[..., : W // 2] = 1
+    return m
+
+
+def everywhere(model, x, layer, targets):
+    """Map = 1 everywhere (the masked image is the image)."""
+    return torch.ones(x.shape[0], *x.shape[-2:], dtype=x.dtype, device=x.device)

@@ -1,0 +1,62 @@
+"""Summaries: means, bootstrap intervals, NaN accounting, best IoU threshold, paper table."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tsmlib.evaluation import best_iou_threshold, bootstrap_ci, paper_table, summarize
+
+
+def _table():
+    rows = []
+    for i, (a, b) in enumerate([(10.0, 30.0), (20.0, 50.0), (30.0, float("nan")), (40.0, 70.0)]):
+        rows.append({"image": i, "method": "tsm", "metric": "average_drop", "value": a, "threshold": np.nan,
+                     "model": "m", "layer": "l", "score_space": "softmax", "masking": "black"})
+        rows.append({"image": i, "method": "gradcam", "metric": "iou", "value": b, "threshold": 0.5,
+                     "model": "m", "layer": "l", "score_space": "softmax", "masking": "black"})
+    return pd.DataFrame(rows)
+
+
+def test_summarize_mean_ci_and_nan_count():
+    s = summarize(_table(), n_boot=500)
+    tsm = s[s.method == "tsm"].iloc[0]
+    assert tsm["mean"] == 25.0 and tsm["n"] == 4 and tsm["n_nan"] == 0
+    assert 10.0 <= tsm["ci_low"] < 25.0 < tsm["ci_high"] <= 40.0
+    g = s[s.method == "gradcam"].iloc[0]
+    assert g["mean"] == 50.0 and g["n"] == 3 and g["n_nan"] == 1  # the NaN IoU is counted, not averaged
+    assert g["threshold"] == 0.5
+    assert {"model", "layer", "score_space", "masking"} <= set(s.columns)
+    # deterministic for a seed
+    pd.testing.assert_frame_equal(s, summarize(_table(), n_boot=500))
+
+
+def test_bootstrap_ci_edge_cases():
+    assert bootstrap_ci([3.0]) == (3.0, 3.0)
+    assert all(np.isnan(bootstrap_ci([])))
+    with pytest.raises(ValueError, match="NaN"):
+        bootstrap_ci([1.0, float("nan")])
+    with pytest.raises(ValueError, match="ci"):
+        bootstrap_ci([1.0, 2.0], ci=95)
+    # a wide sample has a wider interval than a narrow one
+    rng = np.random.default_rng(0)
+    lo1, hi1 = bootstrap_ci(rng.normal(0, 1, 200))
+    lo2, hi2 = bootstrap_ci(rng.normal(0, 5, 200))
+    assert hi2 - lo2 > 3 * (hi1 - lo1)
+    # coverage roughly right: the interval of a large N(0, 1) sample holds 0 and has width ~ 2*1.96/sqrt(n)
+    lo, hi = bootstrap_ci(rng.normal(0, 1, 2000))
+    assert lo < 0.1 and hi > -0.1 and (hi - lo) == pytest.approx(2 * 1.96 / np.sqrt(2000), rel=0.2)
+
+
+def test_best_iou_threshold_and_paper_table():
+    rows = []
+    for m, curve in (("a", [0.2, 0.6, 0.6, 0.1]), ("b", [0.5, 0.3, float("nan"), 0.0])):
+        for t, v in zip([0.0, 0.25, 0.5, 0.75], curve):
+            rows.append({"image": 0, "method": m, "metric": "iou_curve", "value": v, "threshold": t})
+    best = best_iou_threshold(pd.DataFrame(rows)).set_index("method")
+    assert best.loc["a", "best_threshold"] == 0.25 and best.loc["a", "best_miou"] == 0.6  # smallest of a tie
+    assert best.loc["b", "best_threshold"] == 0.0
+    with pytest.raises(ValueError, match="iou_curve"):
+        best_iou_threshold(_table())
+    table = paper_table(summarize(_table(), n_boot=200))
+    assert list(table.columns) == ["average_drop", "iou"]
+    assert table.loc["tsm", "average_drop"].startswith("25.00 [")

@@ -1,0 +1,53 @@
+"""Evaluation of saliency maps: the paper's metrics (Average Drop, Increase in Confidence, MSE, mIoU) and
+more (Average Gain, deletion/insertion AUC, pointing games, the cascading randomisation sanity check),
+one runner that produces a tidy, cached table, and bootstrap summaries.
+
+The protocol (formulas, masking rule, score space) is the one of ``shared/method.md``; see
+:mod:`tsmlib.evaluation.metrics` for the exact per-image formulas.
+
+Typical use in a notebook::
+
+    from tsmlib.evaluation import evaluate, summarize, paper_table
+    df = evaluate(model, records, ["eigencam", "tsm", "multivec-eigencam", "mtsm", "lafam", "gradcam"],
+                  layer=loaded.target_layer, model_name=loaded.name, cache_dir=".cache/eval",
+                  max_images={"scorecam": 8})            # one row per image x method x metric
+    summary = summarize(df)                              # mean + bootstrap 95 % CI per method and metric
+    paper_table(summary)                                 # methods x (AD, IC, AG, MSE, IoU)
+    sns.barplot(df[df.metric == "average_drop"], x="method", y="value", hue="label_free")
+
+With the project's loaders: ``records = prepare_records(tsmlib.data.photos.PhotoSet(), loaded)``.
+Otherwise ``records`` is any iterable of dicts ``{"image": (3, S, S) in [0, 1], "label": int | None,
+"mask": (H, W) uint8 | None, "id": name}`` (or tuples ``(image, label, mask)``).
+"""
+
+from .metrics import (
+    IMAGENET_MEAN,
+    VOID,
+    average_drop,
+    average_gain,
+    baseline_image,
+    best_threshold,
+    blur,
+    default_thresholds,
+    deletion_insertion_auc,
+    energy_pointing_game,
+    increase_in_confidence,
+    iou,
+    iou_curve,
+    masked_input,
+    mse,
+    pointing_game,
+)
+from .runner import ALL_METRICS, COLUMNS, PAPER_METRICS, Record, as_record, config_hash, evaluate, prepare_records
+from .sanity import cascading_randomization, sanity_summary, spearman, ssim
+from .scores import ClassScore, EmbeddingSimilarity, make_score, probe_score
+from .summary import best_iou_threshold, bootstrap_ci, paper_table, summarize
+
+__all__ = [
+    "IMAGENET_MEAN", "VOID", "average_drop", "average_gain", "baseline_image", "best_threshold", "blur",
+    "default_thresholds", "deletion_insertion_auc", "energy_pointing_game", "increase_in_confidence", "iou",
+    "iou_curve", "masked_input", "mse", "pointing_game", "ALL_METRICS", "COLUMNS", "PAPER_METRICS", "Record",
+    "as_record", "config_hash", "evaluate", "prepare_records", "cascading_randomization", "sanity_summary", "spearman", "ssim",
+    "ClassScore", "EmbeddingSimilarity", "make_score", "probe_score", "best_iou_threshold", "bootstrap_ci",
+    "paper_table", "summarize",
+]

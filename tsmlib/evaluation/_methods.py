@@ -1,0 +1,63 @@
+"""Resolve a saliency method given by name (the ``tsmlib.cam`` registry) or as a callable."""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import torch
+
+#: ``fn(model, x, layer, targets) -> (B, H_in, W_in)`` maps in [0, 1] at the input resolution.
+MapFunction = Callable[..., torch.Tensor]
+
+
+def _registry_saliency(name: str, options: Mapping) -> MapFunction:
+    from tsmlib.cam import method_info, saliency
+
+    method_info(name)  # unknown names fail here, listing the registered ones, before any work is done
+
+    def fn(model, x, layer, targets):
+        return saliency(model, x, method=name, layer=layer, targets=targets, upsample=True, **options)
+
+    fn.__name__ = name
+    return fn
+
+
+def resolve_methods(methods, options: Mapping[str, Mapping] | None = None) -> dict[str, MapFunction]:
+    """``{name: fn}`` from a list of registry names and/or callables, or a ``{name: callable}`` dict.
+
+    ``options`` maps a method name to keyword arguments passed to ``tsmlib.saliency`` for that method
+    (e.g. ``{"mtsm": {"k": 5}}``). Callables are used as given: ``fn(model, x, layer, targets)``.
+    """
+    options = dict(options or {})
+    if isinstance(methods, (str, bytes)) or callable(methods):
+        methods = [methods]
+    items = methods.items() if isinstance(methods, Mapping) else [
+        (m if isinstance(m, str) else getattr(m, "__name__", repr(m)), m) for m in methods
+    ]
+    out: dict[str, MapFunction] = {}
+    for name, m in items:
+        if name in out:
+            raise ValueError(f"method {name!r} is listed twice")
+        if isinstance(m, str):
+            out[name] = _registry_saliency(m, options.get(name, {}))
+        elif callable(m):
+            out[name] = m
+        else:
+            raise TypeError(f"a method must be a registry name or a callable, got {type(m).__name__}")
+    unknown = set(options) - set(out)
+    if unknown:
+        raise ValueError(f"options given for methods that are not evaluated: {sorted(unknown)}")
+    return out
+
+
+def check_map_batch(maps: torch.Tensor, x: torch.Tensor, name: str) -> torch.Tensor:
+    """Validate a method's output: (B, H_in, W_in), finite, in [0, 1]."""
+    if not isinstance(maps, torch.Tensor):
+        raise TypeError(f"method {name!r} returned {type(maps).__name__}, expected a (B, H, W) tensor")
+    want = (x.shape[0], *x.shape[-2:])
+    if tuple(maps.shape) != want:
+        raise ValueError(f"method {name!r} returned maps of shape {tuple(maps.shape)}, expected {want}")
+    maps = maps.detach()
+    if not bool(torch.isfinite(maps).all()):
+        raise ValueError(f"method {name!r} returned NaN/Inf maps")
+    return maps

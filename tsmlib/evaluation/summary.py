@@ -1,0 +1,123 @@
+"""Summaries of the runner's tidy table: means with bootstrap confidence intervals, best IoU threshold.
+
+The paper's numbers are means over images of the per-image terms in the table (Average Drop % is the
+mean of ``100 * max(0, Y - O) / Y``, and so on). NaN values (undefined IoU on an empty mask, ...) are left
+out of the mean and counted in ``n_nan``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+#: Configuration columns a summary keeps apart (when present in the table).
+CONFIG_COLUMNS = ("model", "layer", "score_space", "masking")
+
+
+def bootstrap_ci(values, *, n_boot: int = 2000, ci: float = 0.95, seed: int = 0,
+                 chunk: int = 256) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of the mean.
+
+    Parameters
+    ----------
+    values : array-like, shape (n,)
+        Finite values (drop NaN first).
+    n_boot : int
+        Number of resamples (with replacement, of size n).
+    ci : float
+        Coverage in (0, 1).
+    seed : int
+        Seed of numpy's ``default_rng``: the interval is deterministic.
+
+    Returns
+    -------
+    (low, high) : tuple of float
+        ``(nan, nan)`` for no values; ``(v, v)`` for a single value.
+    """
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if not 0 < ci < 1:
+        raise ValueError(f"ci must be in (0, 1), got {ci}")
+    if v.size == 0:
+        return float("nan"), float("nan")
+    if np.isnan(v).any():
+        raise ValueError("bootstrap_ci got NaN values; drop them first (summarize does and counts them)")
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_boot)
+    for s in range(0, n_boot, chunk):
+        k = min(chunk, n_boot - s)
+        means[s:s + k] = v[rng.integers(0, v.size, size=(k, v.size))].mean(axis=1)
+    alpha = (1 - ci) / 2
+    lo, hi = np.quantile(means, [alpha, 1 - alpha])
+    return float(lo), float(hi)
+
+
+def summarize(results: pd.DataFrame, by: Sequence[str] | None = None, *, n_boot: int = 2000, ci: float = 0.95,
+              seed: int = 0) -> pd.DataFrame:
+    """Mean and bootstrap confidence interval per method and metric (and configuration).
+
+    Parameters
+    ----------
+    results : DataFrame
+        The table of :func:`tsmlib.evaluation.evaluate` (columns ``method, metric, value`` at least).
+    by : sequence of str, optional
+        Grouping columns. Default: the configuration columns present (model, layer, score space,
+        masking), then ``method`` (and ``label_free``), ``metric`` and ``threshold`` (so ``iou_curve`` keeps one row per threshold).
+    n_boot, ci, seed
+        See :func:`bootstrap_ci`.
+
+    Returns
+    -------
+    DataFrame
+        One row per group: the ``by`` columns, ``mean``, ``ci_low``, ``ci_high``, ``n`` (finite values)
+        and ``n_nan`` (undefined values left out). Plot it with seaborn, or pivot it for a table.
+    """
+    if by is None:
+        by = [c for c in CONFIG_COLUMNS if c in results.columns] + ["method"]
+        if "label_free" in results.columns:
+            by.append("label_free")  # a function of the method: kept for plots
+        by.append("metric")
+        if "threshold" in results.columns:
+            by.append("threshold")
+    missing = [c for c in list(by) + ["value"] if c not in results.columns]
+    if missing:
+        raise ValueError(f"results lack column(s) {missing}")
+    rows = []
+    for key, group in results.groupby(list(by), dropna=False, sort=True):
+        values = group["value"].to_numpy(dtype=np.float64)
+        finite = values[~np.isnan(values)]
+        lo, hi = bootstrap_ci(finite, n_boot=n_boot, ci=ci, seed=seed)
+        key = key if isinstance(key, tuple) else (key,)
+        rows.append({**dict(zip(by, key)), "mean": float(finite.mean()) if finite.size else float("nan"),
+                     "ci_low": lo, "ci_high": hi, "n": int(finite.size), "n_nan": int(values.size - finite.size)})
+    return pd.DataFrame(rows)
+
+
+def best_iou_threshold(results: pd.DataFrame) -> pd.DataFrame:
+    """Per method (and configuration): the threshold of highest mean IoU on the ``iou_curve`` rows.
+
+    Returns
+    -------
+    DataFrame
+        ``best_threshold`` (the smallest one attaining the maximum) and ``best_miou``, one row per method.
+    """
+    curve = results[results["metric"] == "iou_curve"]
+    if curve.empty:
+        raise ValueError("no 'iou_curve' rows: evaluate with metrics including 'iou_curve' and masks")
+    by = [c for c in CONFIG_COLUMNS if c in curve.columns] + ["method"]
+    means = curve.groupby(by + ["threshold"], dropna=False)["value"].mean().reset_index()
+    means = means.sort_values(by + ["threshold"])
+    idx = means.dropna(subset=["value"]).groupby(by)["value"].idxmax()
+    best = means.loc[idx, by + ["threshold", "value"]]
+    return best.rename(columns={"threshold": "best_threshold", "value": "best_miou"}).reset_index(drop=True)
+
+
+def paper_table(summary: pd.DataFrame, metrics: Sequence[str] = ("average_drop", "increase_in_confidence",
+                                                                   "average_gain", "mse", "iou")) -> pd.DataFrame:
+    """Wide table (methods x metrics) of ``mean [ci_low, ci_high]`` strings from :func:`summarize`."""
+    s = summary[summary["metric"].isin(metrics)].copy()
+    s["cell"] = s.apply(lambda r: f"{r['mean']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]", axis=1)
+    index = [c for c in CONFIG_COLUMNS if c in s.columns and s[c].nunique() > 1] + ["method"]
+    table = s.pivot_table(index=index, columns="metric", values="cell", aggfunc="first")
+    return table[[m for m in metrics if m in table.columns]]
