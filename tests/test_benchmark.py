@@ -139,3 +139,20 @@ def test_thread_limit_sets_and_restores_both_pools():
     with pytest.raises(ValueError, match="threads"):
         with benchmark.thread_limit(0):
             pass
+
+
+def test_command_line_benchmark_prints_the_table_and_ratios(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_methods.py"
+    spec = importlib.util.spec_from_file_location("bench_methods", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--batch", "3", "--shapes", "8x2x3", "--repeat", "1", "--peer-items", "1",
+                 "--skip-forward", "--threads", "1", "--variants"])
+    out = capsys.readouterr().out
+    assert "threads 1" in out and "== activations 3x8x2x3 ==" in out
+    for name in ("eigencam", "mtsm solver=svd", "tsm (tensorly loop)", "eigencam (pytorch-grad-cam)"):
+        assert name in out
+    assert "ratio  tensorly loop / tsmlib tsm" in out and "ratio  pytorch-grad-cam / tsmlib eigencam" in out

@@ -330,7 +330,7 @@ def benchmark_methods(
         ``batch``, ``ms_per_batch``, ``maps_per_s``, ``items_timed``, ``extrapolated``.
     """
     import pandas as pd
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # plain text bar: tqdm.auto warns in notebooks without ipywidgets
 
     if A.ndim != 4:
         raise ValueError(f"A must have shape (B, C, H, W), got {tuple(A.shape)}")
