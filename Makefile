@@ -11,6 +11,7 @@ STAMP  := $(VENV)/.installed-stamp
 .PHONY: install test book clean-book
 
 $(STAMP): pyproject.toml
+	bash tools/install_system_deps.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[book,test]'
