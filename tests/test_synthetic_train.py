@@ -212,3 +212,48 @@ def test_tiny_run_exports_loadable_models(tmp_path):
     train.main(["--config", "tiny", "--out", str(out), "--stages", "supervised", "--resume", "--no-progress"])
     st = torch.load(out / "supervised.pt", weights_only=False)
     assert st["history"]["loss"] == sup["history"]["loss"]
+
+
+# ------------------------------------------------------------------ schedule, background swap
+
+
+def test_lr_factor_hand_values():
+    from tsmlib.synthetic.train import lr_factor
+
+    assert lr_factor(0.05, 0.1) == pytest.approx(0.5)  # half-way through the warm-up
+    assert lr_factor(0.1, 0.1) == pytest.approx(1.0)  # peak
+    assert lr_factor(0.55, 0.1) == pytest.approx(0.5)  # cosine half-way
+    assert lr_factor(1.0, 0.1) == pytest.approx(0.0)
+    assert lr_factor(2.0, 0.1) == pytest.approx(0.0)  # past the end: stays at 0
+
+
+def test_time_budget_stops_training(tmp_path):
+    from tsmlib.synthetic import train
+
+    cfg = copy.deepcopy(TINY_CONFIG)
+    cfg["supervised"].update(epochs=50, time_budget_minutes=1e-6)
+    train.run(cfg, tmp_path, stages=["supervised"])
+    st = torch.load(tmp_path / "supervised.pt", weights_only=False)
+    assert st["step"] == 1 and st["stopped_on_time"]
+    assert st["history"]["step"] == [1]
+
+
+def test_swap_backgrounds_keeps_objects_exactly():
+    from tsmlib.synthetic.data import generate
+    from tsmlib.synthetic.train import swap_backgrounds
+
+    d = generate("train", 6, seed=0, keep_backgrounds=True)
+    x, bg = d.float_images(), d.backgrounds.float() / 255
+    # without objects, the kept background equals the scene outside the masks
+    m = d.masks[:, None].expand_as(x)
+    assert torch.equal(x[~m], bg[~m])
+    y = swap_backgrounds(x, d.masks, bg, torch.Generator().manual_seed(0), p=1.0)
+    assert torch.equal(y[m], x[m])  # objects untouched, pixel for pixel
+    # outside the objects, every image now shows one of the batch's backgrounds
+    for i in range(6):
+        outside = ~d.masks[i]
+        assert any(torch.equal(y[i][:, outside], bg[j][:, outside]) for j in range(6))
+    assert torch.equal(swap_backgrounds(x, d.masks, bg, torch.Generator(), p=0.0), x)
+    with pytest.raises(ValueError, match="background"):
+        ssl_step("simclr", build_model(TINY_CONFIG, 0), Projector(16, 16, 16), None, x,
+                 torch.Generator(), dict(TINY_CONFIG["simclr"], background_swap_p=0.5))

@@ -246,10 +246,10 @@ class SceneConfig:
     """
 
     image_size: int = 64
-    main_size: tuple = (34, 52)
+    main_size: tuple = (36, 56)
     distractor_size: tuple = (16, 26)
-    p_distractors: float = 0.5
-    crop_fraction: tuple = (0.15, 0.6)
+    p_distractors: float = 0.3
+    crop_fraction: tuple = (0.08, 0.35)
     mask_threshold: int = 24
 
     def __post_init__(self):

@@ -60,15 +60,17 @@ DEFAULT_CONFIG = {
     "seed": 0,
     "threads": 1,
     "data": {"n_train": 10000, "n_val": 1000, "n_test": 2000, "scene": config_dict(SceneConfig())},
-    "arch": {"widths": [32, 64, 128, 128]},
-    "supervised": {"epochs": 6, "batch_size": 128, "lr": 2e-3, "weight_decay": 5e-4, "warmup_epochs": 0.5,
-                   "max_minutes": 14},
-    "simclr": {"epochs": 10, "batch_size": 256, "lr": 2e-3, "weight_decay": 1e-5, "warmup_epochs": 1,
-               "temperature": 0.2, "proj_hidden": 256, "proj_out": 128, "crop_scale": [0.3, 1.0],
-               "view_size": 48, "max_minutes": 22},
-    "barlow": {"epochs": 10, "batch_size": 256, "lr": 2e-3, "weight_decay": 1e-5, "warmup_epochs": 1,
-               "lambd": 0.005, "proj_hidden": 512, "proj_out": 512, "crop_scale": [0.3, 1.0],
-               "view_size": 48, "max_minutes": 22},
+    "arch": {"widths": [16, 32, 64, 128]},
+    "supervised": {"epochs": 15, "batch_size": 128, "lr": 2e-3, "weight_decay": 5e-4, "warmup_epochs": 0.75,
+                   "time_budget_minutes": 13},
+    "simclr": {"epochs": 40, "batch_size": 128, "lr": 2e-3, "weight_decay": 1e-5, "warmup_epochs": 2,
+               "temperature": 0.2, "proj_hidden": 256, "proj_out": 128, "crop_scale": [0.35, 1.0],
+               "view_size": 48, "hue": 0.5, "grayscale_p": 0.2, "background_swap_p": 0.0,
+               "time_budget_minutes": 25},
+    "barlow": {"epochs": 40, "batch_size": 128, "lr": 2e-3, "weight_decay": 1e-5, "warmup_epochs": 2,
+               "lambd": 0.005, "proj_hidden": 512, "proj_out": 512, "crop_scale": [0.35, 1.0],
+               "view_size": 48, "hue": 0.5, "grayscale_p": 0.2, "background_swap_p": 0.0,
+               "time_budget_minutes": 25},
     "probe": {"steps": 300, "lr": 0.05, "weight_decays": [0.0, 1e-4, 1e-3, 1e-2], "knn_k": 20},
     "monitor": {"n_train": 2000, "n_val": 1000},
 }
@@ -82,7 +84,7 @@ TINY_CONFIG.update({
     "monitor": {"n_train": 64, "n_val": 32},
 })
 for _k in ("supervised", "simclr", "barlow"):
-    TINY_CONFIG[_k] = dict(DEFAULT_CONFIG[_k], epochs=2, batch_size=32, warmup_epochs=0)
+    TINY_CONFIG[_k] = dict(DEFAULT_CONFIG[_k], epochs=2, batch_size=32, warmup_epochs=0.5)
 TINY_CONFIG["probe"] = dict(DEFAULT_CONFIG["probe"], steps=30, weight_decays=[0.0, 1e-3], knn_k=5)
 
 MODEL_NAMES = ("supervised", "simclr", "barlow", "random")
@@ -224,15 +226,12 @@ def ssl_step(method: str, model: ContractModel, projector: nn.Module, opt, x: to
     return loss.item()
 
 
-def _lr_lambda(epochs: int, steps_per_epoch: int, warmup_epochs: float):
-    total = max(1, epochs * steps_per_epoch)
-    warm = int(warmup_epochs * steps_per_epoch)
-
-    def f(step):
-        if step < warm:
-            return (step + 1) / warm
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
-    return f
+def lr_factor(progress: float, warmup: float) -> float:
+    """Learning-rate multiplier: linear warm-up over the first ``warmup`` fraction of training,
+    then cosine decay to 0 at ``progress = 1``."""
+    if progress < warmup:
+        return max(progress / warmup, 1e-3)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (progress - warmup) / max(1e-9, 1 - warmup))))
 
 
 @torch.no_grad()
@@ -365,7 +364,12 @@ def _log(msg, log=None):
 
 
 def _train_loop(name, cfg, data, out, step_fn, modules, monitor_fn, resume, log, progress):
-    """Shared epoch loop: AdamW + warmup/cosine, a checkpoint per epoch, time budget."""
+    """Shared loop: AdamW, warm-up + cosine learning rate, a checkpoint per epoch.
+
+    Progress is ``max(step / total_steps, minutes / time_budget_minutes)``: on a slow or busy
+    machine the schedule anneals on time and training stops when the budget is spent (the
+    steps actually done are recorded), so a run always ends with an annealed model.
+    """
     scfg = cfg[name]
     params = [p for m in modules for p in m.parameters()]
     opt = torch.optim.AdamW(params, lr=scfg["lr"], weight_decay=scfg["weight_decay"])
@@ -373,29 +377,31 @@ def _train_loop(name, cfg, data, out, step_fn, modules, monitor_fn, resume, log,
     spe = n // scfg["batch_size"]
     if spe == 0:
         raise ValueError(f"{name}: batch_size {scfg['batch_size']} > number of training images {n}")
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(scfg["epochs"], spe, scfg["warmup_epochs"]))
+    total = max(1, scfg["epochs"] * spe)
+    budget = 60.0 * scfg.get("time_budget_minutes", float("inf"))
+    warm = scfg["warmup_epochs"] / max(1, scfg["epochs"])
     g = torch.Generator().manual_seed(cfg["seed"] * 1000 + MODEL_NAMES.index(name) + 1)
-    history = {"epoch": [], "loss": [], "monitor": [], "seconds": []}
-    start_epoch, spent = 0, 0.0
+    history = {"epoch": [], "step": [], "loss": [], "monitor": [], "seconds": []}
+    start_epoch, spent, step = 0, 0.0, 0
     ckpt = out / f"{name}.pt"
     if resume and ckpt.exists():
         st = torch.load(ckpt, weights_only=False)
         for m, s in zip(modules, st["modules"]):
             m.load_state_dict(s)
         opt.load_state_dict(st["opt"])
-        sched.load_state_dict(st["sched"])
         g.set_state(st["gen"])
-        history, start_epoch, spent = st["history"], st["epoch"], st["seconds"]
+        history, start_epoch, spent, step = st["history"], st["epoch"], st["seconds"], st["step"]
         _log(f"{name}: resumed at epoch {start_epoch}", log)
     if start_epoch == 0:  # the monitor at initialisation (random weights), for the curves
         history["monitor_init"] = monitor_fn()
         _log(f"{name}: monitor at initialisation {history['monitor_init']:.3f}", log)
-    stopped_early = False
-    for epoch in range(start_epoch, scfg["epochs"]):
-        if spent / 60 > scfg.get("max_minutes", float("inf")):
-            stopped_early = True
-            _log(f"{name}: time budget of {scfg['max_minutes']} min spent, stopping after {epoch} epochs", log)
-            break
+
+    def prog(elapsed):
+        return max(step / total, elapsed / budget)
+
+    done = prog(spent) >= 1
+    epoch = start_epoch
+    while not done and epoch < scfg["epochs"]:
         t0 = time.time()
         losses = []
         it = _batches(n, scfg["batch_size"], g)
@@ -404,23 +410,27 @@ def _train_loop(name, cfg, data, out, step_fn, modules, monitor_fn, resume, log,
 
             it = tqdm(it, total=spe, desc=f"{name} epoch {epoch + 1}/{scfg['epochs']}", leave=False)
         for idx in it:
+            f = lr_factor(prog(spent + time.time() - t0), warm)
+            for group in opt.param_groups:
+                group["lr"] = scfg["lr"] * f
             losses.append(step_fn(opt, idx, g))
-            sched.step()
+            step += 1
+            if prog(spent + time.time() - t0) >= 1:
+                done = True
+                break
         mon = monitor_fn()
         spent += time.time() - t0
-        history["epoch"].append(epoch + 1)
+        epoch += 1
+        history["epoch"].append(round(epoch - 1 + len(losses) / spe, 3))
+        history["step"].append(step)
         history["loss"].append(float(np.mean(losses)))
         history["monitor"].append(mon)
         history["seconds"].append(round(spent, 1))
         _save(ckpt, {"modules": [m.state_dict() for m in modules], "opt": opt.state_dict(),
-                     "sched": sched.state_dict(), "gen": g.get_state(), "history": history,
-                     "epoch": epoch + 1, "seconds": spent, "stopped_early": False})
-        _log(f"{name}: epoch {epoch + 1}/{scfg['epochs']} loss {history['loss'][-1]:.4f} "
+                     "gen": g.get_state(), "history": history, "epoch": epoch, "step": step,
+                     "seconds": spent, "stopped_on_time": step < total})
+        _log(f"{name}: epoch {epoch}/{scfg['epochs']} step {step}/{total} loss {history['loss'][-1]:.4f} "
              f"monitor {mon:.3f} ({spent / 60:.1f} min)", log)
-    st = torch.load(ckpt, weights_only=False) if ckpt.exists() else None
-    if st is not None and stopped_early:
-        st["stopped_early"] = True
-        _save(ckpt, st)
     return history
 
 
@@ -601,7 +611,8 @@ def export(out, target) -> dict:
         if name != "random":
             st = torch.load(out / f"{name}.pt", weights_only=False)
             entry["history"] = st["history"]
-            entry["stopped_early"] = st.get("stopped_early", False)
+            entry["steps"] = st["step"]
+            entry["stopped_on_time"] = st.get("stopped_on_time", False)
             entry["train_minutes"] = round(st["seconds"] / 60, 2)
         manifest["models"][name] = entry
     (target / "manifest.json").write_text(json.dumps(manifest, indent=1))
