@@ -121,6 +121,10 @@ class ContractModel(nn.Module):
         """(B, 3, S, S) in [0, 1] -> (B, D) pooled backbone features."""
         return self.backbone(self.normalize(x))
 
+    def embed(self, x):
+        """Alias of :meth:`features` (the name ``tsmlib.models``' ``EmbedderView`` calls)."""
+        return self.features(x)
+
     def forward(self, x):
         return self.head(self.features(x))
 
