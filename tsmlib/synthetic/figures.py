@@ -13,7 +13,8 @@ _TITLES = {"supervised": "supervised classifier", "simclr": "SimCLR", "barlow": 
 
 
 def plot_samples(data: SyntheticSet, n: int = 8, axes=None):
-    """Three rows per sample column: the image, the labelled object's mask, all objects' instances.
+    """Three rows per sample column: the image, the labelled object's mask, and all objects
+    (background dark, distractors mid, labelled object bright).
 
     Parameters
     ----------
@@ -40,7 +41,9 @@ def plot_samples(data: SyntheticSet, n: int = 8, axes=None):
         axes[0, i].imshow(data.images[i].permute(1, 2, 0).numpy())
         axes[0, i].set_title(data.classes[int(data.labels[i])], fontsize=8)
         axes[1, i].imshow(data.main_masks[i].numpy(), cmap="gray", vmin=0, vmax=1)
-        axes[2, i].imshow(data.instance[i].numpy(), cmap="viridis", vmin=0, vmax=3, interpolation="nearest")
+        # 0 background, 1 distractors, 2 the labelled object
+        layers = data.masks[i].int() + data.main_masks[i].int()
+        axes[2, i].imshow(layers.numpy(), cmap="viridis", vmin=0, vmax=2, interpolation="nearest")
     for a in axes.flat:
         a.set_xticks([])
         a.set_yticks([])

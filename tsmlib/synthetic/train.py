@@ -549,6 +549,8 @@ def run(cfg: dict, out, stages=("supervised", "simclr", "barlow", "probes"), res
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(cfg, indent=1))
+    if not stages:
+        return {}
     torch.set_num_threads(int(cfg.get("threads", 2)))
     log = out / "train.log"
     t0 = time.time()
