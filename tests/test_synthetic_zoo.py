@@ -76,3 +76,22 @@ def test_bad_names_and_missing_manifest(tmp_path):
         zoo.load_synthetic_model("dino")
     with pytest.raises(FileNotFoundError, match="manifest"):
         zoo.read_manifest(tmp_path)
+
+
+def test_figures_from_the_manifest():
+    import matplotlib.pyplot as plt
+
+    from tsmlib.synthetic.figures import plot_samples, plot_training_curves
+
+    fig = plot_training_curves(MANIFEST)
+    assert len(fig.axes) == 6
+    # the plotted curve is the recorded one, with the value at initialisation first
+    h = MANIFEST["models"]["simclr"]["history"]
+    line = fig.axes[4].lines[0]
+    assert list(line.get_ydata()) == [h["monitor_init"]] + h["monitor"]
+    plt.close(fig)
+    fig = plot_samples(zoo.load_benchmark_split("test", n=3), n=5)
+    assert len(fig.axes) == 9
+    plt.close(fig)
+    with pytest.raises(ValueError, match="history"):
+        plot_training_curves({"models": {}})

@@ -58,7 +58,8 @@ def plot_training_curves(manifest: dict):
     """Per-epoch training loss and monitor accuracy of each trained model.
 
     The monitor is the validation accuracy for the classifier and the k-NN validation accuracy
-    of the frozen features for the self-supervised backbones.
+    of the frozen features for the self-supervised backbones; epoch 0 is its value at
+    initialisation (random weights).
 
     Returns
     -------
@@ -75,7 +76,10 @@ def plot_training_curves(manifest: dict):
         axes[0, j].plot(h["epoch"], h["loss"], marker="o")
         axes[0, j].set_title(_TITLES[k])
         axes[0, j].set_ylabel("training loss")
-        axes[1, j].plot(h["epoch"], h["monitor"], marker="o", color="C1")
+        ep, mon = list(h["epoch"]), list(h["monitor"])
+        if "monitor_init" in h:  # the value at initialisation, plotted at epoch 0
+            ep, mon = [0] + ep, [h["monitor_init"]] + mon
+        axes[1, j].plot(ep, mon, marker="o", color="C1")
         axes[1, j].set_ylabel("val accuracy" if k == "supervised" else "k-NN val accuracy")
         axes[1, j].set_xlabel("epoch")
         axes[1, j].set_ylim(0, 1)
