@@ -10,20 +10,6 @@ from tsmlib.synthetic import data as sd
 from tsmlib.synthetic.data import SceneConfig, generate, load_fashion_mnist, render_scene
 
 
-def _fmnist_available():
-    try:
-        load_fashion_mnist("test")
-        return True
-    except FileNotFoundError:
-        return False
-
-
-pytestmark = pytest.mark.skipif(
-    not _fmnist_available(),
-    reason="Fashion-MNIST missing: `apt-get install dataset-fashion-mnist` (make install does it)",
-)
-
-
 def test_fashion_mnist_files():
     x, y = load_fashion_mnist("test")
     assert x.shape == (10000, 28, 28) and x.dtype == np.uint8

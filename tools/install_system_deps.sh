@@ -18,7 +18,13 @@ if ! command -v apt-get >/dev/null; then
     exit 0
 fi
 SUDO=""
-[ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null && SUDO="sudo"
+if [ "$(id -u)" -ne 0 ]; then
+    if ! command -v sudo >/dev/null; then
+        echo "install_system_deps: missing ${missing[*]}; run as root: apt-get install -y ${missing[*]}" >&2
+        exit 0
+    fi
+    SUDO="sudo"
+fi
 echo "install_system_deps: installing ${missing[*]}"
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
