@@ -95,3 +95,13 @@ def test_figures_from_the_manifest():
     plt.close(fig)
     with pytest.raises(ValueError, match="history"):
         plot_training_curves({"models": {}})
+
+
+def test_registry_builder():
+    model, files = zoo.make_registry_builder("synthetic_barlow")(None, None, None, False, None)
+    assert files["model"].name == MANIFEST["models"]["barlow"]["file"]
+    ref = zoo.build_synthetic_model("barlow")
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(x), ref(x))
+        assert torch.equal(model.embed(x), zoo.load_synthetic_model("barlow").embedder(x))

@@ -46,6 +46,7 @@ __all__ = [
     "load_synthetic_model",
     "load_benchmark_split",
     "WeightsIntegrityError",
+    "make_registry_builder",
 ]
 
 KINDS = ("supervised", "simclr", "barlow", "random")
@@ -224,3 +225,30 @@ def load_benchmark_split(split: str = "test", n: int | None = None, directory=No
         n = cfg["data"][f"n_{split}"] - start
     scene = SceneConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg["data"]["scene"].items()})
     return generate(split, n, cfg["seed"], scene, start=start, progress=progress)
+
+
+def make_registry_builder(name: str):
+    """A builder for ``tsmlib.models``' registry (its ``ModelSpec.builder`` signature).
+
+    Returns
+    -------
+    callable
+        ``builder(spec, weights, probe_weights, allow_download, probe) -> (model, files)``:
+        ``weights`` (optional) is a directory holding ``manifest.json`` and the ``.safetensors``
+        files (default :func:`default_weights_dir`); ``probe_weights``, ``allow_download`` and
+        ``probe`` are accepted and ignored (the head is inside the committed file, nothing is
+        ever downloaded). ``files`` is ``{"model": path}``.
+
+    Suggested spec: ``target_layer="backbone.layer4"``, ``input_size=64``, ``resize_size=64``,
+    mean 0 and std 1 (the module normalises itself), classes = :data:`FASHION_MNIST_CLASSES`.
+    """
+    kind = _kind(name)
+
+    def builder(spec, weights=None, probe_weights=None, allow_download=False, probe=None):
+        d = Path(weights) if weights is not None else default_weights_dir()
+        if d.is_file():
+            d = d.parent
+        model = build_synthetic_model(kind, d)
+        return model, {"model": d / read_manifest(d)["models"][kind]["file"]}
+
+    return builder
