@@ -17,7 +17,6 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 system-deps:
-	bash tools/install_system_deps.sh
 
 install: $(STAMP) system-deps
 

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Install the Debian packages the project needs, only those missing (idempotent, offline-safe when
 # everything is present). Called by `make install`.
+#   dataset-fashion-mnist : the object appearances of the synthetic benchmark (tsmlib.synthetic)
 #   chromium : headless browser with which tests/test_book.py checks the built site (math rendered,
 #              figures present, nothing fetched from the network)
 # (Same layout as the self-supervised helper's script of the same name: merging them means joining
 # the PACKAGES lists.)
 set -euo pipefail
-PACKAGES=(chromium)
+PACKAGES=(chromium dataset-fashion-mnist)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

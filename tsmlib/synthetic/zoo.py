@@ -1,0 +1,254 @@
+"""Load the committed synthetic-benchmark models (``data/ssl/``) as model-contract bundles.
+
+Four models share one architecture (:class:`~tsmlib.synthetic.nets.SmallResNet`, 8x8 maps from
+``backbone.layer4`` at 64 px) and differ only in how the backbone was trained:
+
+===============  =====================================================================
+kind             backbone / head
+===============  =====================================================================
+``supervised``   classifier, backbone and head trained jointly with labels
+``simclr``       SimCLR backbone (no labels) + linear probe on frozen features
+``barlow``       Barlow Twins backbone (no labels) + linear probe on frozen features
+``random``       random-weight backbone (BN statistics re-estimated) + linear probe
+===============  =====================================================================
+
+Each is returned as a :class:`SyntheticModel` with the fields of the project's ``LoadedModel``
+(``name``, ``model``, ``target_layer``, ``input_size``, ``classes``, ``embedder``,
+``preprocess``). ``model`` takes RGB ``(B, 3, 64, 64)`` in [0, 1] and returns 10 logits.
+Weight files are checked against the SHA-256 recorded in ``manifest.json`` before loading.
+
+The matching images (with exact masks) come from :func:`load_benchmark_split`, which
+regenerates them with the seed and scene configuration the models were trained with.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from .data import FASHION_MNIST_CLASSES, SceneConfig, SyntheticSet, generate
+from .nets import ContractModel, Embedder, SmallResNet
+
+__all__ = [
+    "KINDS",
+    "REGISTRY_NAMES",
+    "SyntheticModel",
+    "default_weights_dir",
+    "read_manifest",
+    "build_synthetic_model",
+    "load_synthetic_model",
+    "load_benchmark_split",
+    "WeightsIntegrityError",
+    "make_registry_builder",
+]
+
+KINDS = ("supervised", "simclr", "barlow", "random")
+#: Suggested registry names -> kind.
+REGISTRY_NAMES = {f"synthetic_{k}": k for k in KINDS}
+TARGET_LAYER = "backbone.layer4"
+
+
+class WeightsIntegrityError(RuntimeError):
+    """A weight file does not match the SHA-256 recorded in the manifest."""
+
+
+def default_weights_dir() -> Path:
+    """``$TSM_SSL_WEIGHTS_DIR`` if set, else ``data/ssl`` of the source checkout."""
+    env = os.environ.get("TSM_SSL_WEIGHTS_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "data" / "ssl"
+
+
+def read_manifest(directory=None) -> dict:
+    """The ``manifest.json`` of the committed models (config, SHA-256, accuracies, curves)."""
+    d = Path(directory) if directory is not None else default_weights_dir()
+    path = d / "manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no synthetic-model manifest at {path}. The weights live in the repository's data/ssl/ "
+            "(set TSM_SSL_WEIGHTS_DIR when tsmlib is installed elsewhere), or retrain them with "
+            "`python -m tsmlib.synthetic.train --config data/ssl/manifest.json --out runs/ssl --export DIR`."
+        )
+    return json.loads(path.read_text())
+
+
+def _kind(name: str) -> str:
+    kind = REGISTRY_NAMES.get(name, name)
+    if kind not in KINDS:
+        raise KeyError(f"unknown synthetic model {name!r}; choose among {list(KINDS)} or {list(REGISTRY_NAMES)}")
+    return kind
+
+
+def build_synthetic_model(name: str, directory=None, verify: bool = True) -> ContractModel:
+    """The :class:`ContractModel` of one committed model, in eval mode.
+
+    Parameters
+    ----------
+    name : str
+        A kind (``"supervised"``, ``"simclr"``, ``"barlow"``, ``"random"``) or its registry name
+        (``"synthetic_simclr"``, ...).
+    directory : path-like, optional
+        Holds ``manifest.json`` and the ``.safetensors`` files (default :func:`default_weights_dir`).
+    verify : bool
+        Check the file's SHA-256 against the manifest first.
+
+    Raises
+    ------
+    KeyError
+        Unknown name, or a model the manifest does not hold.
+    WeightsIntegrityError
+        The file's SHA-256 differs from the manifest's.
+    """
+    from safetensors.torch import load_file
+
+    from .train import sha256_file
+
+    kind = _kind(name)
+    d = Path(directory) if directory is not None else default_weights_dir()
+    manifest = read_manifest(d)
+    if kind not in manifest["models"]:
+        raise KeyError(f"the manifest in {d} holds no {kind!r} model (it has {list(manifest['models'])})")
+    entry = manifest["models"][kind]
+    path = d / entry["file"]
+    if verify:
+        digest = sha256_file(path)
+        if digest != entry["sha256"]:
+            raise WeightsIntegrityError(f"{path}: SHA-256 {digest} differs from the manifest's {entry['sha256']}")
+    backbone = SmallResNet(tuple(manifest["config"]["arch"]["widths"]))
+    model = ContractModel(backbone, nn.Linear(backbone.out_dim, len(manifest["classes"])))
+    model.load_state_dict(load_file(str(path)))
+    return model.eval()
+
+
+def _preprocess(image: Image.Image, size: int) -> torch.Tensor:
+    """Resize the short side to ``size``, centre crop, -> (3, size, size) float in [0, 1]."""
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"preprocess expects a PIL image, got {type(image).__name__}")
+    image = image.convert("RGB")
+    w, h = image.size
+    s = size / min(w, h)
+    image = image.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BILINEAR)
+    w, h = image.size
+    left, top = (w - size) // 2, (h - size) // 2
+    image = image.crop((left, top, left + size, top + size))
+    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
+
+
+@dataclass
+class SyntheticModel:
+    """A committed synthetic-benchmark model, with the fields of the project's ``LoadedModel``.
+
+    Attributes
+    ----------
+    name : str
+        Registry name, e.g. ``"synthetic_simclr"``.
+    kind : str
+        ``"supervised"``, ``"simclr"``, ``"barlow"`` or ``"random"``.
+    model : ContractModel
+        Eval mode; ``(B, 3, 64, 64)`` in [0, 1] -> logits ``(B, 10)`` (classifier or linear probe).
+    target_layer : str
+        ``"backbone.layer4"`` (128 x 8 x 8).
+    input_size : int
+        64.
+    classes : list of str
+        The 10 Fashion-MNIST class names.
+    embedder : nn.Module
+        ``(B, 3, 64, 64) -> (B, 128)`` pooled backbone features, sharing the model's parameters.
+    self_supervised : bool
+        True for SimCLR and Barlow Twins (the head is then a probe on frozen features).
+    info : dict
+        The manifest entry (SHA-256, test accuracy, training curves, ...).
+    """
+
+    name: str
+    kind: str
+    model: ContractModel
+    target_layer: str
+    input_size: int
+    classes: list
+    embedder: nn.Module
+    self_supervised: bool
+    info: dict = field(default_factory=dict, repr=False)
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        """PIL image -> (3, 64, 64) float tensor in [0, 1] (resize short side, centre crop)."""
+        return _preprocess(image, self.input_size)
+
+
+def load_synthetic_model(name: str, directory=None, verify: bool = True) -> SyntheticModel:
+    """Load one committed model as a :class:`SyntheticModel` (see :func:`build_synthetic_model`)."""
+    kind = _kind(name)
+    d = Path(directory) if directory is not None else default_weights_dir()
+    model = build_synthetic_model(kind, d, verify)
+    manifest = read_manifest(d)
+    return SyntheticModel(
+        name=f"synthetic_{kind}",
+        kind=kind,
+        model=model,
+        target_layer=TARGET_LAYER,
+        input_size=int(manifest["config"]["data"]["scene"]["image_size"]),
+        classes=list(manifest["classes"]),
+        embedder=Embedder(model).eval(),
+        self_supervised=kind in ("simclr", "barlow"),
+        info=manifest["models"][kind],
+    )
+
+
+def load_benchmark_split(split: str = "test", n: int | None = None, directory=None, start: int = 0,
+                         progress: bool = False) -> SyntheticSet:
+    """Regenerate the images (with exact masks) the committed models were trained/tested on.
+
+    Parameters
+    ----------
+    split : {"train", "val", "test"}
+    n : int, optional
+        Number of images; default the size used in training for that split.
+    start : int
+        First image index (image i is the same whatever ``n``).
+
+    Returns
+    -------
+    SyntheticSet
+        ``images`` uint8 (N, 3, 64, 64) (use ``.float_images()`` for the model), ``labels``,
+        ``masks`` (all objects), ``main_masks`` (the labelled one), ``instance``.
+    """
+    cfg = read_manifest(directory)["config"]
+    if n is None:
+        n = cfg["data"][f"n_{split}"] - start
+    scene = SceneConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg["data"]["scene"].items()})
+    return generate(split, n, cfg["seed"], scene, start=start, progress=progress)
+
+
+def make_registry_builder(name: str):
+    """A builder for ``tsmlib.models``' registry (its ``ModelSpec.builder`` signature).
+
+    Returns
+    -------
+    callable
+        ``builder(spec, weights, probe_weights, allow_download, probe) -> (model, files)``:
+        ``weights`` (optional) is a directory holding ``manifest.json`` and the ``.safetensors``
+        files (default :func:`default_weights_dir`); ``probe_weights``, ``allow_download`` and
+        ``probe`` are accepted and ignored (the head is inside the committed file, nothing is
+        ever downloaded). ``files`` is ``{"model": path}``.
+
+    Suggested spec: ``target_layer="backbone.layer4"``, ``input_size=64``, ``resize_size=64``,
+    mean 0 and std 1 (the module normalises itself), classes = :data:`FASHION_MNIST_CLASSES`.
+    """
+    kind = _kind(name)
+
+    def builder(spec, weights=None, probe_weights=None, allow_download=False, probe=None):
+        d = Path(weights) if weights is not None else default_weights_dir()
+        if d.is_file():
+            d = d.parent
+        model = build_synthetic_model(kind, d)
+        return model, {"model": d / read_manifest(d)["models"][kind]["file"]}
+
+    return builder
