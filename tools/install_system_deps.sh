@@ -4,8 +4,6 @@
 #   dataset-fashion-mnist : the object appearances of the synthetic benchmark (tsmlib.synthetic)
 #   chromium : headless browser with which tests/test_book.py checks the built site (math rendered,
 #              figures present, nothing fetched from the network)
-# (Same layout as the self-supervised helper's script of the same name: merging them means joining
-# the PACKAGES lists.)
 set -euo pipefail
 PACKAGES=(chromium dataset-fashion-mnist)
 
