@@ -106,3 +106,9 @@ def test_component_grid_titles():
     plt.close(fig)
     with pytest.raises(ValueError, match="expected components"):
         figures.component_grid(np.zeros((8, 8, 3)), comps, torch.ones(2))
+
+
+def test_variant_without_options_is_the_registered_method():
+    before = tsmlib.cam.method_info("mtsm")
+    assert figures.method_variant("mtsm") == "mtsm"
+    assert tsmlib.cam.method_info("mtsm") is before

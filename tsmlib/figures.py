@@ -81,7 +81,8 @@ def method_variant(base: str, **options) -> str:
     **options
         Keyword arguments of that function (``k``, ``ranks``, ``weighting``, ``transform``,
         ``normalize_components``, ``sign``). They are checked here, on a tiny tensor, so that a typo
-        fails at registration rather than in the middle of an evaluation.
+        fails at registration rather than in the middle of an evaluation. Without options the base
+        name is returned and nothing is registered.
 
     Returns
     -------
@@ -103,11 +104,16 @@ def method_variant(base: str, **options) -> str:
     if base not in functions:
         raise ValueError(f"method_variant builds on {list(functions)}, got {base!r}")
     map_fn = functions[base]
-    probe = torch.rand(1, 6, 3, 3, dtype=torch.float64)
-    try:
-        map_fn(probe, **options)
-    except TypeError as err:
-        raise TypeError(f"invalid option for {base}: {err}") from None
+    if not options:
+        return base  # the registered method itself (never overwrite the registry's entry)
+    import inspect
+
+    accepted = set(inspect.signature(map_fn).parameters) - {"A", "normalize"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise TypeError(f"invalid option(s) {unknown} for {base}; it accepts {sorted(accepted)}")
+    # the value checks that do not depend on the layer's size (k and ranks do), on a tiny tensor
+    map_fn(torch.rand(1, 6, 3, 3, dtype=torch.float64), **{n: v for n, v in options.items() if n not in ("k", "ranks")})
 
     def run(model, x, layer, targets=None, *, reshape_transform=None):
         return map_fn(_activations(model, x, layer, reshape_transform), normalize=False, **options)
