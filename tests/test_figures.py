@@ -99,13 +99,17 @@ def test_saliency_grid_layout_and_errors():
 
 
 def test_component_grid_titles():
-    comps = torch.randn(3, 4, 4)
-    fig = figures.component_grid(np.zeros((8, 8, 3)), comps, torch.tensor([3.0, 2.0, 1.0]))
-    assert len(fig.axes) == 3
-    assert "50%" in fig.axes[0].get_title()
+    comps = torch.randn(2, 3, 4, 4)
+    fig = figures.component_grid([np.zeros((8, 8, 3))] * 2, comps, torch.tensor([[3.0, 2.0, 1.0], [1.0, 1.0, 2.0]]),
+                                 row_titles=["a", "b"])
+    assert len(fig.axes) == 6
+    assert "50%" in fig.axes[0].get_title() and "50%" in fig.axes[5].get_title()
+    assert fig.axes[3].get_ylabel() == "b"
     plt.close(fig)
     with pytest.raises(ValueError, match="expected components"):
-        figures.component_grid(np.zeros((8, 8, 3)), comps, torch.ones(2))
+        figures.component_grid([np.zeros((8, 8, 3))] * 2, comps, torch.ones(2, 2))
+    with pytest.raises(ValueError, match="images has 1 entries"):
+        figures.component_grid([np.zeros((8, 8, 3))], comps, torch.ones(2, 3))
 
 
 def test_variant_without_options_is_the_registered_method():

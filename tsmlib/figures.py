@@ -234,23 +234,26 @@ def saliency_grid(images: Sequence, maps: Mapping[str, Sequence], masks: Sequenc
     return fig
 
 
-def component_grid(image, components: torch.Tensor, weights: torch.Tensor, *, mask=None, label: str = "p",
+def component_grid(images: Sequence, components: torch.Tensor, weights: torch.Tensor, *,
+                   masks: Sequence | None = None, row_titles: Sequence[str] | None = None, label: str = "p",
                    size: float = 1.6, cmap: str | None = None, alpha: float = 0.5, title_fontsize: float = 8):
-    """The first K component maps of one image, each min-max normalised after ``|.|``, with ``sigma_k``.
+    """The first K component maps of N images (one row each), ``|p_k|`` min-max normalised, with ``sigma_k``.
 
     Parameters
     ----------
-    image : one image (PIL, tensor or array)
-    components : (K, h, w)
-        Signed component maps ``p_k`` (``tsmlib.tsm_components(A).maps[b]``).
-    weights : (K,)
-        Their weights ``sigma_k``; the title also gives ``sigma_k / sum(sigma)`` over these K.
-    mask : (H, W) bool, optional
-        Outline drawn on every panel.
+    images : sequence of N images (PIL, tensor or array)
+    components : (N, K, h, w)
+        Signed component maps ``p_k`` (e.g. ``tsmlib.tsm_components(A, k=K).maps``).
+    weights : (N, K)
+        Their weights ``sigma_k``; each title also gives ``sigma_k``'s share of the row's K weights.
+    masks : sequence of N (H, W) bool masks or None, optional
+        Outlines drawn on every panel of the row.
+    row_titles : sequence of N str, optional
+        Shown as the y label of each row's first panel.
 
     Returns
     -------
-    matplotlib.figure.Figure with one row of K panels.
+    matplotlib.figure.Figure with N rows of K panels.
     """
     import matplotlib.pyplot as plt
 
@@ -258,27 +261,33 @@ def component_grid(image, components: torch.Tensor, weights: torch.Tensor, *, ma
     from .style import SALIENCY_CMAP
     from .viz import mask_outline, overlay, to_numpy_image
 
-    if components.ndim != 3 or weights.ndim != 1 or components.shape[0] != weights.shape[0]:
-        raise ValueError(f"expected components (K, h, w) and weights (K,), got {tuple(components.shape)} "
+    if components.ndim != 4 or weights.ndim != 2 or components.shape[:2] != weights.shape:
+        raise ValueError(f"expected components (N, K, h, w) and weights (N, K), got {tuple(components.shape)} "
                          f"and {tuple(weights.shape)}")
+    N, K = weights.shape
+    for name, seq in (("images", images), ("masks", masks), ("row_titles", row_titles)):
+        if seq is not None and len(seq) != N:
+            raise ValueError(f"{name} has {len(seq)} entries for {N} rows of components")
     cmap = cmap or SALIENCY_CMAP
-    K = components.shape[0]
-    img = to_numpy_image(image)
-    outline = None if mask is None else mask_outline(mask)
     maps = minmax_normalize(components.abs().double())
-    share = weights.double() / weights.double().sum().clamp_min(1e-300)
-    fig, axes = plt.subplots(1, K, figsize=(size * K, size + 0.45), squeeze=False, layout="constrained")
-    for k, ax in enumerate(axes[0]):
-        shown = overlay(img, maps[k].numpy(), alpha=alpha, cmap=cmap, normalize=False)
-        if outline is not None:
-            shown = shown.copy()
-            shown[outline] = (1.0, 1.0, 1.0)
-        ax.imshow(shown)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        for spine in ax.spines.values():
-            spine.set_visible(False)
-        ax.set_title(f"$|{label}_{{{k + 1}}}|$, $\\sigma_{{{k + 1}}}$={float(weights[k]):.3g}\n"
-                     f"({float(share[k]):.0%} of shown)", fontsize=title_fontsize)
+    share = weights.double() / weights.double().sum(dim=1, keepdim=True).clamp_min(1e-300)
+    fig, axes = plt.subplots(N, K, figsize=(size * K + (0.3 if row_titles else 0), (size + 0.45) * N),
+                             squeeze=False, layout="constrained")
+    for i in range(N):
+        img = to_numpy_image(images[i])
+        outline = None if masks is None or masks[i] is None else mask_outline(masks[i])
+        for k, ax in enumerate(axes[i]):
+            shown = overlay(img, maps[i, k].numpy(), alpha=alpha, cmap=cmap, normalize=False)
+            if outline is not None:
+                shown = shown.copy()
+                shown[outline] = (1.0, 1.0, 1.0)
+            ax.imshow(shown)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            ax.set_title(f"$|{label}_{{{k + 1}}}|$, $\\sigma_{{{k + 1}}}$={float(weights[i, k]):.3g}\n"
+                         f"({float(share[i, k]):.0%} of shown)", fontsize=title_fontsize)
+        if row_titles is not None:
+            axes[i, 0].set_ylabel(row_titles[i], fontsize=title_fontsize)
     return fig
-
