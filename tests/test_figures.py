@@ -1,0 +1,118 @@
+"""tsmlib.figures: method variants (names, options, shared forward pass), the orientation check, grids."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import tsmlib
+from tsmlib import figures
+
+
+class Tiny(nn.Module):
+    """A conv layer then a linear head; counts its forward passes."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Sequential(nn.Conv2d(3, 6, 3, stride=4, padding=1), nn.ReLU())
+        self.head = nn.Linear(6, 4)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.head(self.conv(x).mean(dim=(2, 3)))
+
+
+def test_variant_name_is_canonical():
+    assert figures.variant_name("mtsm") == "mtsm"
+    assert figures.variant_name("mtsm", weighting="uniform", k=5) == "mtsm[k=5,weighting=uniform]"
+    assert figures.variant_name("tsm", ranks=(None, 4, 4)) == "tsm[ranks=(None,4,4)]"
+
+
+def test_variant_equals_saliency_with_options_and_shares_the_forward_pass():
+    model = Tiny().eval()
+    x = torch.rand(2, 3, 16, 16)
+    figures.clear_activation_memo()
+    names = [figures.method_variant("mtsm", k=k) for k in (1, 2, 3)]
+    assert names == ["mtsm[k=1]", "mtsm[k=2]", "mtsm[k=3]"]
+    for k, name in zip((1, 2, 3), names):
+        got = tsmlib.saliency(model, x, name, "conv")
+        want = tsmlib.saliency(model, x, "mtsm", "conv", k=k)
+        torch.testing.assert_close(got, want)
+    model.calls = 0
+    for name in names:
+        tsmlib.saliency(model, x, name, "conv")
+    assert model.calls == 0  # memoised: same pixels, model and layer
+    tsmlib.saliency(model, x + 0.01, names[0], "conv")
+    assert model.calls == 1  # new pixels, new forward pass
+
+
+def test_variant_rejects_unknown_base_and_bad_options():
+    with pytest.raises(ValueError, match="builds on"):
+        figures.method_variant("gradcam", k=2)
+    with pytest.raises(TypeError, match="invalid option"):
+        figures.method_variant("tsm", k=2)  # tsm has no k
+    with pytest.raises(ValueError, match="weighting"):
+        figures.method_variant("mtsm", weighting="cubic")
+
+
+def test_orientation_scores_by_hand():
+    # p is +1 on the left column (the object) and -1 on the right: ReLU(p) is all inside the mask.
+    p = torch.tensor([[[1.0, -1.0], [1.0, -1.0]]])
+    mask = torch.tensor([[[1, 0], [1, 0]]], dtype=torch.bool)
+    out = figures.orientation_scores(p, mask)
+    assert out["energy_pos"].item() == pytest.approx(1.0)
+    assert out["energy_neg"].item() == pytest.approx(0.0)
+    assert not out["inverted"].item()
+    flipped = figures.orientation_scores(-p, mask)
+    assert flipped["inverted"].item()
+    # an all-negative p: ReLU(p) is zero, its energy undefined (NaN), and then it does not count as inverted
+    neg = figures.orientation_scores(-torch.ones(1, 2, 2), mask)
+    assert torch.isnan(neg["energy_pos"]).item() and neg["energy_neg"].item() == pytest.approx(0.5)
+
+
+def test_orientation_scores_bad_inputs():
+    with pytest.raises(ValueError, match="no foreground"):
+        figures.orientation_scores(torch.ones(1, 2, 2), torch.zeros(1, 2, 2, dtype=torch.bool))
+    with pytest.raises(ValueError, match="expected"):
+        figures.orientation_scores(torch.ones(2, 2), torch.ones(1, 2, 2))
+
+
+def test_saliency_grid_layout_and_errors():
+    images = [np.zeros((8, 8, 3)), np.ones((8, 8, 3))]
+    masks = [np.eye(8, dtype=bool)] * 2
+    maps = {"a": [np.random.rand(4, 4), None], "b": [np.random.rand(8, 8)] * 2}
+    fig = figures.saliency_grid(images, maps, masks, row_titles=["one", "two"])
+    assert len(fig.axes) == 2 * 3 + 1  # cells + colour bar
+    assert fig.axes[1].get_title() == "a" and fig.axes[0].get_title() == "one"
+    plt.close(fig)
+    with pytest.raises(ValueError, match="column 'a' has 1 maps for 2 images"):
+        figures.saliency_grid(images, {"a": [np.zeros((8, 8))]})
+    with pytest.raises(ValueError, match="at least one"):
+        figures.saliency_grid([], {})
+
+
+def test_component_grid_titles():
+    comps = torch.randn(2, 3, 4, 4)
+    fig = figures.component_grid([np.zeros((8, 8, 3))] * 2, comps, torch.tensor([[3.0, 2.0, 1.0], [1.0, 1.0, 2.0]]),
+                                 row_titles=["a", "b"])
+    assert len(fig.axes) == 6
+    assert "50%" in fig.axes[0].get_title() and "50%" in fig.axes[5].get_title()
+    assert fig.axes[3].get_ylabel() == "b"
+    plt.close(fig)
+    with pytest.raises(ValueError, match="expected components"):
+        figures.component_grid([np.zeros((8, 8, 3))] * 2, comps, torch.ones(2, 2))
+    with pytest.raises(ValueError, match="images has 1 entries"):
+        figures.component_grid([np.zeros((8, 8, 3))], comps, torch.ones(2, 3))
+
+
+def test_variant_without_options_is_the_registered_method():
+    before = tsmlib.cam.method_info("mtsm")
+    assert figures.method_variant("mtsm") == "mtsm"
+    assert tsmlib.cam.method_info("mtsm") is before
