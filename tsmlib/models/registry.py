@@ -108,8 +108,9 @@ class ModelSpec:
         Short side before the central crop in :meth:`LoadedModel.preprocess`.
     mean, std : tuple of 3 floats
         Normalisation applied inside the module (``[0, 1]`` scale).
-    classes : str or None
-        ``"imagenet"`` for the 1000 ILSVRC-2012 classes, ``None`` for an embedding model.
+    classes : str, tuple of str or None
+        ``"imagenet"`` for the 1000 ILSVRC-2012 classes, an explicit tuple (or list) of class names
+        in logit order, or ``None`` for an embedding model.
     builder : callable or None
         ``builder(spec, weights, allow_download) -> nn.Module`` for models that do not follow the
         generic torchvision path.
@@ -129,7 +130,7 @@ class ModelSpec:
     resize_size: int = 256
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    classes: str | None = "imagenet"
+    classes: str | tuple[str, ...] | None = "imagenet"
     builder: Callable | None = field(default=None, compare=False, repr=False)
     reference: str = ""
 
@@ -456,8 +457,13 @@ def load_model(
     classes = None
     if has_classifier and spec.classes == "imagenet":
         classes = imagenet_classes()
+    elif has_classifier and isinstance(spec.classes, (list, tuple)):
+        classes = [str(c) for c in spec.classes]
     elif has_classifier and spec.classes is not None:
-        raise ValueError(f"unknown class list {spec.classes!r} for model {name!r}")
+        raise ValueError(
+            f"unknown class list {spec.classes!r} for model {name!r}: use 'imagenet', a list of class "
+            "names, or None"
+        )
     embedder = EmbedderView(model).eval()
     return LoadedModel(
         name=spec.name,
