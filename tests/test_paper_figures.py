@@ -146,14 +146,17 @@ def test_metric_bars_heights_and_error_bars():
         pf.metric_bars(_summary().drop(columns="ci_low"))
 
 
-def test_cost_plot_derives_size_and_time_per_map():
+def test_cost_plot_orders_shapes_and_divides_by_batch():
     df = pd.DataFrame({"method": ["tsm", "tsm", "mtsm", "mtsm"], "shape": ["8x2x2", "16x4x4"] * 2,
                        "batch": [4, 4, 4, 4], "ms_per_batch": [4.0, 8.0, 8.0, 16.0]})
     fig = pf.cost_plot(df)
     ax = fig.axes[0]
-    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
-    ys = sorted(float(y) for line in ax.get_lines() for y in line.get_ydata())
-    assert ys[:2] == [1.0, 2.0] and ys[-1] == 4.0  # ms per map = ms per batch / batch
-    assert sorted(ax.get_xticks()) == [32, 256]
+    assert ax.get_yscale() == "log"
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert list(lines["tsm"].get_ydata()) == [1.0, 2.0]  # ms per map = ms per batch / batch
+    assert list(lines["mtsm"].get_ydata()) == [2.0, 4.0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["8x2x2\n(32)", "16x4x4\n(256)"]
     with pytest.raises(ValueError, match="empty"):
         pf.cost_plot(df.iloc[:0])
+    with pytest.raises(ValueError, match="lacks column"):
+        pf.cost_plot(df.drop(columns="batch"))

@@ -526,15 +526,15 @@ def metric_bars(summary, metrics: Sequence[str] = ("average_drop", "increase_in_
     return fig
 
 
-def cost_plot(timings, *, x: str = "elements", y: str = "ms_per_map", hue: str = "method",
-              size: tuple[float, float] = (6.0, 3.8)):
-    """Time per map against the size of the feature tensor, log-log, one line per method.
+def cost_plot(timings, *, size: tuple[float, float] = (6.4, 3.8)):
+    """Time per map for each feature-tensor shape, one line per method, log time axis.
 
     Parameters
     ----------
     timings : pandas.DataFrame
         Rows of :func:`tsmlib.benchmark.benchmark_methods` (``method``, ``shape`` "CxHxW", ``batch``,
-        ``ms_per_batch``); the columns ``elements`` (C*H*W) and ``ms_per_map`` are derived if absent.
+        ``ms_per_batch``). Shapes go on the x axis in order of their number of elements C*H*W (equally
+        spaced, labelled with the shape and the count); time per map = ``ms_per_batch / batch``.
 
     Returns
     -------
@@ -543,23 +543,31 @@ def cost_plot(timings, *, x: str = "elements", y: str = "ms_per_map", hue: str =
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    df = timings.copy()
-    if df.empty:
+    need = {"method", "shape", "batch", "ms_per_batch"}
+    if need - set(timings.columns):
+        raise ValueError(f"timings lacks column(s) {sorted(need - set(timings.columns))}; "
+                         "pass tsmlib.benchmark.benchmark_methods(...) rows")
+    if timings.empty:
         raise ValueError("timings is empty")
-    if "elements" not in df.columns:
-        df["elements"] = df["shape"].map(lambda s: int(np.prod([int(v) for v in str(s).split("x")])))
-    if "ms_per_map" not in df.columns:
-        df["ms_per_map"] = df["ms_per_batch"] / df["batch"]
+    df = timings.copy()
+    df["elements"] = df["shape"].map(lambda s: int(np.prod([int(v) for v in str(s).split("x")])))
+    df["ms_per_map"] = df["ms_per_batch"] / df["batch"]
+    shapes = df.drop_duplicates("shape").sort_values(["elements", "shape"])["shape"].tolist()
+    position = {shape: i for i, shape in enumerate(shapes)}
     fig, ax = plt.subplots(figsize=size, layout="constrained")
-    sns.lineplot(data=df, x=x, y=y, hue=hue, style=hue, markers=True, dashes=False, ax=ax)
-    ax.set_xscale("log")
+    methods = list(dict.fromkeys(df["method"]))
+    palette = sns.color_palette("colorblind", len(methods))
+    markers = "osD^vP*Xh<>"
+    for i, method in enumerate(methods):
+        rows = df[df["method"] == method].groupby("shape", sort=False)["ms_per_map"].median()
+        rows = rows.reindex([s for s in shapes if s in rows.index])
+        ax.plot([position[s] for s in rows.index], rows.to_numpy(), marker=markers[i % len(markers)],
+                color=palette[i], label=method)
     ax.set_yscale("log")
-    shapes = df.drop_duplicates(x).sort_values(x)
-    if "shape" in shapes.columns:
-        ax.set_xticks(shapes[x].to_numpy())
-        ax.set_xticklabels([f"{s}\n({e:,})" for s, e in zip(shapes["shape"], shapes[x])], fontsize=7.5)
-        ax.minorticks_off()
-    ax.set_xlabel("feature tensor C×H×W (elements)")
-    ax.set_ylabel("ms per map")
-    ax.legend(fontsize=8)
+    ax.set_xticks(range(len(shapes)))
+    elements = df.drop_duplicates("shape").set_index("shape")["elements"]
+    ax.set_xticklabels([f"{s}\n({elements[s]:,})" for s in shapes], fontsize=8)
+    ax.set_xlabel("feature tensor C×H×W (number of elements)")
+    ax.set_ylabel("ms per map (log scale)")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig
