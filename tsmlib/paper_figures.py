@@ -520,7 +520,8 @@ def metric_bars(summary, metrics: Sequence[str] = ("average_drop", "increase_in_
         ax.set_title(METRIC_LABELS.get(metric, metric), fontsize=9)
         ax.tick_params(axis="y", labelsize=8)
     if hue:
-        axes[0, 0].legend(fontsize=7.5, title=hue, title_fontsize=8)
+        handles, names = axes[0, 0].get_legend_handles_labels()
+        fig.legend(handles, names, loc="outside right center", fontsize=8, title=hue, title_fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
