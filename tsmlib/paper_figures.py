@@ -323,7 +323,7 @@ def plot_method_schematic(image, tensors: Mapping, *, n_slices: int = 6, n_show:
                color=colour, label=name)
     m3.set_title(f"weights $\\sigma_k / \\sigma_1$ (first 12 of {K})", fontsize=9)
     m3.set_xlabel("component k", fontsize=8)
-    m3.legend(fontsize=6.5, loc="upper right")
+    m3.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2, handlelength=1)
     _ticks_right(m3)
     m4 = fig.add_subplot(outer[2, 4])
     _overlay(m4, image, up(tensors["multivec_eigencam"]), "Multivec-EigenCAM", cmap)
