@@ -140,6 +140,10 @@ def test_metric_bars_heights_and_error_bars():
     assert heights == [20.0, 10.0, 21.0, 11.0]  # hue m1 (mtsm, tsm), then m2
     assert [t.get_text() for t in ax.get_xticklabels()] == ["mtsm", "tsm"]
     assert ax.get_title() == pf.METRIC_LABELS["average_drop"]
+    grid = pf.metric_bars(_summary(), ["average_drop", "iou", "average_drop"], hue="model", ncols=2)
+    assert sum(ax.get_visible() for ax in grid.axes) == 3 and len(grid.axes) == 4  # 2 x 2, last one hidden
+    with pytest.raises(ValueError, match="several rows per metric x method"):
+        pf.metric_bars(_summary(), ["iou"])  # two models, no hue
     with pytest.raises(ValueError, match="no rows for metric"):
         pf.metric_bars(_summary(), ["mse"])
     with pytest.raises(ValueError, match="lacks column"):

@@ -469,7 +469,7 @@ def component_grid(image, components: Mapping[str, tuple], combined: Mapping[str
 
 def metric_bars(summary, metrics: Sequence[str] = ("average_drop", "increase_in_confidence", "mse", "iou"), *,
                 methods: Sequence[str] | None = None, hue: str | None = None, hue_order: Sequence | None = None,
-                size: tuple[float, float] = (3.4, 2.9), title: str | None = None):
+                ncols: int | None = None, size: tuple[float, float] = (3.4, 2.9), title: str | None = None):
     """Grouped bar charts with confidence intervals, one panel per metric.
 
     Parameters
@@ -483,6 +483,10 @@ def metric_bars(summary, metrics: Sequence[str] = ("average_drop", "increase_in_
         Methods on the x axis, in this order (default: as they appear).
     hue : str, optional
         A column (e.g. ``"model"``) whose values become side-by-side bars within each method.
+    ncols : int, optional
+        Panels per row (default: all in one row).
+    size : (float, float)
+        Inches per panel.
 
     Returns
     -------
@@ -499,13 +503,21 @@ def metric_bars(summary, metrics: Sequence[str] = ("average_drop", "increase_in_
     absent = [m for m in metrics if m not in set(s["metric"])]
     if absent:
         raise ValueError(f"no rows for metric(s) {absent} in the summary")
+    keys = ["metric", "method"] + ([hue] if hue else [])
+    if s.duplicated(keys).any():
+        raise ValueError(f"the summary has several rows per {' x '.join(keys)}; select one configuration first "
+                         "or split the bars by a column with hue=...")
     methods = list(methods) if methods is not None else list(dict.fromkeys(s["method"]))
     groups = list(hue_order) if hue_order is not None else (list(dict.fromkeys(s[hue])) if hue else [None])
     palette = sns.color_palette("colorblind", max(len(groups), len(methods)))
-    fig, axes = plt.subplots(1, len(metrics), figsize=(size[0] * len(metrics), size[1]), squeeze=False,
+    ncols = len(metrics) if ncols is None else max(1, min(int(ncols), len(metrics)))
+    nrows = -(-len(metrics) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False,
                              layout="constrained")
+    for ax in axes.flat[len(metrics):]:
+        ax.set_visible(False)
     width = 0.8 / len(groups)
-    for ax, metric in zip(axes[0], metrics):
+    for ax, metric in zip(axes.flat, metrics):
         for g, group in enumerate(groups):
             rows = s[s["metric"] == metric] if hue is None else s[(s["metric"] == metric) & (s[hue] == group)]
             rows = rows.set_index("method").reindex(methods)
