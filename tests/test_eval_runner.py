@@ -296,3 +296,19 @@ def test_prepare_records_from_loader_samples():
 def test_unknown_method_name_fails_before_any_work():
     with pytest.raises(ValueError, match="unknown saliency method 'tsn'"):
         evaluate(MeanProbabilityModel(), _records(), ["tsn"], ["average_drop"], layer="x", progress=False)
+
+
+def test_callable_fingerprint_is_stable_for_partials_and_sees_wrapped_code():
+    import functools
+
+    import tsmlib
+    from tsmlib.cam import activation_method
+    from tsmlib.evaluation.runner import _callable_fingerprint
+
+    # partials: same function and arguments -> same hash (no memory address), other arguments -> other hash
+    a = functools.partial(tsmlib.mtsm, k=5)
+    b = functools.partial(tsmlib.mtsm, k=5)
+    assert _callable_fingerprint(a) == _callable_fingerprint(b)
+    assert _callable_fingerprint(a) != _callable_fingerprint(functools.partial(tsmlib.mtsm, k=4))
+    # the registry wrappers share their source; the wrapped method must tell them apart
+    assert _callable_fingerprint(activation_method(tsmlib.tsm)) != _callable_fingerprint(activation_method(tsmlib.mtsm))

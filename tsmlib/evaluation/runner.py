@@ -13,6 +13,7 @@ labels and masks, so a changed image list recomputes exactly the batches that ch
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -176,12 +177,30 @@ def module_fingerprint(module: nn.Module | None) -> str | None:
     return h.hexdigest()
 
 
-def _callable_fingerprint(fn) -> str:
-    try:
-        src = inspect.getsource(fn)
-    except (OSError, TypeError):
-        src = getattr(fn, "__qualname__", repr(fn))
-    return hashlib.sha1(src.encode()).hexdigest()
+def _callable_fingerprint(fn, _depth: int = 0) -> str:
+    """A hash of what a callable computes: its source, and that of what it wraps.
+
+    ``functools.partial`` objects hash their function and arguments (not their ``repr``, which holds a
+    memory address that changes every process and would defeat the cache); closures (such as the
+    registry's ``activation_method`` wrappers) also hash the callables they close over, so editing
+    ``tsmlib.mtsm`` invalidates cached ``"mtsm"`` results.
+    """
+    parts = []
+    if isinstance(fn, functools.partial):
+        parts += [_callable_fingerprint(fn.func, _depth + 1), repr(fn.args), repr(sorted(fn.keywords.items()))]
+    else:
+        try:
+            parts.append(inspect.getsource(fn))
+        except (OSError, TypeError):
+            parts.append(getattr(fn, "__qualname__", type(fn).__qualname__))
+        for cell in (getattr(fn, "__closure__", None) or ()) if _depth < 3 else ():
+            try:
+                value = cell.cell_contents
+            except ValueError:  # empty cell
+                continue
+            if callable(value):
+                parts.append(_callable_fingerprint(value, _depth + 1))
+    return hashlib.sha1("\n".join(parts).encode()).hexdigest()
 
 
 def _batch_fingerprint(batch: Sequence[Record]) -> str:
@@ -348,7 +367,7 @@ def evaluate(model: nn.Module, images: Iterable, methods, metrics: Sequence[str]
         pass
     batches = _batches(images, batch_size)
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm  # plain text bar: tqdm.auto warns in notebooks without ipywidgets
 
         batches = tqdm(batches, total=total, desc=f"evaluate {model_name}", unit="batch")
 

@@ -249,7 +249,7 @@ def cascading_randomization(model: nn.Module, x: torch.Tensor, methods, layer, *
     gen = torch.Generator().manual_seed(seed)
     steps = order
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm  # plain text bar: tqdm.auto warns in notebooks without ipywidgets
 
         steps = tqdm(order, desc="cascading randomisation")
     for k, name in enumerate(steps, start=1):
