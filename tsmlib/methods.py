@@ -188,7 +188,8 @@ def tsm_components(
         U1 = result.factors[0][..., :K]
         P = torch.einsum("bck,bcn->bkn", U1, F)
         s = result.singular_values[:, :K]
-    P = _orient(P, F.sum(dim=1) - F.sum(dim=1).mean(dim=-1, keepdim=True), sign)
+    channel_sum = F.sum(dim=1)  # (B, HW): the total activation map
+    P = _orient(P, channel_sum - channel_sum.mean(dim=-1, keepdim=True), sign)
     out = _mask_below_rank(P, s, A)
     return Components(out.maps.reshape(B, K, H, W), out.weights)
 
