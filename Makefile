@@ -16,9 +16,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[book,test]'
 	touch $(STAMP)
 
+# The Debian packages of tools/system-packages.txt, only those missing (needs root or password-less sudo;
+# otherwise it stops with the exact apt-get command to run).
 system-deps:
+	bash tools/install_system_deps.sh
 
-install: $(STAMP) system-deps
+install: system-deps $(STAMP)
 
 test: install
 	$(PY) -m pytest -q

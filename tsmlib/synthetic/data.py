@@ -59,10 +59,11 @@ FASHION_MNIST_CLASSES = [
 
 #: Directories searched for the Fashion-MNIST ``*-idx?-ubyte.gz`` files, in order (after the
 #: ``TSM_FASHION_MNIST_DIR`` environment variable). The first is where Debian's
-#: ``dataset-fashion-mnist`` package puts them.
+#: ``dataset-fashion-mnist`` package puts them; the second is the user cache
+#: (``$XDG_CACHE_HOME/tsmlib``, by default ``~/.cache/tsmlib``), where ``allow_download`` writes.
 FASHION_MNIST_DIRS = (
     Path("/usr/share/datasets/fashion-mnist"),
-    Path.home() / ".cache" / "tsmlib" / "fashion-mnist",
+    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tsmlib" / "fashion-mnist",
 )
 
 #: split name -> (split id used in the seeds, Fashion-MNIST source split, item index range)
@@ -115,7 +116,7 @@ def load_fashion_mnist(split: str = "train", root=None, allow_download: bool = F
         ``$TSM_FASHION_MNIST_DIR``, then :data:`FASHION_MNIST_DIRS`.
     allow_download : bool
         If the files are nowhere, download them with torchvision into
-        ``~/.cache/tsmlib/fashion-mnist`` (needs a network). Off by default.
+        ``$XDG_CACHE_HOME/tsmlib/fashion-mnist`` (default ``~/.cache``; needs a network). Off by default.
 
     Returns
     -------
