@@ -35,7 +35,7 @@ def test_bootstrap_ci_edge_cases():
     assert all(np.isnan(bootstrap_ci([])))
     with pytest.raises(ValueError, match="NaN"):
         bootstrap_ci([1.0, float("nan")])
-    with pytest.raises(ValueError, match="ci"):
+    with pytest.raises(ValueError, match="confidence must be in"):
         bootstrap_ci([1.0, 2.0], ci=95)
     # a wide sample has a wider interval than a narrow one
     rng = np.random.default_rng(0)

@@ -1,6 +1,7 @@
 """Evaluation of saliency maps: the paper's metrics (Average Drop, Increase in Confidence, MSE, mIoU) and
 more (Average Gain, deletion/insertion AUC, pointing games, the cascading randomisation sanity check),
-one runner that produces a tidy, cached table, and bootstrap summaries.
+one runner that produces a tidy, cached table, bootstrap summaries, and the paired comparisons of
+:mod:`.stats` (relative change with a paired bootstrap interval, Wilcoxon test, Holm across a claim).
 
 The protocol (formulas, masking rule, score space) is the one of ``shared/method.md``; see
 :mod:`tsmlib.evaluation.metrics` for the exact per-image formulas.
@@ -42,6 +43,9 @@ from .runner import ALL_METRICS, COLUMNS, PAPER_METRICS, Record, as_record, conf
 from .sanity import cascading_randomization, sanity_summary, spearman, ssim
 from .scores import ClassScore, EmbeddingSimilarity, make_score, probe_score
 from .summary import best_iou_threshold, bootstrap_ci, paper_table, summarize
+from . import stats
+from .metric_info import METRICS, MetricInfo, higher_is_better, metric_info, metric_label
+from .stats import compare, compare_family, holm, mean_ci, paired_relative_change, paired_test, relative_change
 
 __all__ = [
     "IMAGENET_MEAN", "VOID", "average_drop", "average_gain", "baseline_image", "best_threshold", "blur",
@@ -49,5 +53,6 @@ __all__ = [
     "iou_curve", "masked_input", "mse", "pointing_game", "ALL_METRICS", "COLUMNS", "PAPER_METRICS", "Record",
     "as_record", "config_hash", "evaluate", "prepare_records", "cascading_randomization", "sanity_summary", "spearman", "ssim",
     "ClassScore", "EmbeddingSimilarity", "make_score", "probe_score", "best_iou_threshold", "bootstrap_ci",
-    "paper_table", "summarize",
+    "paper_table", "summarize", "stats", "METRICS", "MetricInfo", "higher_is_better", "metric_info", "metric_label",
+    "compare", "compare_family", "holm", "mean_ci", "paired_relative_change", "paired_test", "relative_change",
 ]

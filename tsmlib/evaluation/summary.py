@@ -12,45 +12,36 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from .stats import mean_ci
+
 #: Configuration columns a summary keeps apart (when present in the table).
 CONFIG_COLUMNS = ("model", "layer", "score_space", "masking")
 
 
 def bootstrap_ci(values, *, n_boot: int = 2000, ci: float = 0.95, seed: int = 0,
-                 chunk: int = 256) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of the mean.
+                 method: str = "BCa") -> tuple[float, float]:
+    """Bootstrap confidence interval of the mean: :func:`tsmlib.evaluation.stats.mean_ci` (scipy's
+    ``bootstrap``, BCa by default) under the summary's argument names.
 
     Parameters
     ----------
     values : array-like, shape (n,)
         Finite values (drop NaN first).
     n_boot : int
-        Number of resamples (with replacement, of size n).
+        Number of resamples.
     ci : float
         Coverage in (0, 1).
     seed : int
-        Seed of numpy's ``default_rng``: the interval is deterministic.
+        Seed of the resampling: the interval is deterministic.
+    method : {"BCa", "percentile", "basic"}
+        scipy's interval method.
 
     Returns
     -------
     (low, high) : tuple of float
-        ``(nan, nan)`` for no values; ``(v, v)`` for a single value.
+        ``(nan, nan)`` for no values; ``(v, v)`` when every value is ``v``.
     """
-    v = np.asarray(values, dtype=np.float64).ravel()
-    if not 0 < ci < 1:
-        raise ValueError(f"ci must be in (0, 1), got {ci}")
-    if v.size == 0:
-        return float("nan"), float("nan")
-    if np.isnan(v).any():
-        raise ValueError("bootstrap_ci got NaN values; drop them first (summarize does and counts them)")
-    rng = np.random.default_rng(seed)
-    means = np.empty(n_boot)
-    for s in range(0, n_boot, chunk):
-        k = min(chunk, n_boot - s)
-        means[s:s + k] = v[rng.integers(0, v.size, size=(k, v.size))].mean(axis=1)
-    alpha = (1 - ci) / 2
-    lo, hi = np.quantile(means, [alpha, 1 - alpha])
-    return float(lo), float(hi)
+    return mean_ci(values, confidence=ci, n_resamples=n_boot, seed=seed, method=method)
 
 
 def summarize(results: pd.DataFrame, by: Sequence[str] | None = None, *, n_boot: int = 2000, ci: float = 0.95,

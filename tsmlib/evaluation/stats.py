@@ -1,0 +1,315 @@
+"""The statistics of the book, in one place: intervals of a mean, paired comparisons of two methods on
+the same images, and the correction across the comparisons of one claim.
+
+Every chapter that says "method A is x % better than method B" computes it here, with one definition:
+
+* **relative change** of A over B on a metric = ``s * (mean(A) - mean(B)) / |mean(B)|``, where
+  ``s = +1`` when higher is better and ``-1`` when lower is better (:mod:`.metric_info` holds the
+  direction). Positive always means *A is better*; ``+0.5`` is "50 % better". Undefined (NaN) when
+  ``mean(B) = 0``.
+* its **interval** is a paired bootstrap over the images both methods were evaluated on
+  (:func:`scipy.stats.bootstrap` with ``paired=True``, BCa by default);
+* its **test** is the Wilcoxon signed-rank test of the per-image differences
+  (:func:`scipy.stats.wilcoxon`; ``test="t"`` for the paired t-test);
+* a **family** of comparisons (all the metrics and models of one claim) gets Holm-adjusted p-values
+  (:func:`statsmodels.stats.multitest.multipletests`) and Bonferroni-widened intervals (each at level
+  ``1 - alpha / m``, so that all ``m`` intervals hold together with probability at least ``1 - alpha``).
+
+The functions take plain arrays or the runner's tidy table (one row per image x method x metric).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .metric_info import higher_is_better as _higher_is_better
+
+__all__ = [
+    "mean_ci",
+    "relative_change",
+    "paired_relative_change",
+    "paired_test",
+    "holm",
+    "paired_values",
+    "compare",
+    "compare_family",
+    "COMPARISON_COLUMNS",
+]
+
+#: Columns of the tables :func:`compare` and :func:`compare_family` return.
+COMPARISON_COLUMNS = ["method", "reference", "metric", "n", "mean_method", "mean_reference", "relative_change",
+                      "ci_low", "ci_high", "confidence", "p_value", "test"]
+
+
+def _finite_1d(values, name: str) -> np.ndarray:
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {v.shape}")
+    if np.isinf(v).any():
+        raise ValueError(f"{name} holds infinite values")
+    return v
+
+
+def _check_level(confidence: float) -> None:
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+
+
+def _bootstrap(data: tuple, statistic, *, paired: bool, confidence: float, n_resamples: int, seed: int,
+               method: str) -> tuple[float, float]:
+    from scipy import stats
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # DegenerateDataWarning: handled by the callers (equal values)
+        res = stats.bootstrap(data, statistic, paired=paired, vectorized=True, axis=-1,
+                              confidence_level=confidence, n_resamples=n_resamples, method=method,
+                              rng=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def mean_ci(values, *, confidence: float = 0.95, n_resamples: int = 9999, seed: int = 0,
+            method: str = "BCa") -> tuple[float, float]:
+    """Bootstrap confidence interval of the mean (:func:`scipy.stats.bootstrap`).
+
+    Parameters
+    ----------
+    values : array-like, shape (n,)
+        Finite values (drop NaN first).
+    confidence : float
+        Coverage in (0, 1).
+    n_resamples : int
+        Bootstrap resamples.
+    seed : int
+        Seed of the resampling: the interval is deterministic.
+    method : {"BCa", "percentile", "basic"}
+        scipy's interval method.
+
+    Returns
+    -------
+    (low, high) : tuple of float
+        ``(nan, nan)`` for no values; ``(v, v)`` when every value is ``v`` (one value included).
+    """
+    _check_level(confidence)
+    v = _finite_1d(values, "values")
+    if np.isnan(v).any():
+        raise ValueError("mean_ci got NaN values; drop them first (summarize does and counts them)")
+    if v.size == 0:
+        return float("nan"), float("nan")
+    if np.all(v == v[0]):
+        return float(v[0]), float(v[0])
+    return _bootstrap((v,), lambda x, axis=-1: x.mean(axis=axis), paired=False, confidence=confidence,
+                      n_resamples=n_resamples, seed=seed, method=method)
+
+
+def relative_change(mean_method, mean_reference, higher_is_better: bool):
+    """``s * (mean_method - mean_reference) / |mean_reference|``: positive when the method is better.
+
+    Works elementwise on arrays; NaN where ``mean_reference == 0``.
+
+    >>> relative_change(30.0, 60.0, higher_is_better=False)   # Average Drop halved: 50 % better
+    0.5
+    >>> relative_change(0.6, 0.4, higher_is_better=True)      # mIoU 0.4 -> 0.6
+    0.5
+    """
+    a = np.asarray(mean_method, dtype=np.float64)
+    b = np.asarray(mean_reference, dtype=np.float64)
+    sign = 1.0 if higher_is_better else -1.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(b == 0, np.nan, sign * (a - b) / np.abs(b))
+    return float(out) if out.ndim == 0 else out
+
+
+def paired_relative_change(method_values, reference_values, *, higher_is_better: bool, confidence: float = 0.95,
+                           n_resamples: int = 9999, seed: int = 0, method: str = "BCa") -> tuple[float, float, float]:
+    """Relative change of the mean (see :func:`relative_change`) with a paired bootstrap interval.
+
+    Parameters
+    ----------
+    method_values, reference_values : array-like, shape (n,)
+        The metric of the two methods on the same ``n`` images, in the same order (finite).
+    higher_is_better : bool
+        The metric's direction.
+    confidence, n_resamples, seed, method
+        As in :func:`mean_ci`; the images are resampled in pairs.
+
+    Returns
+    -------
+    (change, low, high) : tuple of float
+        NaN where undefined (no images, reference mean 0); the interval is NaN for one image and
+        ``(0, 0)`` when the two methods agree on every image.
+    """
+    _check_level(confidence)
+    a = _finite_1d(method_values, "method_values")
+    b = _finite_1d(reference_values, "reference_values")
+    if a.shape != b.shape:
+        raise ValueError(f"paired values need equal lengths, got {a.size} and {b.size}")
+    if np.isnan(a).any() or np.isnan(b).any():
+        raise ValueError("paired values hold NaN; keep only the images both methods have a value for "
+                         "(paired_values does)")
+    nan = float("nan")
+    if a.size == 0:
+        return nan, nan, nan
+    point = relative_change(a.mean(), b.mean(), higher_is_better)
+    if not np.isfinite(point) or a.size == 1:
+        return point, nan, nan
+    if np.all(a == b):
+        return point, 0.0, 0.0
+
+    def statistic(x, y, axis=-1):
+        return relative_change(x.mean(axis=axis), y.mean(axis=axis), higher_is_better)
+
+    low, high = _bootstrap((a, b), statistic, paired=True, confidence=confidence, n_resamples=n_resamples,
+                           seed=seed, method=method)
+    if not (np.isfinite(low) and np.isfinite(high)) and method == "BCa":
+        # BCa is undefined where a resample's reference mean is 0; the percentile interval is not
+        low, high = _bootstrap((a, b), statistic, paired=True, confidence=confidence, n_resamples=n_resamples,
+                               seed=seed, method="percentile")
+    return point, low, high
+
+
+def paired_test(method_values, reference_values, test: str = "wilcoxon") -> float:
+    """Two-sided p-value of a paired test that the two methods score alike on the same images.
+
+    ``"wilcoxon"``: :func:`scipy.stats.wilcoxon` (signed ranks of the differences; zero differences
+    dropped, as Wilcoxon's original rule); ``"t"``: :func:`scipy.stats.ttest_rel`. Returns 1.0 when
+    every difference is zero and NaN for fewer than two images.
+    """
+    from scipy import stats
+
+    a = _finite_1d(method_values, "method_values")
+    b = _finite_1d(reference_values, "reference_values")
+    if a.shape != b.shape:
+        raise ValueError(f"paired values need equal lengths, got {a.size} and {b.size}")
+    if test not in ("wilcoxon", "t"):
+        raise ValueError(f"test must be 'wilcoxon' or 't', got {test!r}")
+    if a.size < 2:
+        return float("nan")
+    d = a - b
+    if np.all(d == 0):
+        return 1.0
+    if test == "t":
+        if np.all(d == d[0]):  # constant non-zero difference: no spread, the difference is certain
+            return 0.0
+        return float(stats.ttest_rel(a, b).pvalue)
+    return float(stats.wilcoxon(a, b, zero_method="wilcox").pvalue)
+
+
+def holm(p_values, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Holm's step-down correction (:func:`statsmodels.stats.multitest.multipletests`).
+
+    NaN p-values (comparisons that could not be made) stay NaN and do not count in the family.
+
+    Returns
+    -------
+    reject : np.ndarray of bool
+        Which hypotheses are rejected at family-wise level ``alpha``.
+    adjusted : np.ndarray of float
+        Holm-adjusted p-values.
+    """
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.asarray(p_values, dtype=np.float64).ravel()
+    reject = np.zeros(p.shape, dtype=bool)
+    adjusted = np.full(p.shape, np.nan)
+    ok = ~np.isnan(p)
+    if ok.any():
+        r, adj, _, _ = multipletests(p[ok], alpha=alpha, method="holm")
+        reject[ok], adjusted[ok] = r, adj
+    return reject, adjusted
+
+
+def paired_values(results: pd.DataFrame, method: str, reference: str, metric: str) -> pd.DataFrame:
+    """The per-image values of two methods on one metric, side by side (images both have a value for).
+
+    ``results`` is the runner's tidy table restricted to one configuration (one model, one score
+    space); the returned frame has the image ids as index and the columns ``method``, ``reference``.
+    """
+    rows = results[(results["metric"] == metric) & results["method"].isin([method, reference])]
+    wide = rows.pivot_table(index="image", columns="method", values="value", aggfunc="first", observed=True)
+    if method not in wide or reference not in wide:
+        return pd.DataFrame(columns=["method", "reference"], dtype=float)
+    return wide[[method, reference]].set_axis(["method", "reference"], axis=1).dropna()
+
+
+def _groups(results: pd.DataFrame, by: Sequence[str]):
+    if not by:
+        yield {}, results
+        return
+    for key, part in results.groupby(list(by), observed=True, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        yield dict(zip(by, key)), part
+
+
+def compare(results: pd.DataFrame, method: str, reference: str, metrics: Iterable[str], *,
+            by: Sequence[str] = (), confidence: float = 0.95, n_resamples: int = 9999, seed: int = 0,
+            test: str = "wilcoxon") -> pd.DataFrame:
+    """Paired comparison of ``method`` with ``reference`` on each metric (and each group of ``by``).
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        The runner's tidy table (columns ``image``, ``method``, ``metric``, ``value`` and those of ``by``).
+    method, reference : str
+        Method names in the table.
+    metrics : iterable of str
+        Metric names (their direction comes from :mod:`.metric_info`).
+    by : sequence of str
+        Columns that split the table into separate comparisons (e.g. ``["model"]``).
+    confidence, n_resamples, seed, test
+        See :func:`paired_relative_change` and :func:`paired_test`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per group and metric, columns ``by`` + :data:`COMPARISON_COLUMNS`; ``relative_change``
+        and its interval are fractions (0.5 = 50 % better).
+    """
+    rows = []
+    for group, part in _groups(results, by):
+        for metric in metrics:
+            pairs = paired_values(part, method, reference, metric)
+            a, b = pairs["method"].to_numpy(float), pairs["reference"].to_numpy(float)
+            change, low, high = paired_relative_change(a, b, higher_is_better=_higher_is_better(metric),
+                                                       confidence=confidence, n_resamples=n_resamples, seed=seed)
+            rows.append({**group, "method": method, "reference": reference, "metric": metric, "n": int(a.size),
+                         "mean_method": float(a.mean()) if a.size else np.nan,
+                         "mean_reference": float(b.mean()) if b.size else np.nan,
+                         "relative_change": change, "ci_low": low, "ci_high": high, "confidence": confidence,
+                         "p_value": paired_test(a, b, test) if a.size else np.nan, "test": test})
+    return pd.DataFrame(rows, columns=list(by) + COMPARISON_COLUMNS)
+
+
+def compare_family(results: pd.DataFrame, pairs: Iterable[tuple[str, str]], metrics: Iterable[str], *,
+                   by: Sequence[str] = (), alpha: float = 0.05, n_resamples: int = 9999, seed: int = 0,
+                   test: str = "wilcoxon") -> pd.DataFrame:
+    """Every comparison of one claim, corrected together.
+
+    Runs :func:`compare` for each ``(method, reference)`` of ``pairs`` on each metric and group; with
+    ``m`` comparisons in all, each interval is at level ``1 - alpha / m`` (Bonferroni) and the p-values
+    are Holm-adjusted at family-wise level ``alpha``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :func:`compare`'s columns plus ``p_holm``, ``significant`` (Holm rejects at ``alpha``) and
+        ``outcome``: ``"better"`` when the corrected interval lies above 0, ``"worse"`` when it lies
+        below, ``"undecided"`` otherwise.
+    """
+    pairs, metrics = list(pairs), list(metrics)
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    n_groups = sum(1 for _ in _groups(results, by))
+    m = max(1, len(pairs) * len(metrics) * n_groups)
+    level = 1 - alpha / m
+    table = pd.concat([compare(results, a, b, metrics, by=by, confidence=level, n_resamples=n_resamples, seed=seed,
+                               test=test) for a, b in pairs], ignore_index=True) if pairs else \
+        pd.DataFrame(columns=list(by) + COMPARISON_COLUMNS)
+    reject, adjusted = holm(table["p_value"].to_numpy(float), alpha=alpha)
+    table["p_holm"] = adjusted
+    table["significant"] = reject
+    table["outcome"] = np.select([table["ci_low"] > 0, table["ci_high"] < 0], ["better", "worse"], "undecided")
+    return table
