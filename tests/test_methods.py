@@ -368,6 +368,8 @@ def test_numpy_integer_k_and_ranks_are_accepted():
      (lambda A: tsmlib.mtsm(A, k=2.0), TypeError, "k must be an int or None"),
      (lambda A: tsmlib.mtsm(A, ranks=5), TypeError, r"ranks must be a sequence \(R1, R2, R3\)"),
      (lambda A: tsmlib.tsm(A, (6, 4, 4), n_iter_max=-1), ValueError, "n_iter_max=-1 is out of range"),
+     (lambda A: tsmlib.mtsm(A, n_iter_max=-1), ValueError, "n_iter_max=-1 is out of range"),
+     (lambda A: tsmlib.tsm(A, tol=-1.0), ValueError, "tol must be a finite number >= 0"),
      (lambda A: tsmlib.eigencam(A, precision="bogus"), ValueError, "precision must be one of 'double', 'native'"),
      (lambda A: tsmlib.tsm(A, precision="bogus"), ValueError, "precision must be one of 'double', 'native'"),
      (lambda A: tsmlib.eigencam(A, sign="positive"), ValueError, "sign must be one of 'activation', 'max', 'none'"),

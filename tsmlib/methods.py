@@ -24,7 +24,7 @@ from typing import Literal, Sequence
 
 import torch
 
-from ._validation import NanPolicy, check_activations, check_choice, check_int, resolve_ranks
+from ._validation import NanPolicy, check_activations, check_choice, check_int, check_tol, resolve_ranks
 from .decomposition import Precision, Solver, numerical_rank_tolerance, truncated_svd, tucker
 
 SignRule = Literal["activation", "max", "none"]
@@ -184,6 +184,8 @@ def tsm_components(
     B, C, H, W = A.shape
     R1, R2, R3 = resolve_ranks(ranks, C, H, W)
     K = R1 if k is None else _check_k(k, R1)
+    # checked here too: the untruncated path below never calls tucker
+    n_iter_max, tol = check_int(n_iter_max, "n_iter_max", minimum=0), check_tol(tol)
     F = A.flatten(2)  # mode-1 unfolding (B, C, HW)
     if (R2, R3) == (H, W):
         _, s, V = truncated_svd(F, K, solver=solver, precision=precision, need="right")
