@@ -284,8 +284,10 @@ def tucker(
     Returns
     -------
     TuckerResult
-        Factor signs follow tensorly's rule (largest-magnitude entry of each column positive), so the
-        result matches ``tensorly.decomposition.tucker(..., init="svd")`` up to HOOI's own tolerance.
+        Factor signs follow tensorly's rule (largest-magnitude entry of each column positive) and the
+        sweeps are tensorly's, so each item matches ``tensorly.decomposition.tucker(A[b], ranks,
+        init="svd", tol=tol, n_iter_max=n_iter_max)`` to rounding (float64; float32 can differ where a
+        sweep's error change falls within rounding of ``tol``).
     """
     A = check_activations(A, nan_policy=nan_policy)
     B, C, H, W = A.shape
