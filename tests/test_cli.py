@@ -61,3 +61,51 @@ def test_python_dash_m_entry_point(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "tsmlib", "methods"], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[1], timeout=120)
     assert proc.returncode == 0 and "mtsm" in proc.stdout
+
+
+def test_same_stems_transparency_and_tiny_images(tmp_path, capsys):
+    # a/kite.png: fully transparent, random colour stored under the alpha; b/kite.png: plain white;
+    # c/Kite.jpg: a real photo; d/tiny.png: 16x16. One run, one method (keeps the test fast).
+    rng = np.random.default_rng(0)
+    for d in "abcd":
+        (tmp_path / d).mkdir()
+    rgba = np.concatenate([rng.integers(0, 256, (240, 240, 3)), np.zeros((240, 240, 1))], axis=2)
+    Image.fromarray(rgba.astype(np.uint8), "RGBA").save(tmp_path / "a" / "kite.png")
+    Image.new("RGB", (240, 240), (255, 255, 255)).save(tmp_path / "b" / "kite.png")
+    Image.open(PHOTOS / "cat.jpg").convert("RGB").save(tmp_path / "c" / "Kite.jpg")
+    Image.fromarray(rng.integers(0, 256, (16, 16, 3)).astype(np.uint8)).save(tmp_path / "d" / "tiny.png")
+    out = tmp_path / "out"
+    inputs = [str(tmp_path / d / f) for d, f in (("a", "kite.png"), ("b", "kite.png"), ("c", "Kite.jpg"),
+                                                 ("d", "tiny.png"))]
+    rc = main(["explain", *inputs, "--method", "tsm", "--out", str(out), "--no-progress"])
+    captured = capsys.readouterr()
+    assert rc == 0
+    # distinct outputs, in input order; Kite collides with kite case-insensitively
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["maps"] for r in summary["images"]] == ["kite.npz", "kite-2.npz", "Kite-3.npz", "tiny.npz"]
+    assert [r["overlays"]["tsm"] for r in summary["images"]][:3] == ["kite_tsm.png", "kite-2_tsm.png", "Kite-3_tsm.png"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["kite.npz", "kite-2.npz", "Kite-3.npz", "tiny.npz", "kite_tsm.png", "kite-2_tsm.png",
+         "Kite-3_tsm.png", "tiny_tsm.png", "summary.json"])
+    assert "wrote maps for 4 image(s) x 1 method(s)" in captured.out and "(8 file(s) and summary.json)" in captured.out
+    # transparency composited onto white: the transparent image is explained exactly as the white one,
+    # and the cat photo was not overwritten by either
+    kite, kite2, cat = (np.load(out / f) for f in ("kite.npz", "kite-2.npz", "Kite-3.npz"))
+    np.testing.assert_array_equal(kite["tsm_raw"], kite2["tsm_raw"])
+    assert np.abs(cat["tsm_raw"] - kite["tsm_raw"]).max() > 1e-3
+    # only the tiny image is reported as upscaled
+    assert "tiny.png is 16x16, smaller than the model's 224x224 input" in captured.err
+    assert captured.err.count("smaller than the model's") == 1
+
+
+def test_open_image_composites_onto_white(tmp_path):
+    from tsmlib.cli import _open_image
+
+    px = np.array([[[10, 20, 30, 0], [10, 20, 30, 255], [200, 0, 0, 128]]], dtype=np.uint8)
+    Image.fromarray(px, "RGBA").save(tmp_path / "a.png")
+    got = np.asarray(_open_image(tmp_path / "a.png"))
+    # alpha 0 -> white, alpha 255 -> the colour, alpha 128 -> halfway between red and white
+    assert got[0, 0].tolist() == [255, 255, 255] and got[0, 1].tolist() == [10, 20, 30]
+    assert np.abs(got[0, 2].astype(int) - [227, 127, 127]).max() <= 1
+    with pytest.raises(OSError, match="cannot read image"):
+        _open_image(tmp_path / "missing.png")

@@ -192,3 +192,120 @@ def test_wrong_dimensionality_raises_with_hint():
         tsmlib.tucker(torch.rand(8, 3, 3))
     with pytest.raises(TypeError, match="floating"):
         tsmlib.tucker(torch.ones(1, 8, 3, 3, dtype=torch.int64))
+
+
+# ------------------------------------------------ tensorly's stopping rule at the default tol
+
+
+def _relu_low_rank(B, C, H, W, seed, dtype=torch.float64):
+    """Real-ish post-ReLU activations: relu(rank-4 signal + noise)."""
+    g = torch.Generator().manual_seed(seed)
+    signal = torch.einsum("bck,bkn->bcn", torch.randn(B, C, 4, generator=g, dtype=dtype),
+                          torch.randn(B, 4, H * W, generator=g, dtype=dtype)).reshape(B, C, H, W)
+    return torch.relu(signal + 0.3 * torch.randn(B, C, H, W, generator=g, dtype=dtype))
+
+
+def _tensorly_hooi(A_b, ranks, tol=1e-4):
+    from tensorly.decomposition._tucker import partial_tucker
+
+    with tl.backend_context("pytorch"):
+        (core, factors), errors = partial_tucker(A_b, rank=list(ranks), modes=[0, 1, 2], init="svd", tol=tol)
+    return core, factors, len(errors)
+
+
+@pytest.mark.parametrize("ranks", [(10, 4, 4), (5, 3, 3), (16, 7, 7)])
+def test_tucker_default_tol_runs_tensorlys_sweeps_per_item(ranks):
+    # items of one batch converge after different numbers of sweeps (3 to 26 here): each must stop
+    # where tensorly stops on it alone, with tensorly's factors and core
+    A = _relu_low_rank(3, 256, 7, 7, seed=0)
+    ours = tsmlib.tucker(A, ranks)
+    sweeps = []
+    for b in range(3):
+        core, factors, n = _tensorly_hooi(A[b], ranks)
+        sweeps.append(n)
+        for U_ours, U_ref in zip(ours.factors, factors):
+            torch.testing.assert_close(U_ours[b], U_ref, atol=1e-10, rtol=0)
+        torch.testing.assert_close(ours.core[b], core, atol=1e-10 * core.abs().max().item(), rtol=0)
+    assert ours.n_iter == max(sweeps)
+    assert min(sweeps) >= 3  # tensorly never tests convergence before its third sweep
+
+
+@pytest.mark.parametrize("ranks", [(20, 6, 6), (10, 4, 4)])
+def test_tucker_default_tol_maps_match_tensorly(ranks):
+    # the TSM / MTSM maps built from tensorly's decomposition at its default tol (these differed by
+    # 4e-4 (TSM) on (20, 6, 6) when HOOI stopped one sweep earlier than tensorly)
+    A = _relu_low_rank(2, 64, 7, 7, seed=0)
+    tsm_maps, mtsm_maps = tsmlib.tsm(A, ranks), tsmlib.mtsm(A, ranks)
+    for b in range(2):
+        core, factors, _ = _tensorly_hooi(A[b], ranks)
+        P = torch.einsum("ck,chw->khw", factors[0], A[b]).abs()
+        w = torch.linalg.vector_norm(core.flatten(1), dim=1)
+        ref_tsm = tsmlib.minmax_normalize(P[0])
+        ref_mtsm = tsmlib.minmax_normalize(torch.einsum("k,khw->hw", w, tsmlib.minmax_normalize(P)) / w.sum())
+        torch.testing.assert_close(tsm_maps[b], ref_tsm, atol=1e-10, rtol=0)
+        torch.testing.assert_close(mtsm_maps[b], ref_mtsm, atol=1e-10, rtol=0)
+
+
+def test_tucker_batch_equals_one_by_one_at_default_tol():
+    A = _relu_low_rank(3, 64, 6, 6, seed=3)
+    full = tsmlib.tucker(A, (6, 3, 3))
+    for b in range(3):
+        one = tsmlib.tucker(A[b : b + 1], (6, 3, 3))
+        torch.testing.assert_close(one.core[0], full.core[b], atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [({"n_iter_max": -1}, ValueError, "n_iter_max=-1 is out of range"),
+     ({"n_iter_max": 2.5}, TypeError, "n_iter_max must be an integer"),
+     ({"tol": -1e-4}, ValueError, "tol must be a finite number >= 0"),
+     ({"tol": float("nan")}, ValueError, "tol must be a finite number >= 0"),
+     ({"tol": "1e-4"}, TypeError, "tol must be a real number"),
+     ({"precision": "bogus"}, ValueError, "precision must be one of 'double', 'native'"),
+     ({"solver": "qr"}, ValueError, "solver must be one of 'gram', 'svd'"),
+     ({"ranks": 5}, TypeError, r"ranks must be a sequence \(R1, R2, R3\)"),
+     ({"ranks": "555"}, TypeError, r"ranks must be a sequence \(R1, R2, R3\)"),
+     ({"ranks": (True, 3, 3)}, TypeError, "must be an int or None")],
+)
+def test_tucker_bad_arguments_raise_clearly(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        tsmlib.tucker(torch.rand(1, 8, 3, 3), **kwargs)
+
+
+def test_numpy_integer_ranks_and_rank_are_accepted():
+    A = _rand(2, 8, 3, 3, seed=4)
+    ours = tsmlib.tucker(A, (np.int64(4), np.int32(2), None), tol=0.0, n_iter_max=3)
+    ref = tsmlib.tucker(A, (4, 2, 3), tol=0.0, n_iter_max=3)
+    torch.testing.assert_close(ours.core, ref.core, atol=0, rtol=0)
+    assert tsmlib.tucker(A, ranks=np.array([4, 2, 3]), tol=0.0, n_iter_max=3).core.shape == (2, 4, 2, 3)
+    assert tsmlib.tucker(A, n_iter_max=np.int64(0)).n_iter == 0
+    U, s, V = truncated_svd(A.flatten(2), np.int64(2))
+    assert s.shape == (2, 2)
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [({"rank": 2.0}, TypeError, "rank must be an integer"), ({"rank": True}, TypeError, "rank must be an integer"),
+     ({"rank": 2, "precision": "bogus"}, ValueError, "precision must be one of"),
+     ({"rank": 2, "need": "up"}, ValueError, "need must be one of 'both', 'left', 'right'")],
+)
+def test_truncated_svd_bad_arguments_raise_clearly(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        truncated_svd(_rand(1, 4, 5), **kwargs)
+
+
+@pytest.mark.parametrize("precision", ["double", "native"])
+@pytest.mark.parametrize("solver", ["gram", "svd"])
+def test_huge_float32_values_do_not_overflow(precision, solver):
+    # RMS ~1e20: squares overflow float32; the decompositions must scale, not return inf/zero
+    A = _rand(2, 16, 4, 4, seed=5, dtype=torch.float32)
+    from tsmlib.decomposition import numerical_rank_tolerance
+
+    assert torch.isfinite(numerical_rank_tolerance(A * 1e20)).all()
+    U, s, _ = truncated_svd((A * 1e20).flatten(2), 3, solver=solver, precision=precision)
+    U0, s0, _ = truncated_svd(A.flatten(2), 3, solver=solver, precision=precision)
+    torch.testing.assert_close(s / 1e20, s0, rtol=1e-4, atol=0)
+    torch.testing.assert_close(flip_signs(U), flip_signs(U0), atol=1e-4, rtol=0)
+    big, small = tsmlib.tucker(A * 1e20, (4, 2, 2), precision=precision), tsmlib.tucker(A, (4, 2, 2), precision=precision)
+    torch.testing.assert_close(big.singular_values / 1e20, small.singular_values, rtol=1e-4, atol=0)
+    torch.testing.assert_close(big.rec_error, small.rec_error, rtol=1e-3, atol=1e-6)

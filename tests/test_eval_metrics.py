@@ -230,3 +230,18 @@ def test_deletion_insertion_batched_and_chunked():
             assert full[kind][i].item() == pytest.approx(one[kind].item(), rel=1e-6)
     with pytest.raises(ValueError, match="steps"):
         M.deletion_insertion_auc(score, x, S, steps=0)
+
+
+@pytest.mark.parametrize("fn", [M.iou, M.mse, M.iou_curve], ids=lambda f: f.__name__)
+@pytest.mark.parametrize("bad", [1.5, -0.2])
+def test_mask_metrics_refuse_maps_outside_the_unit_range(fn, bad):
+    S = S44.clone()
+    S[1, 1] = bad
+    with pytest.raises(ValueError, match=r"saliency must lie in \[0, 1\] \(min-max normalised\)"):
+        fn(S[None], MASK44[None])
+    # NaN in the map raises (only undefined *results* are NaN), rounding just outside [0, 1] passes
+    S[1, 1] = nan
+    with pytest.raises(ValueError, match="NaN/Inf"):
+        fn(S[None], MASK44[None])
+    S[1, 1] = 1 + 1e-6
+    assert fn(S[None], MASK44[None]).shape[0] == 1

@@ -308,3 +308,75 @@ def test_upsample_bilinear_matches_opencv_convention():
     assert tsmlib.upsample(m, 7) is m
     with pytest.raises(ValueError):
         tsmlib.upsample(torch.rand(7, 7), 14)
+
+
+# ---------------------------------------------------------------- audit (issue 10)
+
+
+@pytest.mark.parametrize("method", METHODS, ids=lambda f: f.__name__)
+def test_huge_float32_activations_give_the_map_of_the_scaled_down_input(method):
+    # RMS ~1e20: the squares overflow float32; the map must not silently become all-zero
+    A = _features(B=2, C=48, dtype=torch.float32, seed=3)
+    small = method(A)
+    big = method(A * 1e20)
+    assert small.amax() == 1.0
+    torch.testing.assert_close(big, small, atol=1e-4, rtol=0)
+    A[0, 0, 0, 0] = float("inf")
+    with pytest.raises(ValueError, match="NaN/Inf"):
+        method(A * 1e20)
+
+
+@pytest.mark.parametrize("weighting", ["sigma", "sigma2", "uniform"])
+def test_huge_activations_with_truncated_ranks_and_every_weighting(weighting):
+    A = _features(B=2, C=48, dtype=torch.float32, seed=4)
+    for kwargs in ({"ranks": (6, 4, 4)}, {}):
+        small = tsmlib.mtsm(A, weighting=weighting, **kwargs)
+        torch.testing.assert_close(tsmlib.mtsm(A * 1e20, weighting=weighting, **kwargs), small, atol=1e-4, rtol=0)
+    torch.testing.assert_close(tsmlib.multivec_eigencam(A * 1e20, weighting=weighting),
+                               tsmlib.multivec_eigencam(A, weighting=weighting), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("method", METHODS, ids=lambda f: f.__name__)
+def test_maps_are_detached_from_the_autograd_graph(method):
+    A = _features(B=2).requires_grad_(True)
+    out = method(A)
+    assert not out.requires_grad and out.grad_fn is None
+    torch.testing.assert_close(out, method(A.detach()), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("components", [tsmlib.eigencam_components, tsmlib.tsm_components])
+def test_components_are_detached_and_combination_too(components):
+    A = _features(B=2).requires_grad_(True)
+    comps = components(A)
+    assert not comps.maps.requires_grad and not comps.weights.requires_grad
+    with_grad = Components(comps.maps.clone().requires_grad_(True), comps.weights.clone().requires_grad_(True))
+    assert not tsmlib.combine_components(with_grad).requires_grad
+
+
+def test_numpy_integer_k_and_ranks_are_accepted():
+    A = _features(B=2)
+    torch.testing.assert_close(tsmlib.mtsm(A, (np.int64(6), 4, np.int32(4)), k=np.int64(3)),
+                               tsmlib.mtsm(A, (6, 4, 4), k=3), atol=0, rtol=0)
+    torch.testing.assert_close(tsmlib.multivec_eigencam(A, k=np.int16(2)), tsmlib.multivec_eigencam(A, k=2), atol=0, rtol=0)
+    comps = tsmlib.eigencam_components(A)
+    torch.testing.assert_close(tsmlib.combine_components(comps, k=np.int64(2)), tsmlib.combine_components(comps, k=2))
+
+
+@pytest.mark.parametrize(
+    "call,exc,match",
+    [(lambda A: tsmlib.mtsm(A, k=True), TypeError, "k must be an int or None"),
+     (lambda A: tsmlib.mtsm(A, k=2.0), TypeError, "k must be an int or None"),
+     (lambda A: tsmlib.mtsm(A, ranks=5), TypeError, r"ranks must be a sequence \(R1, R2, R3\)"),
+     (lambda A: tsmlib.tsm(A, (6, 4, 4), n_iter_max=-1), ValueError, "n_iter_max=-1 is out of range"),
+     (lambda A: tsmlib.mtsm(A, n_iter_max=-1), ValueError, "n_iter_max=-1 is out of range"),
+     (lambda A: tsmlib.tsm(A, tol=-1.0), ValueError, "tol must be a finite number >= 0"),
+     (lambda A: tsmlib.eigencam(A, precision="bogus"), ValueError, "precision must be one of 'double', 'native'"),
+     (lambda A: tsmlib.tsm(A, precision="bogus"), ValueError, "precision must be one of 'double', 'native'"),
+     (lambda A: tsmlib.eigencam(A, sign="positive"), ValueError, "sign must be one of 'activation', 'max', 'none'"),
+     (lambda A: tsmlib.combine_components(tsmlib.eigencam_components(A), k=np.int64(0)), ValueError, "k=0 is out of range"),
+     (lambda A: tsmlib.combine_components(tsmlib.eigencam_components(A), weighting="max"), ValueError,
+      "weighting must be one of 'sigma', 'sigma2', 'uniform'")],
+)
+def test_bad_arguments_raise_clearly(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call(_features(B=1))

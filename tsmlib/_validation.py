@@ -6,6 +6,8 @@ gets one clear error (or one documented, defined result) wherever it comes in.
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Literal, Sequence
 
 import torch
@@ -57,6 +59,38 @@ def check_activations(A: torch.Tensor, *, nan_policy: NanPolicy = "raise", name:
     return A
 
 
+def check_int(value, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """``value`` as a plain ``int``: any ``numbers.Integral`` (``int``, ``np.int64``, ...), not ``bool``.
+
+    Raises ``TypeError`` for other types and ``ValueError`` outside ``[minimum, maximum]``.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    value = int(value)
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        lo = "-inf" if minimum is None else minimum
+        hi = "inf" if maximum is None else maximum
+        raise ValueError(f"{name}={value} is out of range: it must be between {lo} and {hi}")
+    return value
+
+
+def check_choice(value, name: str, allowed: Sequence[str]) -> str:
+    """Raise ``ValueError`` naming ``name`` and the allowed values unless ``value`` is one of them."""
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(repr(a) for a in allowed)}; got {value!r}")
+    return value
+
+
+def check_tol(value, name: str = "tol") -> float:
+    """A finite, non-negative real number (``numbers.Real``, not ``bool``) as a ``float``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number >= 0, got {value!r} ({type(value).__name__})")
+    value = float(value)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return value
+
+
 def resolve_ranks(ranks: Sequence[int] | None, C: int, H: int, W: int) -> tuple[int, int, int]:
     """Multilinear ranks ``(R1, R2, R3)`` for a ``(C, H, W)`` feature tensor.
 
@@ -68,17 +102,25 @@ def resolve_ranks(ranks: Sequence[int] | None, C: int, H: int, W: int) -> tuple[
     """
     if ranks is None:
         return min(C, H * W), H, W
-    ranks = tuple(ranks)
+    try:
+        if isinstance(ranks, (str, bytes)):
+            raise TypeError
+        ranks = tuple(ranks)
+    except TypeError:
+        raise TypeError(
+            f"ranks must be a sequence (R1, R2, R3) of ints or None entries, or None; got {ranks!r}"
+        ) from None
     if len(ranks) != 3:
         raise ValueError(f"ranks must be (R1, R2, R3) for a 3-way (C, H, W) tensor, got {ranks!r}")
     dims = (C, H, W)
     for r, dim, label in zip(ranks, dims, ("R1 (channels)", "R2 (height)", "R3 (width)")):
         if r is None:
             continue
-        if isinstance(r, bool) or not isinstance(r, int):
+        if isinstance(r, bool) or not isinstance(r, numbers.Integral):
             raise TypeError(f"rank {label} must be an int or None, got {r!r}")
         if not 1 <= r <= dim:
             raise ValueError(f"rank {label}={r} is out of range: it must be between 1 and {dim}")
+    ranks = tuple(None if r is None else int(r) for r in ranks)
     # None entries: as large as the given ranks allow (spatial ones first, then the channel rank)
     R2 = ranks[1] if ranks[1] is not None else H
     R3 = ranks[2] if ranks[2] is not None else W

@@ -4,11 +4,19 @@
     tsmlib models          # list the registry models
     tsmlib methods         # list the saliency methods
 
-``explain`` writes, per image and method, an overlay PNG ``<stem>_<method>.png`` (on the model's
-centre crop) and the maps in ``<stem>.npz`` (``<method>``: (S, S) map in [0, 1];
+``explain`` writes, per image and method, an overlay PNG ``<name>_<method>.png`` (on the model's
+centre crop) and the maps in ``<name>.npz`` (``<method>``: (S, S) map in [0, 1];
 ``<method>_raw``: the unnormalised map at the layer's resolution), plus ``summary.json`` with the
-predicted classes. Unreadable images and unknown methods are reported and skipped; the others are
-still processed (exit status 1 if anything was skipped, 2 if nothing could run).
+predicted classes and each image's output files. ``<name>`` is the file's stem; inputs whose stems
+collide (``a/kite.jpg b/kite.png``, compared case-insensitively) get ``kite``, ``kite-2``, ``kite-3``,
+... in command-line order, so no output overwrites another.
+
+Transparent pixels (an alpha channel or a PNG transparency key) are composited onto white before the
+model sees the image (the colour stored under a transparent pixel is arbitrary). Images smaller than
+the model's input size are upscaled by its preprocessing; a warning on stderr says so.
+
+Unreadable images and unknown methods are reported and skipped; the others are still processed (exit
+status 1 if anything was skipped, 2 if nothing could run).
 """
 
 from __future__ import annotations
@@ -21,13 +29,17 @@ from pathlib import Path
 __all__ = ["main", "build_parser"]
 
 DEFAULT_METHODS = ["tsm", "mtsm"]
+#: RGB colour that transparent pixels are composited onto.
+BACKGROUND = (255, 255, 255)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tsmlib", description="Label-free CNN saliency maps (TSM, MTSM, EigenCAM, ...).")
     sub = parser.add_subparsers(dest="command", required=True)
     ex = sub.add_parser("explain", help="write saliency maps and overlays for images")
-    ex.add_argument("images", nargs="+", help="image files (JPEG, PNG, ...)")
+    ex.add_argument("images", nargs="+",
+                    help="image files (JPEG, PNG, ...); transparent pixels are composited onto white; "
+                         "same-named files get distinct outputs (kite, kite-2, ...)")
     ex.add_argument("--model", default=None, help="registry model (default: efficientnet_lite0, works offline)")
     ex.add_argument("--method", nargs="+", default=DEFAULT_METHODS,
                     help=f"saliency method(s) (default: {' '.join(DEFAULT_METHODS)}); see `tsmlib methods`")
@@ -46,6 +58,42 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _err(msg: str) -> None:
     print(f"tsmlib: {msg}", file=sys.stderr)
+
+
+def _open_image(path: str | Path):
+    """Open an image as RGB, compositing any transparency onto :data:`BACKGROUND` (white).
+
+    Raises ``OSError`` naming the path if the file cannot be read.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if "A" in im.getbands() or "transparency" in im.info:
+                rgba = im.convert("RGBA")
+                background = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
+                return Image.alpha_composite(background, rgba).convert("RGB")
+            return im.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise OSError(f"cannot read image {path}: {exc}") from exc
+
+
+def _unique_names(paths) -> list[str]:
+    """Output names for ``paths``: the stem, with ``-2``, ``-3``, ... for stems already taken.
+
+    Collisions are compared case-insensitively (macOS and Windows file systems), in input order.
+    """
+    taken, names = set(), []
+    for path in paths:
+        stem = Path(path).stem
+        name, n = stem, 1
+        while name.casefold() in taken:
+            n += 1
+            name = f"{stem}-{n}"
+        taken.add(name.casefold())
+        names.append(name)
+    return names
 
 
 def _list_models() -> int:
@@ -76,7 +124,6 @@ def _explain(args) -> int:
 
     from . import minmax_normalize, saliency, upsample
     from .cam import available_methods
-    from .data.common import open_rgb
     from .models import DEFAULT_MODEL, CheckpointError, WeightsNotFoundError, available_models, load_model
     from .viz import overlay
 
@@ -103,18 +150,26 @@ def _explain(args) -> int:
     layer = args.layer or lm.target_layer
 
     good = []
+    size = lm.input_size
     for path in args.images:
         try:
-            good.append((Path(path), open_rgb(path)))
+            img = _open_image(path)
         except OSError as exc:
             _err(f"skipped: {exc}")
             skipped += 1
+            continue
+        if min(img.size) < size:
+            _err(f"warning: {path} is {img.size[0]}x{img.size[1]}, smaller than the model's {size}x{size} "
+                 "input; it is upscaled, so the maps explain interpolated pixels")
+        good.append((Path(path), img))
     if not good:
         _err("no readable image")
         return 2
+    names = _unique_names(p for p, _ in good)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summary = []
+    written = set()
     bs = max(1, args.batch_size)
     with tqdm(total=len(good), desc=f"{model_name}: {', '.join(methods)}", unit="img",
               disable=args.no_progress, file=sys.stderr) as bar:
@@ -132,14 +187,16 @@ def _explain(args) -> int:
                 maps = upsample(minmax_normalize(raw), x.shape[-2:])
                 results[m] = (maps.detach().cpu().numpy(), raw.detach().cpu().numpy())
             for j, (path, _) in enumerate(chunk):
-                stem = path.stem
+                stem = names[start + j]
                 arrays = {}
                 for m, (maps, raw) in results.items():
                     arrays[m] = maps[j].astype(np.float32)
                     arrays[f"{m}_raw"] = raw[j].astype(np.float32)
                     img = overlay(x[j].cpu(), maps[j], alpha=args.alpha)
                     Image.fromarray((img * 255).round().astype(np.uint8)).save(out / f"{stem}_{m}.png")
+                    written.add(f"{stem}_{m}.png")
                 np.savez_compressed(out / f"{stem}.npz", **arrays)
+                written.add(f"{stem}.npz")
                 rec = {"image": str(path), "maps": f"{stem}.npz",
                        "overlays": {m: f"{stem}_{m}.png" for m in methods}}
                 if lm.classes is not None:
@@ -150,7 +207,9 @@ def _explain(args) -> int:
             bar.update(len(chunk))
     (out / "summary.json").write_text(json.dumps({"model": model_name, "layer": layer, "methods": methods,
                                                  "images": summary}, indent=1) + "\n")
-    print(f"wrote {len(summary)} image(s) x {len(methods)} method(s) to {out}")
+    n_written = len({rec["maps"] for rec in summary})
+    print(f"wrote maps for {n_written} image(s) x {len(methods)} method(s) to {out} "
+          f"({len(written)} file(s) and summary.json)")
     return 1 if skipped else 0
 
 

@@ -20,7 +20,7 @@ from typing import Literal, Sequence
 
 import torch
 
-from ._validation import NanPolicy, check_activations, resolve_ranks
+from ._validation import NanPolicy, check_activations, check_choice, check_int, check_tol, resolve_ranks
 
 Solver = Literal["gram", "svd"]
 Precision = Literal["double", "native"]
@@ -97,13 +97,20 @@ def truncated_svd(
         ``X ~ U diag(s) V^T``. Columns whose singular value is exactly 0 are zero vectors (on the
         projected side) rather than arbitrary; signs are those of the solver (see :func:`flip_signs`).
     """
-    if X.ndim != 3:
-        raise ValueError(f"X must have shape (B, m, n), got {tuple(X.shape)}")
+    if not isinstance(X, torch.Tensor) or X.ndim != 3:
+        raise ValueError(f"X must be a tensor of shape (B, m, n), got {tuple(getattr(X, 'shape', ())) or type(X).__name__}")
     m, n = X.shape[-2:]
+    rank = check_int(rank, "rank")
     if not 1 <= rank <= min(m, n):
         raise ValueError(f"rank must be between 1 and min(m, n) = {min(m, n)}, got {rank}")
+    check_choice(solver, "solver", ("gram", "svd"))
+    check_choice(precision, "precision", ("double", "native"))
+    check_choice(need, "need", ("both", "left", "right"))
     out_dtype = X.dtype
     work = X.double() if precision == "double" else X
+    scale = _gram_scale(work, max(m, n)) if solver == "gram" else None
+    if scale is not None:
+        work = work * scale[:, None, None]
     if solver == "svd":
         U, s, Vh = torch.linalg.svd(work, full_matrices=False)
         U, s, V = U[..., :rank], s[..., :rank], Vh[..., :rank, :].mT
@@ -116,22 +123,52 @@ def truncated_svd(
             evals, V = _eigh_descending(work.mT @ work)
             V, s = V[..., :rank], evals[..., :rank].clamp_min(0).sqrt()
             U = _safe_divide_columns(work @ V, s) if need != "right" else None
-    else:
-        raise ValueError(f"solver must be 'gram' or 'svd', got {solver!r}")
+    if scale is not None:
+        s = s / scale[:, None]
     U = None if need == "right" or U is None else U.to(out_dtype)
     V = None if need == "left" or V is None else V.to(out_dtype)
     return U, s.to(out_dtype), V
 
 
+def _gram_scale(X: torch.Tensor, inner: int) -> torch.Tensor | None:
+    """Per-item powers of two that keep the Gram matrix of ``X`` (B, m, n) from overflowing or underflowing.
+
+    ``None`` (no scaling, the common case) when ``max|X|^2 * inner`` is comfortably inside the dtype's
+    range. Scaling by a power of two is exact, so the singular vectors are those of ``X`` and the
+    singular values are scaled back exactly.
+    """
+    mx = X.detach().abs().amax(dim=(-2, -1)).double()
+    fi = torch.finfo(X.dtype)
+    mx2 = mx * mx
+    risky = (mx2 * inner > fi.max / 16) | ((mx2 < fi.tiny / fi.eps) & (mx > 0)) | torch.isinf(mx2)
+    if not bool(risky.any()):
+        return None
+    exponent = torch.where(mx > 0, torch.floor(torch.log2(mx)), torch.zeros_like(mx))
+    return torch.exp2(-exponent).to(X.dtype)
+
+
+def _safe_norm(X: torch.Tensor) -> torch.Tensor:
+    """Frobenius norm of each item of ``X`` (B, ...), in float64, without overflow: (B,).
+
+    Scaled by the largest magnitude before squaring, so float32 activations with an RMS above ~1e17
+    (whose squares overflow float32) get their true norm rather than ``inf``.
+    """
+    Xd = X.detach().flatten(1).double()
+    mx = Xd.abs().amax(dim=1)
+    safe = torch.where(mx > 0, mx, torch.ones_like(mx))
+    return mx * torch.linalg.vector_norm(Xd / safe[:, None], dim=1)
+
+
 def numerical_rank_tolerance(A: torch.Tensor) -> torch.Tensor:
-    """Singular values at or below this are treated as exactly zero.  A: (B, ...) -> (B,).
+    """Singular values at or below this are treated as exactly zero.  A: (B, ...) -> (B,), float64.
 
     ``max(dims) * eps(dtype) * ||A_b||_F`` per item, numpy's ``matrix_rank`` rule with the Frobenius
     norm of the *uncentred* input as the scale: so the rounding residue of centring a constant tensor
-    counts as zero, not as a signal to be normalised into a map.
+    counts as zero, not as a signal to be normalised into a map. The norm is computed without overflow
+    (:func:`_safe_norm`), so the tolerance is finite for any finite input.
     """
     dims = max(A.shape[1:]) if A.ndim == 4 else max(A.shape[-2:])
-    return dims * torch.finfo(A.dtype).eps * torch.linalg.vector_norm(A.flatten(1), dim=1)
+    return dims * torch.finfo(A.dtype).eps * _safe_norm(A)
 
 
 def flip_signs(U: torch.Tensor) -> torch.Tensor:
@@ -178,7 +215,7 @@ class TuckerResult:
     rec_error : (B,)
         Relative reconstruction error ``||A - A_hat||_F / ||A||_F`` (0 for an all-zero ``A``).
     n_iter : int
-        HOOI sweeps run (the whole batch iterates until every item has converged).
+        HOOI sweeps run: the most of any item (each item stops at its own sweep, see :func:`tucker`).
     """
 
     core: torch.Tensor
@@ -200,12 +237,15 @@ def _project(A: torch.Tensor, factors) -> torch.Tensor:
     return mode_product(mode_product(mode_product(A, factors[0], 1), factors[1], 2), factors[2], 3)
 
 
-def _core_and_error(core: torch.Tensor, norm_A: torch.Tensor):
-    # ||A - A_hat||^2 = ||A||^2 - ||core||^2 for orthonormal factors; in float64 to avoid cancellation.
-    norm_core = torch.linalg.vector_norm(core.flatten(1).double(), dim=1)
-    norm_A = norm_A.double()
-    err = (norm_A**2 - norm_core**2).abs().sqrt() / torch.where(norm_A > 0, norm_A, torch.ones_like(norm_A))
-    return core, err.to(core.dtype)
+def _sweep_error(core: torch.Tensor, norm_A: torch.Tensor) -> torch.Tensor:
+    """tensorly's per-sweep error ``sqrt(| ||A||^2 - ||core||^2 |) / ||A||`` (float64, 0 for A = 0).
+
+    ``||A - A_hat||^2 = ||A||^2 - ||core||^2`` for orthonormal factors. Evaluated in float64 (tensorly
+    evaluates it in the input dtype: the same for float64 input; for float32 input float64 avoids
+    cancellation noise of about sqrt(eps) ~ 3e-4, which is larger than the default ``tol``).
+    """
+    norm_core = _safe_norm(core)
+    return (norm_A**2 - norm_core**2).abs().sqrt() / torch.where(norm_A > 0, norm_A, torch.ones_like(norm_A))
 
 
 def tucker(
@@ -228,10 +268,14 @@ def tucker(
         Multilinear ranks; ``None`` or ``None`` entries mean full: ``(min(C, H*W), H, W)``. (Not
         ``(C, H, W)``: an R1 above ``H*W`` only adds zero core slices.)
     n_iter_max, tol :
-        HOOI stops when the relative reconstruction error of every item changes by less than ``tol``
-        between sweeps, or after ``n_iter_max`` sweeps: tensorly's criterion and defaults
-        (``tol=1e-4``). Untruncated spatial ranks converge in two sweeps; truncated ones on random
-        data may need tens. ``tol=0`` runs exactly ``n_iter_max`` sweeps.
+        tensorly's stopping rule and defaults (``tol=1e-4``), applied to each item separately: after
+        sweep ``n`` the error ``e_n = sqrt(| ||A||^2 - ||core||^2 |) / ||A||`` is recorded, and from the
+        third sweep on (tensorly's ``iteration > 1``, 0-based) HOOI stops when ``|e_{n-1} - e_n| < tol``,
+        or after ``n_iter_max`` sweeps. An item that has converged keeps its factors while the rest of
+        the batch iterates, so each item gets exactly the sweeps (and, for float64 input, the factors)
+        of ``tensorly.decomposition.tucker(A[b], ranks, init="svd", tol=tol)``. ``tol=0`` runs exactly
+        ``n_iter_max`` sweeps; ``n_iter_max=0`` returns the HOSVD (no sweep). Untruncated spatial ranks
+        converge at the first test (three sweeps); truncated ones on random data may need tens.
     solver, precision :
         How the leading singular vectors of each unfolding are computed (:func:`truncated_svd`).
     nan_policy : {"raise", "zero"}
@@ -240,40 +284,56 @@ def tucker(
     Returns
     -------
     TuckerResult
-        Factor signs follow tensorly's rule (largest-magnitude entry of each column positive), so the
-        result matches ``tensorly.decomposition.tucker(..., init="svd")`` up to HOOI's own tolerance.
+        Factor signs follow tensorly's rule (largest-magnitude entry of each column positive) and the
+        sweeps are tensorly's, so each item matches ``tensorly.decomposition.tucker(A[b], ranks,
+        init="svd", tol=tol, n_iter_max=n_iter_max)`` to rounding (float64; float32 can differ where a
+        sweep's error change falls within rounding of ``tol``).
     """
     A = check_activations(A, nan_policy=nan_policy)
     B, C, H, W = A.shape
     R = resolve_ranks(ranks, C, H, W)
-    norm_A = torch.linalg.vector_norm(A.flatten(1), dim=1)
+    n_iter_max = check_int(n_iter_max, "n_iter_max", minimum=0)
+    tol = check_tol(tol)
+    check_choice(solver, "solver", ("gram", "svd"))
+    check_choice(precision, "precision", ("double", "native"))
+    norm_A = _safe_norm(A)
 
     def leading(Y: torch.Tensor, mode: int) -> torch.Tensor:
         U, _, _ = truncated_svd(unfold(Y, mode), R[mode - 1], solver=solver, precision=precision, need="left")
         return flip_signs(U)
 
+    def keep(new: torch.Tensor, old: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+        return torch.where(active.reshape(-1, *([1] * (new.ndim - 1))), new, old)
+
     # HOSVD start (tensorly's init="svd"): leading left singular vectors of each unfolding of A.
     factors = [leading(A, 1), leading(A, 2), leading(A, 3)]
-    errors = []
+    core = _project(A, factors)
+    err = _sweep_error(core, norm_A)
+    active = torch.ones(B, dtype=torch.bool, device=A.device)
     n_iter = 0
     for n_iter in range(1, n_iter_max + 1):
         # Each sweep touches the large channel mode twice: Y1 for the channel factor, then the
         # projection Z = A x1 U1^T that the two spatial updates and the core share.
-        factors[0] = leading(mode_product(mode_product(A, factors[1], 2), factors[2], 3), 1)
-        Z = mode_product(A, factors[0], 1)  # (B, R1, H, W)
-        factors[1] = leading(mode_product(Z, factors[2], 3), 2)
-        Y3 = mode_product(Z, factors[1], 2)  # (B, R1, R2, W)
-        factors[2] = leading(Y3, 3)
-        core, err = _core_and_error(mode_product(Y3, factors[2], 3), norm_A)
-        errors.append(err)
-        if len(errors) > 1 and bool(((errors[-2] - errors[-1]).abs() < tol).all()):
+        U1 = leading(mode_product(mode_product(A, factors[1], 2), factors[2], 3), 1)
+        Z = mode_product(A, U1, 1)  # (B, R1, H, W)
+        U2 = leading(mode_product(Z, factors[2], 3), 2)
+        Y3 = mode_product(Z, U2, 2)  # (B, R1, R2, W)
+        U3 = leading(Y3, 3)
+        new_core = mode_product(Y3, U3, 3)
+        new_err = _sweep_error(new_core, norm_A)
+        # items that converged at an earlier sweep keep that sweep's result
+        factors = [keep(new, old, active) for new, old in zip((U1, U2, U3), factors)]
+        core = keep(new_core, core, active)
+        was_active = active
+        if n_iter >= 3 and tol > 0:  # tensorly: `if iteration > 1: if tol and |e[-2] - e[-1]| < tol`
+            active = active & ~((err - new_err).abs() < tol)
+        err = keep(new_err, err, was_active)
+        if not bool(active.any()):
             break
-    if n_iter_max == 0:
-        core, err = _core_and_error(_project(A, factors), norm_A)
-    singular_values = torch.linalg.vector_norm(core.flatten(2), dim=2)
+    singular_values = _safe_norm(core.flatten(0, 1)).reshape(B, -1).to(core.dtype)
     result = TuckerResult(core=core, factors=tuple(factors), singular_values=singular_values, rec_error=err, n_iter=n_iter)
     # The sweeps use the cheap sqrt(||A||^2 - ||G||^2), which bottoms out near sqrt(eps); report the
     # error of the explicit residual instead (one reconstruction).
-    residual = torch.linalg.vector_norm((A - result.reconstruct()).flatten(1), dim=1)
-    result.rec_error = residual / torch.where(norm_A > 0, norm_A, torch.ones_like(norm_A))
+    residual = _safe_norm(A - result.reconstruct())
+    result.rec_error = (residual / torch.where(norm_A > 0, norm_A, torch.ones_like(norm_A))).to(A.dtype)
     return result

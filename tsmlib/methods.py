@@ -11,16 +11,20 @@ device. Each method is two steps, kept separate so that notebooks can look insid
 
 The reading of the paper implemented here, and every default, is stated in ``shared/method.md`` and in
 the book's theory chapter.
+
+The maps and weights are explanations, not differentiable outputs: they are returned detached from any
+autograd graph, also when ``A`` requires grad.
 """
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
 import torch
 
-from ._validation import NanPolicy, check_activations, resolve_ranks
+from ._validation import NanPolicy, check_activations, check_choice, check_int, check_tol, resolve_ranks
 from .decomposition import Precision, Solver, numerical_rank_tolerance, truncated_svd, tucker
 
 SignRule = Literal["activation", "max", "none"]
@@ -92,23 +96,24 @@ def _orient(P: torch.Tensor, reference: torch.Tensor, rule: SignRule) -> torch.T
 
     ``"activation"``: the component correlates positively with ``reference`` (the centred channel-sum
     map: where the layer is more active overall); ties fall back to ``"max"``.
-    ``"max"``: the entry of largest magnitude is positive.  ``"none"``: the solver's arbitrary sign.
+    ``"max"``: the entry of largest magnitude is positive.  ``"none"``: the solver's arbitrary sign
+    (like pytorch-grad-cam's, but not always the same sign).
     """
+    check_choice(rule, "sign", ("activation", "max", "none"))
     if rule == "none":
         return P
     idx = P.abs().argmax(dim=-1, keepdim=True)
     sign = torch.sign(torch.gather(P, -1, idx))[..., 0]
     if rule == "activation":
-        corr = torch.sign(torch.einsum("bkn,bn->bk", P, reference))
+        # in float64: products of float32 values above ~1e19 would overflow (inf - inf = NaN)
+        corr = torch.sign(torch.einsum("bkn,bn->bk", P.double(), reference.double())).to(P.dtype)
         sign = torch.where(corr != 0, corr, sign)
-    elif rule != "max":
-        raise ValueError(f"sign must be 'activation', 'max' or 'none', got {rule!r}")
     return P * torch.where(sign == 0, torch.ones_like(sign), sign)[..., None]
 
 
 def _mask_below_rank(P: torch.Tensor, s: torch.Tensor, A: torch.Tensor) -> Components:
     keep = s > numerical_rank_tolerance(A)[:, None]
-    return Components(maps=P * keep[..., None], weights=s * keep)
+    return Components(maps=(P * keep[..., None]).detach(), weights=(s * keep).detach())
 
 
 def eigencam_components(
@@ -131,8 +136,8 @@ def eigencam_components(
     k : int, optional
         Number of components (default: all ``min(C, H*W)``; those beyond the numerical rank are zero).
     sign : {"activation", "max", "none"}
-        Orientation of each component (see :func:`_orient`); ``"none"`` reproduces pytorch-grad-cam's
-        arbitrary LAPACK sign.
+        Orientation of each component (see :func:`_orient`); ``"none"`` keeps the solver's arbitrary
+        sign (like pytorch-grad-cam's, but not always the same sign: it is not their LAPACK call).
 
     Returns
     -------
@@ -179,6 +184,8 @@ def tsm_components(
     B, C, H, W = A.shape
     R1, R2, R3 = resolve_ranks(ranks, C, H, W)
     K = R1 if k is None else _check_k(k, R1)
+    # checked here too: the untruncated path below never calls tucker
+    n_iter_max, tol = check_int(n_iter_max, "n_iter_max", minimum=0), check_tol(tol)
     F = A.flatten(2)  # mode-1 unfolding (B, C, HW)
     if (R2, R3) == (H, W):
         _, s, V = truncated_svd(F, K, solver=solver, precision=precision, need="right")
@@ -195,8 +202,9 @@ def tsm_components(
 
 
 def _check_k(k: int, kmax: int) -> int:
-    if isinstance(k, bool) or not isinstance(k, int):
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
         raise TypeError(f"k must be an int or None, got {k!r}")
+    k = int(k)
     if not 1 <= k <= kmax:
         raise ValueError(f"k={k} is out of range: there are {kmax} components (1 <= k <= {kmax})")
     return k
@@ -228,20 +236,25 @@ def combine_components(
 
     components : maps (B, K, H, W), weights (B, K)  ->  (B, H, W)
     """
-    P, s = components.maps, components.weights
+    check_choice(weighting, "weighting", ("sigma", "sigma2", "uniform"))
+    check_choice(transform, "transform", ("abs", "relu", "none"))
+    P, s = components.maps.detach(), components.weights.detach()
     if k is not None:
-        P, s = P[:, : _check_k(k, P.shape[1])], s[:, :k]
+        k = _check_k(k, P.shape[1])
+        P, s = P[:, :k], s[:, :k]
     P = _transform(P, transform)
     if normalize_components:
         P = minmax_normalize(P)
+    # the weights only matter relative to each other: divide by the largest first, so that sigma**2
+    # of large activations (float32 sigma above ~1e19) cannot overflow
+    smax = s.amax(dim=1, keepdim=True)
+    s = s / torch.where(smax > 0, smax, torch.ones_like(smax))
     if weighting == "sigma":
         w = s
     elif weighting == "sigma2":
         w = s**2
-    elif weighting == "uniform":
-        w = (s > 0).to(s.dtype)
     else:
-        raise ValueError(f"weighting must be 'sigma', 'sigma2' or 'uniform', got {weighting!r}")
+        w = (s > 0).to(s.dtype)
     total = w.sum(dim=1)
     combined = torch.einsum("bk,bkhw->bhw", w, P)
     return combined / torch.where(total > 0, total, torch.ones_like(total))[:, None, None]
@@ -272,7 +285,8 @@ def eigencam(
     sign : {"activation", "max", "none"}
         ``"activation"`` (default): orient ``v_1`` so that the map correlates positively with the
         total activation map (fixes the inverted maps of pytorch-grad-cam issues #315/#364).
-        ``"none"``: the solver's sign, as in pytorch-grad-cam (maps may come out inverted).
+        ``"none"``: the solver's arbitrary sign (like pytorch-grad-cam's, but not always the same sign;
+        maps may come out inverted).
     transform : {"relu", "abs", "none"}
     normalize : bool
         Min-max normalise to [0, 1] (default); ``False`` returns the raw map.

@@ -247,7 +247,7 @@ def iou(saliency: torch.Tensor, mask: torch.Tensor, threshold: float = 0.5, *, v
     Parameters
     ----------
     saliency : torch.Tensor, shape (B, H, W)
-        Maps in [0, 1].
+        Maps in [0, 1] (min-max normalised); values outside, NaN or Inf raise ``ValueError``.
     mask : torch.Tensor, shape (B, H, W)
         Integer labels: 0 background, anything else foreground (the union of objects), ``void`` ignored.
     threshold : float
@@ -271,6 +271,7 @@ def iou_curve(saliency: torch.Tensor, mask: torch.Tensor, thresholds: Sequence[f
     Parameters
     ----------
     saliency, mask : torch.Tensor, shape (B, H, W)
+        As in :func:`iou` (maps in [0, 1]).
     thresholds : sequence of float, length T
         Default: ``0.0, 0.05, ..., 1.0`` (21 values).
 
@@ -280,6 +281,7 @@ def iou_curve(saliency: torch.Tensor, mask: torch.Tensor, thresholds: Sequence[f
         NaN where the union is empty. :func:`best_threshold` picks the threshold of highest mean IoU.
     """
     saliency = _check_maps(saliency)
+    _check_unit_range(saliency)
     mask = _check_mask(mask, saliency)
     if thresholds is None:
         thresholds = default_thresholds()
@@ -329,7 +331,7 @@ def mse(saliency: torch.Tensor, mask: torch.Tensor, *, void: int | None = VOID) 
     Parameters
     ----------
     saliency, mask : torch.Tensor, shape (B, H, W)
-        Maps in [0, 1]; integer masks as in :func:`iou`.
+        Maps in [0, 1] (outside, NaN or Inf raise ``ValueError``); integer masks as in :func:`iou`.
 
     Returns
     -------
@@ -338,6 +340,7 @@ def mse(saliency: torch.Tensor, mask: torch.Tensor, *, void: int | None = VOID) 
         ``S^2``); NaN only where every pixel is void.
     """
     saliency = _check_maps(saliency)
+    _check_unit_range(saliency)
     mask = _check_mask(mask, saliency)
     fg, valid = _foreground_and_valid(mask, void)
     err = (saliency - fg.to(saliency.dtype)) ** 2 * valid
