@@ -34,7 +34,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,6 +145,7 @@ def execute(notebook: Path, output: Path, parameters: dict, key: str, timeout: i
     # unique per run: two runs writing into one output directory never share a half-written file
     partial = output.with_name(f".{output.stem}.{os.getpid()}-{os.urandom(4).hex()}.partial.ipynb")
     failed = output.with_name(output.stem + ".failed.ipynb")
+    sockets = Path(tempfile.mkdtemp(prefix="tsm-kernel-"))
     try:
         papermill.execute_notebook(
             str(notebook),
@@ -153,17 +156,40 @@ def execute(notebook: Path, output: Path, parameters: dict, key: str, timeout: i
             progress_bar=False,
             log_output=False,
             execution_timeout=timeout,
+            kernel_manager_class=_private_socket_kernel_manager(sockets),
         )
     except BaseException:
         if partial.exists():
             partial.replace(failed)
         raise
+    finally:
+        shutil.rmtree(sockets, ignore_errors=True)
     nb = nbformat.read(str(partial), as_version=4)
     nb.metadata["tsm_book"] = {"key": key, "parameters": parameters, "source": notebook.name}
     nbformat.write(nb, str(partial))
     partial.replace(output)
     if failed.exists():
         failed.unlink()
+
+
+def _private_socket_kernel_manager(directory: Path):
+    """A kernel manager whose kernel talks over Unix sockets in ``directory`` (private to this run).
+
+    With the default TCP transport jupyter_client picks five free ports, closes them and hands them to
+    the kernel, which binds them a moment later: a kernel started at the same time by another run (the
+    test suite and ``make book`` in two clones on one machine) can take one in between, and the kernel
+    dies with "Address already in use" (jupyter/jupyter_client#154, nteract/papermill#511). Sockets in
+    a fresh directory cannot collide.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    class PrivateSocketKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            kwargs.setdefault("transport", "ipc")
+            kwargs.setdefault("ip", str(directory / "kernel"))
+            super().__init__(**kwargs)
+
+    return PrivateSocketKernelManager
 
 
 def kernel_environment() -> None:
