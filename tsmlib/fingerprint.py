@@ -262,7 +262,8 @@ def _encode(obj, depth: int) -> bytes:
     import torch
     import torch.nn as nn
 
-    tag = lambda name, payload: name.encode() + b"(" + payload + b")"  # noqa: E731
+    def tag(name: str, payload: bytes) -> bytes:  # length-prefixed: no two structures encode alike
+        return name.encode() + b"[" + str(len(payload)).encode() + b"]" + payload
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return tag(type(obj).__name__, repr(obj).encode())
     if isinstance(obj, bytes):
@@ -275,8 +276,8 @@ def _encode(obj, depth: int) -> bytes:
         a = np.asarray(obj)
         if a.dtype == object:
             return tag("objarray" + str(a.shape), b",".join(_encode(v, depth + 1) for v in a.reshape(-1).tolist()))
-        a = np.ascontiguousarray(a)
-        return tag(f"ndarray{a.shape}{a.dtype.str}", a.tobytes())
+        kind = "npscalar" if isinstance(obj, np.generic) else "ndarray"
+        return tag(f"{kind}{a.shape}{a.dtype.str}", np.ascontiguousarray(a).tobytes())
     if isinstance(obj, (torch.dtype, torch.device)):
         return tag(type(obj).__name__, str(obj).encode())
     if isinstance(obj, enum.Enum):
