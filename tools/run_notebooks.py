@@ -19,10 +19,11 @@ Parameter files (``params/*.yaml``) are a mapping::
       01_theory:
         image: chelsea
 
-The cache: a notebook is skipped when its source file, its resolved parameters and the source of the
-``tsmlib`` package all have the same SHA-256 as when its current executed copy was written (stored
-in that copy's metadata under ``tsm_book``). Anything else a chapter reads (photos, trained weights)
-is cached inside the notebook itself (``tsmlib.style.cached``); ``--force`` re-executes anyway.
+The cache: a notebook is skipped when its source file, its resolved parameters, the source of the
+``tsmlib`` package (every file), the versions of torch, tensorly, grad-cam and numpy, and the files
+under ``data/photos`` and ``data/ssl`` all have the same SHA-256 (:mod:`tsmlib.fingerprint`) as when
+its current executed copy was written (stored in that copy's metadata under ``tsm_book``).
+``--force`` re-executes anyway.
 
 Prints one progress line per notebook with its time, and exits with status 1 naming every notebook
 that failed (its partial output is kept as ``<name>.failed.ipynb`` for inspection).
@@ -31,10 +32,11 @@ that failed (its partial output is kept as ``<name>.failed.ipynb`` for inspectio
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +46,8 @@ NOTEBOOK_DIR = ROOT / "notebooks"
 DEFAULT_PARAMS = ROOT / "params" / "default.yaml"
 DEFAULT_OUTPUT = ROOT / "book" / "executed"
 CACHE_FORMAT = 1  # bump to invalidate every cached execution
+#: Data directories the chapters read; their files' content is part of every execution key.
+DATA_DIRS = ("data/photos", "data/ssl")
 
 
 @dataclass
@@ -97,27 +101,29 @@ def resolve_parameters(notebook: Path, params: dict) -> dict:
     return resolved
 
 
-def tree_digest(directory: Path, pattern: str = "*.py") -> str:
-    """SHA-256 over the relative paths and contents of the files matching ``pattern`` under ``directory``."""
-    h = hashlib.sha256()
-    for f in sorted(directory.rglob(pattern)):
-        if "__pycache__" in f.parts:
-            continue
-        h.update(str(f.relative_to(directory)).encode())
-        h.update(b"\0")
-        h.update(f.read_bytes())
-        h.update(b"\0")
-    return h.hexdigest()
+def _fingerprint_module():
+    """``tsmlib.fingerprint`` of this checkout (the one the kernels import, see :func:`kernel_environment`)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from tsmlib import fingerprint
+
+    return fingerprint
 
 
-def execution_key(notebook: Path, parameters: dict, tsmlib_digest: str) -> str:
-    """The cache key of one execution: notebook source, parameters, tsmlib source, cache format."""
-    h = hashlib.sha256()
-    h.update(f"format={CACHE_FORMAT}\0".encode())
-    h.update(notebook.read_bytes())
-    h.update(b"\0" + json.dumps(parameters, sort_keys=True, default=str).encode())
-    h.update(b"\0" + tsmlib_digest.encode())
-    return h.hexdigest()
+def context_digest(root: Path = ROOT) -> str:
+    """What every notebook depends on besides its own source and parameters: the source of
+    ``root/tsmlib`` (every file), the versions of torch, tensorly, grad-cam and numpy, and the content
+    of the data the book reads (:data:`DATA_DIRS`). All from :mod:`tsmlib.fingerprint`."""
+    fp = _fingerprint_module()
+    return fp.value_digest({"tsmlib": fp.source_digest(root / "tsmlib"), "versions": fp.versions(),
+                            "data": {d: fp.files_digest(root / d) for d in DATA_DIRS}})
+
+
+def execution_key(notebook: Path, parameters: dict, context: str) -> str:
+    """The cache key of one execution: notebook source, parameters, :func:`context_digest`, cache format."""
+    fp = _fingerprint_module()
+    return fp.value_digest({"format": CACHE_FORMAT, "notebook": notebook.read_bytes(),
+                            "parameters": json.loads(json.dumps(parameters, default=str)), "context": context})
 
 
 def cached_key(executed: Path) -> str | None:
@@ -136,8 +142,10 @@ def execute(notebook: Path, output: Path, parameters: dict, key: str, timeout: i
     import nbformat
     import papermill
 
-    partial = output.with_name(output.stem + ".partial.ipynb")
+    # unique per run: two runs writing into one output directory never share a half-written file
+    partial = output.with_name(f".{output.stem}.{os.getpid()}-{os.urandom(4).hex()}.partial.ipynb")
     failed = output.with_name(output.stem + ".failed.ipynb")
+    sockets = Path(tempfile.mkdtemp(prefix="tsm-kernel-"))
     try:
         papermill.execute_notebook(
             str(notebook),
@@ -148,17 +156,40 @@ def execute(notebook: Path, output: Path, parameters: dict, key: str, timeout: i
             progress_bar=False,
             log_output=False,
             execution_timeout=timeout,
+            kernel_manager_class=_private_socket_kernel_manager(sockets),
         )
     except BaseException:
         if partial.exists():
             partial.replace(failed)
         raise
+    finally:
+        shutil.rmtree(sockets, ignore_errors=True)
     nb = nbformat.read(str(partial), as_version=4)
     nb.metadata["tsm_book"] = {"key": key, "parameters": parameters, "source": notebook.name}
     nbformat.write(nb, str(partial))
     partial.replace(output)
     if failed.exists():
         failed.unlink()
+
+
+def _private_socket_kernel_manager(directory: Path):
+    """A kernel manager whose kernel talks over Unix sockets in ``directory`` (private to this run).
+
+    With the default TCP transport jupyter_client picks five free ports, closes them and hands them to
+    the kernel, which binds them a moment later: a kernel started at the same time by another run (the
+    test suite and ``make book`` in two clones on one machine) can take one in between, and the kernel
+    dies with "Address already in use" (jupyter/jupyter_client#154, nteract/papermill#511). Sockets in
+    a fresh directory cannot collide.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    class PrivateSocketKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            kwargs.setdefault("transport", "ipc")
+            kwargs.setdefault("ip", str(directory / "kernel"))
+            super().__init__(**kwargs)
+
+    return PrivateSocketKernelManager
 
 
 def kernel_environment() -> None:
@@ -191,7 +222,7 @@ def run(names: list[str], params_file: Path, output_dir: Path, *, force: bool = 
     notebooks = select_notebooks(names, notebook_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     kernel_environment()
-    digest = tree_digest(ROOT / "tsmlib")
+    digest = context_digest(ROOT)
     outcomes = []
     total = time.perf_counter()
     for i, nb in enumerate(notebooks, 1):

@@ -13,7 +13,6 @@ the EigenCAM orientation check, and named method variants for the evaluation run
 
 from __future__ import annotations
 
-import hashlib
 from typing import Mapping, Sequence
 
 import torch
@@ -33,19 +32,18 @@ def clear_activation_memo() -> None:
     _MEMO.clear()
 
 
-def _fingerprint(x: torch.Tensor) -> str:
-    t = x.detach().cpu().contiguous()
-    h = hashlib.sha1(str((tuple(t.shape), str(t.dtype))).encode())
-    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
 def _activations(model, x, layer, reshape_transform=None) -> torch.Tensor:
-    """The layer's activations for ``x``; the last batch is memoised (same model, layer and pixels)."""
-    from .cam import ActivationCapture
+    """The layer's activations for ``x``; the last batch is memoised (same model weights, layer and pixels).
 
-    key = (id(model), layer if isinstance(layer, str) else id(layer), id(reshape_transform), str(x.device),
-           _fingerprint(x))
+    The key holds the *content* of the model's weights (:func:`tsmlib.fingerprint.state_dict_digest`),
+    not only ``id(model)``: weights re-initialised in place (the cascading randomisation) give new
+    activations. Digesting the weights costs some tens of milliseconds per call.
+    """
+    from .cam import ActivationCapture
+    from .fingerprint import state_dict_digest, tensor_digest
+
+    key = (id(model), state_dict_digest(model), layer if isinstance(layer, str) else id(layer),
+           id(reshape_transform), str(x.device), tensor_digest(x))
     if _MEMO.get("key") == key:
         return _MEMO["activations"]
     with ActivationCapture(model, layer, reshape_transform) as cap, torch.no_grad():

@@ -12,13 +12,15 @@ notebook and in every run.
 
 from __future__ import annotations
 
-import hashlib
+import logging
 import os
 import random
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+_log = logging.getLogger("tsmlib.cache")
 
 __all__ = [
     "FIGURE_DPI",
@@ -154,17 +156,19 @@ def cache_dir(name: str = "", root: str | os.PathLike | None = None) -> Path:
     return path
 
 
-def _key_digest(key: Any) -> str:
-    return hashlib.sha256(repr(key).encode()).hexdigest()[:16]
-
-
 def cached(name: str, compute: Callable[[], Any], *, key: Any = None, root: str | os.PathLike | None = None,
-           verbose: bool = True) -> Any:
+           verbose: bool = False) -> Any:
     """Return ``compute()``, stored on disk under ``name`` and reused while ``key`` is unchanged.
 
     The result is saved with ``torch.save`` (tensors, arrays, dicts, lists, numbers) in
-    ``cache_dir(root=root) / f"{name}-{digest(key)}.pt"``; put everything the result depends on
-    (parameters, model name, data) in ``key``, since a changed ``key`` recomputes.
+    ``cache_dir(root=root) / f"{name}-{digest}.pt"``, where the digest is
+    :func:`tsmlib.fingerprint.fingerprint` of ``name`` and ``key``: it covers the whole tsmlib source, the
+    versions of torch, tensorly, grad-cam and numpy, and the *content* of ``key`` (tensors and arrays by
+    value, ``nn.Module`` by its weights, paths by their files' bytes, functions by their source). Put
+    everything else the result depends on in ``key`` (parameters, the model, the input data).
+
+    Writes go to a unique temporary file moved into place with ``os.replace``, so concurrent runs and a
+    killed run never leave (or read) a half-written entry; an unreadable entry is recomputed.
 
     Parameters
     ----------
@@ -173,25 +177,35 @@ def cached(name: str, compute: Callable[[], Any], *, key: Any = None, root: str 
     compute : callable
         Zero-argument function producing the result.
     key : any
-        Everything the result depends on; its ``repr`` is hashed.
+        Everything the result depends on, digested by :func:`tsmlib.fingerprint.value_digest` (a
+        ``TypeError`` for objects whose only representation holds a memory address).
     root : path-like, optional
         Cache root (see :func:`cache_dir`).
     verbose : bool
-        Print whether the result was loaded or computed.
+        Print whether the result was loaded or computed (the name only, never a path). Either way this is
+        logged at debug level on the ``tsmlib.cache`` logger, with the path.
     """
     import torch
 
+    from .fingerprint import atomic_path, fingerprint
+
     if not name or any(c in name for c in "/\\:") or name.startswith("."):
         raise ValueError(f"name must be a plain file-name label, got {name!r}")
-    path = cache_dir(root=root) / f"{name}-{_key_digest(key)}.pt"
+    path = cache_dir(root=root) / f"{name}-{fingerprint(name=name, key=key)[:20]}.pt"
     if path.is_file():
-        if verbose:
-            print(f"[cache] loaded {name} from {path}")
-        return torch.load(path, weights_only=False)
+        try:
+            result = torch.load(path, weights_only=False)
+        except Exception as err:  # truncated or corrupt (e.g. written by an older torch): recompute
+            _log.debug("cache entry %s unreadable (%s: %s); recomputing", path, type(err).__name__, err)
+        else:
+            _log.debug("loaded %s from %s", name, path)
+            if verbose:
+                print(f"[cache] loaded {name}")
+            return result
     result = compute()
-    tmp = path.with_suffix(".tmp")
-    torch.save(result, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(result, tmp)
+    _log.debug("computed %s, saved to %s", name, path)
     if verbose:
-        print(f"[cache] computed {name}, saved to {path}")
+        print(f"[cache] computed {name}")
     return result

@@ -5,17 +5,17 @@ in every row: score space, masking rule, model, layer, target. Work is done batc
 a batch are computed, scored and dropped before the next batch (no activations or hooks outlive a batch),
 and each finished batch is written to a CSV shard under ``cache_dir/<config hash>/``. Re-running with the
 same configuration reads the shards instead of recomputing; an interrupted run resumes at the first
-missing shard; any change of configuration (model weights, layer, methods and their options, metrics,
-score space, masking, thresholds, steps, batch size, subsets, and the source code of tsmlib's methods
-and metrics) gives a new hash and a fresh directory. Each shard's name also holds a hash of its images,
+missing shard (shards are written atomically and end in a digest of their content, so a truncated or
+corrupt one is recomputed, never read); any change of configuration (model weights, layer, methods and their options, metrics,
+score space, masking, thresholds, steps, batch size, subsets, the whole tsmlib source and the versions
+of torch, tensorly and grad-cam; see :mod:`tsmlib.fingerprint`) gives a new hash and a fresh directory. Each shard's name also holds a hash of its images,
 labels and masks, so a changed image list recomputes exactly the batches that changed.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import inspect
+import io
 import json
 import math
 import os
@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .. import fingerprint as _fp
 from . import metrics as M
 from ._methods import check_map_batch, resolve_methods
 from .scores import make_score
@@ -159,60 +160,20 @@ def _batches(images: Iterable, batch_size: int):
 
 
 # ------------------------------------------------------------------------------------- fingerprints
-def _tensor_bytes(t: torch.Tensor) -> bytes:
-    t = t.detach().cpu().contiguous()
-    header = str(tuple(t.shape)).encode() + str(t.dtype).encode()
-    return header + (t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-
-
+# The digests live in tsmlib.fingerprint (one home for every cache key); these names stay for callers.
 def module_fingerprint(module: nn.Module | None) -> str | None:
-    """SHA-1 of a module's class, parameter and buffer names, shapes and values (its weights' identity)."""
-    if module is None:
-        return None
-    h = hashlib.sha1(type(module).__qualname__.encode())
-    for name, t in list(module.state_dict().items()):
-        h.update(name.encode())
-        if isinstance(t, torch.Tensor):
-            h.update(_tensor_bytes(t))
-    return h.hexdigest()
+    """A module's weights by content: :func:`tsmlib.fingerprint.state_dict_digest` (None for None)."""
+    return _fp.state_dict_digest(module)
 
 
-def _callable_fingerprint(fn, _depth: int = 0) -> str:
-    """A hash of what a callable computes: its source, and that of what it wraps.
-
-    ``functools.partial`` objects hash their function and arguments (not their ``repr``, which holds a
-    memory address that changes every process and would defeat the cache); closures (such as the
-    registry's ``activation_method`` wrappers) also hash the callables they close over, so editing
-    ``tsmlib.mtsm`` invalidates cached ``"mtsm"`` results.
-    """
-    parts = []
-    if isinstance(fn, functools.partial):
-        parts += [_callable_fingerprint(fn.func, _depth + 1), repr(fn.args), repr(sorted(fn.keywords.items()))]
-    else:
-        try:
-            parts.append(inspect.getsource(fn))
-        except (OSError, TypeError):
-            parts.append(getattr(fn, "__qualname__", type(fn).__qualname__))
-        for cell in (getattr(fn, "__closure__", None) or ()) if _depth < 3 else ():
-            try:
-                value = cell.cell_contents
-            except ValueError:  # empty cell
-                continue
-            if callable(value):
-                parts.append(_callable_fingerprint(value, _depth + 1))
-    return hashlib.sha1("\n".join(parts).encode()).hexdigest()
+def _callable_fingerprint(fn) -> str:
+    """What a callable computes: :func:`tsmlib.fingerprint.callable_digest`."""
+    return _fp.callable_digest(fn)
 
 
 def _batch_fingerprint(batch: Sequence[Record]) -> str:
-    h = hashlib.sha1()
-    for r in batch:
-        h.update(repr(r.id).encode() + repr(r.label).encode())
-        for t in (r.image, r.mask):
-            if t is None:
-                h.update(b"none")
-            else:
-                h.update(_tensor_bytes(t))
-    return h.hexdigest()
+    """The ids, labels, images and masks of a batch (:func:`tsmlib.fingerprint.value_digest`)."""
+    return _fp.value_digest([(repr(r.id), r.label, r.image, r.mask) for r in batch])
 
 
 def _jsonable(obj):
@@ -224,29 +185,18 @@ def _jsonable(obj):
         return [_jsonable(v) for v in obj]
     if isinstance(obj, (str, int, float, bool)) or obj is None:
         return obj
-    if callable(obj):
-        return _callable_fingerprint(obj)
-    return repr(obj)
+    return _fp.value_digest(obj)  # callables, modules, arrays...: by content; TypeError for address-only reprs
 
 
 def code_fingerprint() -> str:
-    """SHA-1 of the source files that compute maps and metrics (tsmlib's methods, decomposition, registry,
-    baselines and this package): cached results are recomputed when that code changes."""
-    import tsmlib
-
-    root = Path(tsmlib.__file__).parent
-    files = [root / f for f in ("cam.py", "methods.py", "decomposition.py", "baselines.py")]
-    files += sorted((root / "evaluation").glob("*.py"))
-    h = hashlib.sha1()
-    for f in files:
-        if f.exists():
-            h.update(f.name.encode() + f.read_bytes())
-    return h.hexdigest()
+    """The whole tsmlib source (every module and data file of the package) and the versions of torch,
+    tensorly, grad-cam and numpy: cached results are recomputed when any of them changes."""
+    return _fp.fingerprint()
 
 
 def config_hash(config: Mapping) -> str:
-    """Stable hash of a JSON-able configuration dict (the cache key)."""
-    return hashlib.sha1(json.dumps(_jsonable(config), sort_keys=True).encode()).hexdigest()[:16]
+    """Stable hash of a configuration dict (the cache key): :func:`tsmlib.fingerprint.value_digest`."""
+    return _fp.value_digest(_jsonable(config))[:16]
 
 
 # ------------------------------------------------------------------------------------------ runner
@@ -350,7 +300,8 @@ def evaluate(model: nn.Module, images: Iterable, methods, metrics: Sequence[str]
     if cache_dir is not None:
         shard_dir = Path(cache_dir) / key
         shard_dir.mkdir(parents=True, exist_ok=True)
-        (shard_dir / "config.json").write_text(json.dumps(_jsonable(config), indent=1, sort_keys=True))
+        with _fp.atomic_path(shard_dir / "config.json") as tmp:
+            tmp.write_text(json.dumps(_jsonable(config), indent=1, sort_keys=True))
 
     device = _device_of(model)
     constant = {"score_space": scorer.name, "masking": masking_label, "model": model_name, "layer": layer_name}
@@ -377,15 +328,14 @@ def evaluate(model: nn.Module, images: Iterable, methods, metrics: Sequence[str]
         shard = None
         if shard_dir is not None:
             shard = shard_dir / f"batch{b:06d}-{_batch_fingerprint(batch)[:16]}.csv"
-            if shard.exists():
-                frames.append(_read_shard(shard))
+            cached = _read_shard(shard)  # None when absent, truncated or corrupt: recomputed
+            if cached is not None:
+                frames.append(cached)
                 start += len(batch)
                 continue
         df = _evaluate_batch(model, batch, fns, start, **settings)
         if shard is not None:
-            tmp = shard.with_suffix(".tmp")
-            df.to_csv(tmp, index=False)
-            os.replace(tmp, shard)  # atomic: an interrupted write leaves no half shard
+            _write_shard(shard, df)
         frames.append(df)
         start += len(batch)
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
@@ -424,9 +374,32 @@ def _device_of(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _read_shard(path: Path) -> pd.DataFrame:
-    df = pd.read_csv(path, dtype={"image": str, "note": str}, keep_default_na=False,
-                     na_values={"value": ["", "NaN", "nan"], "threshold": ["", "NaN", "nan"]})
+_SHARD_END = "# end sha256="
+
+
+def _write_shard(path: Path, df: pd.DataFrame) -> None:
+    """Write a shard atomically (unique temp file + os.replace), ending in a digest of its content."""
+    text = df.to_csv(index=False)
+    with _fp.atomic_path(path) as tmp:
+        tmp.write_text(text + _SHARD_END + hashlib.sha256(text.encode()).hexdigest() + "\n")
+
+
+def _read_shard(path: Path) -> pd.DataFrame | None:
+    """A shard's table; None (a miss) when it is absent, truncated or otherwise corrupt."""
+    try:
+        raw = path.read_text()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return None
+    text, sep, tail = raw.rpartition(_SHARD_END)
+    if not sep or tail.strip() != hashlib.sha256(text.encode()).hexdigest():
+        return None
+    try:
+        df = pd.read_csv(io.StringIO(text), dtype={"image": str, "note": str}, keep_default_na=False,
+                         na_values={"value": ["", "NaN", "nan"], "threshold": ["", "NaN", "nan"]})
+    except (ValueError, pd.errors.ParserError):
+        return None
+    if not set(COLUMNS) <= set(df.columns):
+        return None
     df["note"] = df["note"].fillna("").astype(str)
     # ids are written as text; keep integer ids integer so cached and fresh tables compare equal
     df["image"] = df["image"].map(_maybe_int)

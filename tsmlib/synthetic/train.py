@@ -350,9 +350,10 @@ def _batches(n, batch_size, g):
 
 
 def _save(path: Path, state: dict):
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    from tsmlib.fingerprint import atomic_path  # unique temp file + os.replace: no shared ".tmp"
+
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def _log(msg, log=None):
