@@ -220,6 +220,58 @@ def test_notebook_executes_with_ci_parameters(site, name):
     assert not errors
 
 
+def _cell(tags=(), outputs=(), cell_type="code"):
+    return {"cell_type": cell_type, "metadata": {"tags": list(tags)}, "source": [], "outputs": list(outputs)}
+
+
+def test_page_rules_find_progress_bars_paths_and_cache_chatter():
+    stream = lambda text: {"output_type": "stream", "name": "stderr", "text": text}  # noqa: E731
+    nb = {"cells": [
+        _cell(outputs=[stream(" 45%|████      | 36/80 [00:12<00:15,  2.9it/s]")]),
+        _cell(outputs=[stream("[cache] computed ch02-maps, saved to /tmp/abc/ch02.pt")]),
+        _cell(outputs=[{"output_type": "execute_result", "data": {"text/plain": "PosixPath('/work/main/x')"}}]),
+        _cell(tags=["remove-cell"], outputs=[stream("/tmp/hidden is not on the page")]),
+        _cell(outputs=[stream("see https://example.org/tmp/x and data/photos/cat.png: fine")]),
+        _cell(outputs=[stream(f"written under {ROOT}")]),
+    ]}
+    problems = runner.page_problems(nb, extra_paths=(str(ROOT),))
+    cells = sorted({int(p.split(":")[0].split()[1]) for p in problems})
+    assert cells == [0, 1, 2, 5], problems
+    assert any("progress bar" in p for p in problems) and any("cache message" in p for p in problems)
+
+
+def test_page_preparation_folds_parameters_and_states_the_run_time():
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# 1. Title"), nbformat.v4.new_markdown_cell("## Prerequisites\n"),
+                nbformat.v4.new_code_cell("seed = 1"), nbformat.v4.new_code_cell("# Parameters\nseed = 0")]
+    nb.cells[2].metadata["tags"] = ["parameters"]
+    nb.cells[3].metadata["tags"] = ["injected-parameters"]
+    runner.prepare_for_the_page(nb, 115.2, "default")
+    assert "Time to run:** 1 min 55 s with the `default` parameters" in nb.cells[2].source
+    assert "remove-cell" in nb.cells[3].metadata["tags"] and "hide-input" in nb.cells[4].metadata["tags"]
+    assert runner.format_duration(8.4) == "8 s"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_pages_show_no_progress_bars_paths_or_debug_output(site, name):
+    nb = _read_nb(site["root"] / "book" / "executed" / f"{name}.ipynb")
+    problems = runner.page_problems(nb, extra_paths=(str(ROOT), str(site["root"]), os.environ.get("TMPDIR", "")))
+    assert not problems, f"{name} shows what a reader must not see:\n" + "\n".join(problems)
+    tags = [c["metadata"].get("tags", []) for c in nb["cells"]]
+    assert sum("time-to-run" in t for t in tags) == 1, "the measured time to run is on the page once"
+    assert all("hide-input" in t for t in tags if "injected-parameters" in t)
+    assert all("remove-cell" in t for t in tags if "parameters" in t)
+    html = site["html"] / "book" / "executed" / f"{name}.html"
+    if html.is_file():  # built when every chapter executed
+        page = html.read_text()
+        for literal in (str(ROOT), str(site["root"])):
+            assert literal not in page, f"{name}.html shows the machine path {literal}"
+        assert not runner.PAGE_PROBLEMS["progress bar"].search(page) and "[cache]" not in page
+
+
 @pytest.mark.slow
 def test_book_builds_with_warnings_as_errors(site):
     build = site["build"]

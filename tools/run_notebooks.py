@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -147,6 +148,7 @@ def execute(notebook: Path, output: Path, parameters: dict, key: str, timeout: i
     failed = output.with_name(output.stem + ".failed.ipynb")
     sockets = Path(tempfile.mkdtemp(prefix="tsm-kernel-"))
     try:
+        started = time.perf_counter()
         papermill.execute_notebook(
             str(notebook),
             str(partial),
@@ -164,12 +166,98 @@ def execute(notebook: Path, output: Path, parameters: dict, key: str, timeout: i
         raise
     finally:
         shutil.rmtree(sockets, ignore_errors=True)
+    seconds = time.perf_counter() - started
     nb = nbformat.read(str(partial), as_version=4)
-    nb.metadata["tsm_book"] = {"key": key, "parameters": parameters, "source": notebook.name}
+    nb.metadata["tsm_book"] = {"key": key, "parameters": parameters, "source": notebook.name,
+                               "seconds": round(seconds, 1), "cpus": os.cpu_count()}
+    prepare_for_the_page(nb, seconds, parameters.get("profile"))
     nbformat.write(nb, str(partial))
     partial.replace(output)
     if failed.exists():
         failed.unlink()
+
+
+def _add_tag(cell, tag: str) -> None:
+    tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+    if tag not in tags:
+        tags.append(tag)
+
+
+def format_duration(seconds: float) -> str:
+    """``"8 s"``, ``"1 min 55 s"``: a run time for a reader."""
+    s = int(round(seconds))
+    return f"{s} s" if s < 60 else f"{s // 60} min {s % 60:02d} s"
+
+
+def prepare_for_the_page(nb, seconds: float, profile: str | None) -> None:
+    """What the reader sees of an executed notebook (in place):
+
+    * papermill's injected-parameters cell is kept but folded (``hide-input``): it holds the values that
+      actually ran; the notebook's own ``parameters`` cell (defaults a reader may not have run) is
+      removed from the page (``remove-cell``), so the page never shows two disagreeing parameter cells;
+    * a "Time to run" line, measured here, goes right after the Prerequisites section's first cell.
+    """
+    import nbformat
+
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "injected-parameters" in tags:
+            _add_tag(cell, "hide-input")
+        elif "parameters" in tags:
+            _add_tag(cell, "remove-cell")
+    note = (f"**Time to run:** {format_duration(seconds)} with the `{profile or 'given'}` parameters, measured "
+            f"when this page was built ({os.cpu_count()} CPU cores).")
+    where = next((i for i, c in enumerate(nb.cells)
+                  if c.cell_type == "markdown" and "## Prerequisites" in "".join(c.source)), None)
+    cell = nbformat.v4.new_markdown_cell(note)
+    cell.metadata["tags"] = ["time-to-run"]
+    nb.cells.insert(where + 1 if where is not None else min(1, len(nb.cells)), cell)
+
+
+#: What a page must never show: progress bars, cache chatter, absolute paths of a machine.
+PAGE_PROBLEMS = {
+    "progress bar": re.compile(r"\d+%\|[^\n]*\||\d+/\d+ \[\d+:\d+|it/s\]|s/it\]"),
+    "cache message": re.compile(r"\[cache\]"),
+    "machine path": re.compile(r"(?<![\w.:/])/(?:tmp|root|home|work|var|usr|opt|proc|mnt)/[\w.@+-]"),
+}
+
+
+def _visible_text(cell) -> list[str]:
+    tags = set(cell.get("metadata", {}).get("tags", []))
+    if tags & {"remove-cell", "remove-output"} or cell.get("cell_type") != "code":
+        return []
+    texts = []
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "stream":
+            texts.append("".join(out.get("text", "")))
+        elif out.get("output_type") == "error":
+            texts.append("\n".join(out.get("traceback", [])))
+        else:
+            data = out.get("data", {})
+            for mime in ("text/plain", "text/html", "text/markdown", "text/latex"):
+                if mime in data and not (mime == "text/plain" and "text/html" in data):
+                    texts.append("".join(data[mime]))
+    return texts
+
+
+def page_problems(nb, extra_paths=()) -> list[str]:
+    """The outputs a reader would see that break the page rules (:data:`PAGE_PROBLEMS`), one line each.
+
+    ``nb`` is an executed notebook (dict or nbformat node); cells tagged ``remove-cell`` or
+    ``remove-output`` are not on the page and are not checked. ``extra_paths`` are literal strings that
+    must not appear either (this checkout's root, the cache directory).
+    """
+    problems = []
+    for i, cell in enumerate(nb["cells"]):
+        for text in _visible_text(cell):
+            for what, pattern in PAGE_PROBLEMS.items():
+                m = pattern.search(text)
+                if m:
+                    problems.append(f"cell {i}: {what}: {text[max(0, m.start() - 30):m.end() + 40]!r}")
+            for literal in extra_paths:
+                if literal and literal in text:
+                    problems.append(f"cell {i}: machine path {literal!r}")
+    return problems
 
 
 def _private_socket_kernel_manager(directory: Path):
@@ -193,9 +281,14 @@ def _private_socket_kernel_manager(directory: Path):
 
 
 def kernel_environment() -> None:
-    """Environment the kernel inherits: this checkout's tsmlib first; no forced matplotlib backend."""
+    """Environment the kernel inherits: this checkout's tsmlib first; no forced matplotlib backend; no
+    progress bars (a page shows none: ``tsmlib.progress`` honours ``TSM_PROGRESS=0``, and
+    ``TQDM_DISABLE=1`` also silences the bars inside pytorch-grad-cam; this runner prints one line per
+    notebook instead)."""
     paths = [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(ROOT)]
     os.environ["PYTHONPATH"] = os.pathsep.join(paths)
+    os.environ["TSM_PROGRESS"] = "0"
+    os.environ["TQDM_DISABLE"] = "1"
     # A forced Agg backend keeps the figures out of the executed notebook (see shared/environment.md).
     os.environ.pop("MPLBACKEND", None)
 
@@ -241,6 +334,8 @@ def run(names: list[str], params_file: Path, output_dir: Path, *, force: bool = 
             dt = time.perf_counter() - start
             outcomes.append(Outcome(nb.stem, "executed", dt))
             print(f"{prefix}: done in {dt:.1f} s", file=stream, flush=True)
+            for problem in page_problems(json.loads(out.read_text()), extra_paths=(str(ROOT),)):
+                print(f"{prefix}: WARNING (page): {problem}", file=stream, flush=True)
         except Exception as err:  # report and go on with the others
             dt = time.perf_counter() - start
             msg = f"{type(err).__name__}: {err}".strip().splitlines()

@@ -28,6 +28,8 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from .progress import progress as _progress
+
 __all__ = [
     "thread_limit",
     "synchronize",
@@ -330,8 +332,6 @@ def benchmark_methods(
         ``batch``, ``ms_per_batch``, ``maps_per_s``, ``items_timed``, ``extrapolated``.
     """
     import pandas as pd
-    from tqdm import tqdm  # plain text bar: tqdm.auto warns in notebooks without ipywidgets
-
     if A.ndim != 4:
         raise ValueError(f"A must have shape (B, C, H, W), got {tuple(A.shape)}")
     B, C, H, W = A.shape
@@ -341,7 +341,7 @@ def benchmark_methods(
         jobs.append(("tsm (tensorly loop)", "tensorly", lambda X: tensorly_tsm_loop(X.cpu()), peer_items, peer_repeat))
         jobs.append(("eigencam (pytorch-grad-cam)", "pytorch-grad-cam", gradcam_eigencam, peer_items, peer_repeat))
     rows = []
-    for name, library, fn, n_items, rep in tqdm(jobs, desc=f"{B}x{C}x{H}x{W}", disable=not progress):
+    for name, library, fn, n_items, rep in _progress(jobs, enabled=progress, desc=f"{B}x{C}x{H}x{W}"):
         seconds, extrapolated = time_per_batch(fn, A, n_items=n_items, repeat=rep, device=A.device)
         rows.append({
             "method": name,

@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..progress import progress as _progress
 from ._methods import check_map_batch, resolve_methods
 
 
@@ -247,11 +248,7 @@ def cascading_randomization(model: nn.Module, x: torch.Tensor, methods, layer, *
     record(0, "(none)", reference)
     randomized = copy.deepcopy(model).eval()
     gen = torch.Generator().manual_seed(seed)
-    steps = order
-    if progress:
-        from tqdm import tqdm  # plain text bar: tqdm.auto warns in notebooks without ipywidgets
-
-        steps = tqdm(order, desc="cascading randomisation")
+    steps = _progress(order, enabled=progress, desc="cascading randomisation")
     for k, name in enumerate(steps, start=1):
         for module in randomized.get_submodule(name).modules():
             if any(True for _ in module.parameters(recurse=False)):

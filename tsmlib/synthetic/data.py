@@ -39,6 +39,8 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
+from ..progress import progress as _progress
+
 __all__ = [
     "FASHION_MNIST_CLASSES",
     "FASHION_MNIST_DIRS",
@@ -460,11 +462,7 @@ def generate(split: str, n: int, seed: int = 0, config: SceneConfig | None = Non
     labels = np.zeros(n, dtype=np.int64)
     n_obj = np.zeros(n, dtype=np.int64)
     bgs = np.zeros((n, S, S, 3), dtype=np.uint8) if keep_backgrounds else None
-    it = range(n)
-    if progress:
-        from tqdm.auto import tqdm
-
-        it = tqdm(it, desc=f"generating {split}", leave=False)
+    it = _progress(range(n), enabled=progress, desc=f"generating {split}", leave=False)
     for i in it:
         scene = render_scene(split, start + i, seed, cfg, return_layers=keep_backgrounds)
         images[i] = scene["image"]

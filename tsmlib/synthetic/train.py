@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..progress import progress as _progress
 from .augment import ssl_view, supervised_view
 from .data import FASHION_MNIST_CLASSES, SceneConfig, config_dict, generate
 from .nets import ContractModel, SmallResNet
@@ -406,10 +407,7 @@ def _train_loop(name, cfg, data, out, step_fn, modules, monitor_fn, resume, log,
         t0 = time.time()
         losses = []
         it = _batches(n, scfg["batch_size"], g)
-        if progress:
-            from tqdm.auto import tqdm
-
-            it = tqdm(it, total=spe, desc=f"{name} epoch {epoch + 1}/{scfg['epochs']}", leave=False)
+        it = _progress(it, enabled=progress, total=spe, desc=f"{name} epoch {epoch + 1}/{scfg['epochs']}", leave=False)
         for idx in it:
             f = lr_factor(prog(spent + time.time() - t0), warm)
             for group in opt.param_groups:
