@@ -23,6 +23,7 @@ import argparse
 import copy
 import hashlib
 import json
+import logging
 import math
 import platform
 import time
@@ -357,9 +358,14 @@ def _save(path: Path, state: dict):
         torch.save(state, tmp)
 
 
+_LOGGER = logging.getLogger(__name__)
+
+
 def _log(msg, log=None):
+    """One line of the training log: to the ``tsmlib.synthetic.train`` logger (the command line shows
+    it; a notebook page does not) and appended to the file ``log`` when given."""
     line = f"[{time.strftime('%H:%M:%S')}] {msg}"
-    print(line, flush=True)
+    _LOGGER.info(msg)
     if log is not None:
         with open(log, "a") as f:
             f.write(line + "\n")
@@ -629,6 +635,7 @@ def main(argv=None):
     p.add_argument("--export", metavar="DIR", help="after the stages, export weights + manifest into DIR")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
     if args.config == "tiny":
         cfg = copy.deepcopy(TINY_CONFIG)
     elif args.config:
