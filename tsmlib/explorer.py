@@ -201,15 +201,17 @@ def explorer_html(
             cells.append(f'<td><img src="{uri}" width="{thumb_size}" height="{thumb_size}" '
                          f'data-method="{j}" data-photo="{i}" alt="{esc(m)} map of {esc(title)}"></td>')
         rows.append(f'<tr><th scope="row">{esc(title)}</th>{"".join(cells)}</tr>')
+    colgroup = ('<colgroup><col style="width: 9em">'
+                + f'<col style="width: {thumb_size + 8}px">' * len(methods) + '</colgroup>')
     legend = (f'<div class="tsmx-legend"><span>0 = low</span><span class="tsmx-bar" '
               f'style="background: {_colormap_css(colormap)}"></span><span>1 = high saliency</span></div>')
     style = f"""<style>
 #{uid} {{ font-size: 0.9rem; margin: 1em 0; }}
 #{uid} .tsmx-slider {{ margin: 0.3em 0; }}
-#{uid} .tsmx-slider input {{ vertical-align: middle; width: 14em; }}
+#{uid} .tsmx-slider input {{ vertical-align: middle; width: 10em; }}
 #{uid} .tsmx-slider output {{ display: inline-block; min-width: 2.5em; font-weight: bold; }}
 #{uid} .tsmx-note {{ color: #666; font-size: 0.8rem; margin-left: 0.6em; font-weight: normal; }}
-#{uid} table {{ border-collapse: collapse; margin: 0.5em 0; }}
+#{uid} table {{ border-collapse: collapse; margin: 0.5em 0; table-layout: fixed; width: auto; }}
 #{uid} th, #{uid} td {{ padding: 2px 4px; text-align: center; vertical-align: middle; border: none; }}
 #{uid} thead th .tsmx-note {{ margin-left: 0; }}
 #{uid} tbody th {{ text-align: right; font-weight: normal; max-width: 9em; }}
@@ -240,5 +242,5 @@ def explorer_html(
 }})();
 </script>"""
     return (f'<div class="tsm-explorer" id="{uid}">{style}{"".join(controls)}'
-            f'<table><thead><tr><th></th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+            f'<table>{colgroup}<thead><tr><th></th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
             f'{legend}{script}</div>')
