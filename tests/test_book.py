@@ -420,3 +420,14 @@ def test_search_finds_the_chapters_offline(site):
     assert hits, "the search page produced no result list"
     found = set(re.findall(r'href="([^"#?]+)\.html', hits[0]))
     assert {f"book/executed/{name}" for name in CHAPTERS[:1]} <= found, f"search results: {sorted(found)}"
+
+
+def test_readers_are_never_sent_outside_the_repository():
+    """The project's internal notes (its shared/ folder) are not part of the repository readers get."""
+    offenders = []
+    for pattern in ("README.md", "book/*.md", "notebooks/*.ipynb", "tsmlib/**/*.py", "tools/*.py", "params/*.yaml"):
+        for f in ROOT.glob(pattern):
+            text = f.read_text()
+            if re.search(r"shared/|\bmethod\.md\b|\benvironment\.md\b", text):
+                offenders.append(str(f.relative_to(ROOT)))
+    assert not offenders, f"these files refer readers to files outside the repository: {offenders}"

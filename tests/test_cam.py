@@ -118,7 +118,7 @@ def test_registry_register_and_list(model, x):
     with pytest.raises(ValueError, match="already registered"):
         register_method("test-channel-max", channel_max, label_free=True)
     maps = tsmlib.saliency(model, x, "test-channel-max", layer="features")
-    # normalised at the layer's resolution, then upsampled (method.md's order): max 1 before upsampling
+    # normalised at the layer's resolution, then upsampled (the specification's order): max 1 before upsampling
     assert maps.shape == (3, 32, 32) and 0.9 < maps.amax() <= 1 and maps.amin() >= 0
     low = tsmlib.saliency(model, x, "test-channel-max", layer="features", upsample=False)
     assert torch.all(low.amax(dim=(1, 2)) == 1)

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Build the offline photo set under ``data/photos/`` (images, masks, manifest).
 
-The photos come from files that ship in packages installable offline (see
-shared/environment.md): the scikit-image, scikit-learn and matplotlib wheels and the Debian
+The photos come from files that ship in packages installable offline (from PyPI and
+Debian only): the scikit-image, scikit-learn and matplotlib wheels and the Debian
 packages ``opencv-doc`` and ``darknet``. The results are COMMITTED to the repository, so nothing
 here runs at test or book-build time. To rebuild::
 

@@ -222,6 +222,9 @@ PAGE_PROBLEMS = {
 }
 
 
+_DATA_URI = re.compile(r"data:[\w/+.-]+;base64,[A-Za-z0-9+/=]+")
+
+
 def _visible_text(cell) -> list[str]:
     tags = set(cell.get("metadata", {}).get("tags", []))
     if tags & {"remove-cell", "remove-output"} or cell.get("cell_type") != "code":
@@ -237,7 +240,7 @@ def _visible_text(cell) -> list[str]:
             for mime in ("text/plain", "text/html", "text/markdown", "text/latex"):
                 if mime in data and not (mime == "text/plain" and "text/html" in data):
                     texts.append("".join(data[mime]))
-    return texts
+    return [_DATA_URI.sub("data:...", t) for t in texts]
 
 
 def page_problems(nb, extra_paths=()) -> list[str]:
@@ -289,7 +292,7 @@ def kernel_environment() -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join(paths)
     os.environ["TSM_PROGRESS"] = "0"
     os.environ["TQDM_DISABLE"] = "1"
-    # A forced Agg backend keeps the figures out of the executed notebook (see shared/environment.md).
+    # A forced Agg backend keeps the figures out of the executed notebook (papermill then captures none).
     os.environ.pop("MPLBACKEND", None)
 
 

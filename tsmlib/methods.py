@@ -9,8 +9,8 @@ device. Each method is two steps, kept separate so that notebooks can look insid
 2. *combination*: the single-vector methods keep component 1; the multivector methods combine all of
    them (:func:`combine_components`).
 
-The reading of the paper implemented here, and every default, is stated in ``shared/method.md`` and in
-the book's theory chapter.
+The reading of the paper implemented here, and every default, is stated on the book's "Method
+specification" page (``book/specification.md``) and in its theory chapter.
 
 The maps and weights are explanations, not differentiable outputs: they are returned detached from any
 autograd graph, also when ``A`` requires grad.

@@ -3,7 +3,7 @@ more (Average Gain, deletion/insertion AUC, pointing games, the cascading random
 one runner that produces a tidy, cached table, bootstrap summaries, and the paired comparisons of
 :mod:`.stats` (relative change with a paired bootstrap interval, Wilcoxon test, Holm across a claim).
 
-The protocol (formulas, masking rule, score space) is the one of ``shared/method.md``; see
+The protocol (formulas, masking rule, score space) is the one of the book's "Method specification" page; see
 :mod:`tsmlib.evaluation.metrics` for the exact per-image formulas.
 
 Typical use in a notebook::

@@ -3,7 +3,7 @@
 Every function takes a batch and returns **one value per image** (shape ``(B,)``), on the device of its
 input; the paper's numbers are the means of these per-image terms (:mod:`tsmlib.evaluation.summary`
 averages them and gives bootstrap confidence intervals). The formulas follow the project's protocol
-(``shared/method.md``, after Chattopadhay et al. 2018, "Grad-CAM++"):
+(the book's "Method specification" page, after Chattopadhay et al. 2018, "Grad-CAM++"):
 
 * Average Drop %            ``100 * max(0, Y - O) / Y``          (lower is better)
 * Increase in Confidence %  ``100 * [O > Y]``                    (higher is better)
