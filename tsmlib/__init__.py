@@ -34,6 +34,7 @@ __version__ = "0.1.0"
 # ``tsmlib.models.load_model(...)``, ``tsmlib.viz.overlay(...)``, ``tsmlib.load_model(...)``.
 _LAZY_MODULES = {
     "models", "data", "viz", "evaluation", "baselines", "synthetic", "style", "gradcam_compat", "cli", "benchmark", "figures", "paper_figures",
+    "plotting",
 }
 _LAZY_ATTRS = {"load_model": "models", "available_models": "models"}
 
