@@ -130,11 +130,14 @@ def overlay(image, saliency, alpha: float = 0.5, cmap: str | None = None, normal
     return (1.0 - alpha) * img + alpha * heat
 
 
-def mask_outline(mask, width: int = 2) -> np.ndarray:
-    """Boundary pixels of a (H, W) bool mask, ``width`` pixels thick, as a (H, W) bool array."""
+def mask_outline(mask, width: int | None = None) -> np.ndarray:
+    """Boundary pixels of a (H, W) bool mask, ``width`` pixels on each side of the edge, as a (H, W) bool
+    array (default width: 1 pixel per 100 of the smaller side, at least 1: 2 on a 224 x 224 image)."""
     m = np.asarray(mask, dtype=bool)
     if m.ndim != 2:
         raise ValueError(f"mask must be (H, W), got {m.shape}")
+    if width is None:
+        width = max(1, min(m.shape) // 100)
     t = torch.from_numpy(m.astype(np.float32))[None, None]
     k = 2 * width + 1
     dil = torch.nn.functional.max_pool2d(t, k, stride=1, padding=width)
