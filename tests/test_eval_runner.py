@@ -312,3 +312,92 @@ def test_callable_fingerprint_is_stable_for_partials_and_sees_wrapped_code():
     assert _callable_fingerprint(a) != _callable_fingerprint(functools.partial(tsmlib.mtsm, k=4))
     # the registry wrappers share their source; the wrapped method must tell them apart
     assert _callable_fingerprint(activation_method(tsmlib.tsm)) != _callable_fingerprint(activation_method(tsmlib.mtsm))
+
+
+def test_evaluation_config_is_frozen_hashable_and_the_keyword_api():
+    import dataclasses
+
+    from tsmlib.evaluation import EvaluationConfig
+
+    cfg = EvaluationConfig(layer="x", masking_options={"mean": [0.2, 0.2, 0.2]}, max_images={"left_half": 2},
+                           iou_thresholds=[0.0, 0.5])
+    same = EvaluationConfig(layer="x", masking_options={"mean": (0.2, 0.2, 0.2)}, max_images={"left_half": 2},
+                            iou_thresholds=(0.0, 0.5))
+    assert cfg == same and hash(cfg) == hash(same) and len({cfg, same}) == 1
+    assert cfg.iou_thresholds == (0.0, 0.5) and dict(cfg.max_images) == {"left_half": 2}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.steps = 3
+    with pytest.raises(TypeError):
+        cfg.max_images["x"] = 1  # the option dicts are frozen too
+    with pytest.raises(ValueError, match="target"):
+        EvaluationConfig(layer="x", target="nope")
+    # config= and keywords give the same table and the same cache key; keywords override the config's fields
+    model = MeanProbabilityModel()
+    kw = evaluate(model, _records(), [left_half], ["average_drop"], layer="x", masking="mean", progress=False)
+    via = evaluate(model, _records(), [left_half], ["average_drop"], config=EvaluationConfig(layer="x", masking="mean"),
+                   progress=False)
+    pd.testing.assert_frame_equal(kw, via)
+    assert kw.attrs["config_hash"] == via.attrs["config_hash"]
+    other = evaluate(model, _records(), [left_half], ["average_drop"], config=EvaluationConfig(layer="x", masking="mean"),
+                     masking="black", progress=False)
+    assert set(other.masking) == {"black"} and other.attrs["config_hash"] != kw.attrs["config_hash"]
+    with pytest.raises(TypeError, match="unknown evaluation setting"):
+        evaluate(model, _records(), [left_half], ["average_drop"], layer="x", stesp=3, progress=False)
+    with pytest.raises(TypeError, match="layer"):
+        evaluate(model, _records(), [left_half], ["average_drop"], progress=False)
+
+
+def test_config_cache_key_hit_and_miss(tmp_path):
+    from tsmlib.evaluation import EvaluationConfig
+
+    model = MeanProbabilityModel()
+    calls = []
+
+    def counted(model, x, layer, targets):
+        calls.append(x.shape[0])
+        return left_half(model, x, layer, targets)
+
+    cfg = EvaluationConfig(layer="x", steps=2, batch_size=2)
+    run = lambda **kw: evaluate(model, _records(), {"m": counted}, ["deletion"], config=cfg, cache_dir=tmp_path,  # noqa: E731
+                                progress=False, **kw)
+    first = run()
+    assert sum(calls) == 3
+    calls.clear()
+    pd.testing.assert_frame_equal(first, run(score_batch_size=5))  # speed only: a cache hit
+    assert calls == []
+    run(steps=3)  # a result-changing field: a miss
+    assert sum(calls) == 3
+    assert first.attrs["config"]["steps"] == 2 and "score_batch_size" not in first.attrs["config"]
+
+
+def test_a_new_metric_is_one_entry():
+    from tsmlib.evaluation import METRIC_TABLE, MetricInfo, metric_info, register_metric
+    from tsmlib.evaluation import METRICS
+
+    name = "toy_mass"
+    try:
+        register_metric(name, "mask", lambda S, mask, cfg: S.flatten(1).mean(1),
+                        info=MetricInfo(name, "Toy mass", "", True, 3))
+        mask = torch.zeros(4, 4, dtype=torch.uint8)
+        mask[:, :2] = 1
+        df = evaluate(MeanProbabilityModel(), _records(masks=[mask] * 3), [left_half], [name, "average_drop"],
+                      layer="x", progress=False)
+        assert _value(df, "img0", "left_half", name) == pytest.approx(0.5)
+        assert set(df.metric) == {name, "average_drop"}
+        assert metric_info(name).axis_label == "Toy mass" and METRIC_TABLE[name].info.higher_is_better
+        with pytest.raises(ValueError, match="already registered"):
+            register_metric(name, "mask", lambda S, mask, cfg: S.mean())
+    finally:
+        METRIC_TABLE.pop(name, None)
+        METRICS.pop(name, None)
+
+
+def test_metric_table_matches_metric_info():
+    from tsmlib.evaluation import METRIC_TABLE, METRICS
+
+    assert tuple(METRIC_TABLE) == ALL_METRICS
+    assert {s.kind for s in METRIC_TABLE.values()} == {"confidence", "mask", "perturbation"}
+    # direction and unit have one home: metric_info; every computed metric has an entry there
+    assert set(METRIC_TABLE) - {"iou_curve"} <= set(METRICS)
+    assert METRIC_TABLE["average_drop"].info.axis_label == "Average Drop (%)"
+    assert not METRIC_TABLE["average_drop"].info.higher_is_better and METRIC_TABLE["iou_curve"].info.higher_is_better

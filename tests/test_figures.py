@@ -84,6 +84,15 @@ def test_orientation_scores_bad_inputs():
         figures.orientation_scores(torch.ones(2, 2), torch.ones(1, 2, 2))
 
 
+def _cell_axes(fig):
+    """The axes that show an image (not the colour bar)."""
+    return [ax for ax in fig.axes if ax.get_images()]
+
+
+def _colorbars(fig):
+    return [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+
+
 def test_saliency_grid_layout_and_errors():
     images = [np.zeros((8, 8, 3)), np.ones((8, 8, 3))]
     masks = [np.eye(8, dtype=bool)] * 2
@@ -92,24 +101,79 @@ def test_saliency_grid_layout_and_errors():
     assert len(fig.axes) == 2 * 3 + 1  # cells + colour bar
     assert fig.axes[1].get_title() == "a" and fig.axes[0].get_title() == "one"
     plt.close(fig)
-    with pytest.raises(ValueError, match="column 'a' has 1 maps for 2 images"):
+    with pytest.raises(ValueError, match="maps\\['a'\\] has 1 maps for 2 images"):
         figures.saliency_grid(images, {"a": [np.zeros((8, 8))]})
     with pytest.raises(ValueError, match="at least one"):
         figures.saliency_grid([], {})
+
+
+def test_the_one_grid_draws_one_image_per_cell_with_a_colour_bar_and_display_names():
+    from tsmlib import plotting
+
+    images = [torch.rand(3, 16, 16) for _ in range(3)]
+    maps = {m: torch.rand(3, 4, 4) for m in ("eigencam", "multivec-eigencam", "mtsm[k=5]", "gradcam++")}
+    for style in ("book", "paper"):
+        fig = plotting.saliency_grid(images, maps, row_titles=["x", "y", "z"], style=style)
+        cells = _cell_axes(fig)
+        assert len(cells) == 3 * 5 and all(len(ax.get_images()) == 1 for ax in cells)
+        assert len(_colorbars(fig)) == 1
+        titles = [ax.get_title() for ax in cells[1:5]]
+        assert titles == ["EigenCAM", "Multivec-EigenCAM", "MTSM (k=5)", "Grad-CAM++"]
+        assert fig.axes[-1].get_ylabel() == "saliency"
+        plt.close(fig)
+    # the paper look puts the row labels on the left, the book look above the image
+    fig = plotting.saliency_grid(images, maps, row_titles=["x", "y", "z"], style="paper")
+    assert _cell_axes(fig)[5].get_ylabel() == "y" and _cell_axes(fig)[0].get_title() == "image"
+    plt.close(fig)
+    # the gallery form: a colour bar only when a map is drawn
+    assert len(_colorbars(plotting.saliency_grid(images))) == 0
+    assert len(_colorbars(plotting.saliency_grid(images, [None, torch.rand(4, 4), None]))) == 1
+    plt.close("all")
+
+
+def test_display_name():
+    from tsmlib.plotting import display_name
+
+    assert display_name("multivec-eigencam") == "Multivec-EigenCAM"
+    assert display_name("multivec_eigencam") == "Multivec-EigenCAM"
+    assert display_name("mtsm[k=5,weighting=uniform]") == "MTSM (k=5, weighting=uniform)"
+    assert display_name("Grad-CAM (probe)") == "Grad-CAM (probe)"  # already a display name
+    from tsmlib.plotting import DISPLAY_NAMES
+
+    # every registered method (variants registered by other tests aside) has a display name
+    assert {m for m in tsmlib.available_methods() if "[" not in m} <= set(DISPLAY_NAMES)
 
 
 def test_component_grid_titles():
     comps = torch.randn(2, 3, 4, 4)
     fig = figures.component_grid([np.zeros((8, 8, 3))] * 2, comps, torch.tensor([[3.0, 2.0, 1.0], [1.0, 1.0, 2.0]]),
                                  row_titles=["a", "b"])
-    assert len(fig.axes) == 6
-    assert "50%" in fig.axes[0].get_title() and "50%" in fig.axes[5].get_title()
-    assert fig.axes[3].get_ylabel() == "b"
+    cells = _cell_axes(fig)
+    assert len(cells) == 6 and len(_colorbars(fig)) == 1
+    # the weights and their shares are in the titles
+    assert "$\\sigma_{1}$ = 3" in cells[0].get_title() and "50.0%" in cells[0].get_title()
+    assert "50.0%" in cells[5].get_title()
+    assert cells[3].get_ylabel() == "b"
     plt.close(fig)
     with pytest.raises(ValueError, match="expected components"):
         figures.component_grid([np.zeros((8, 8, 3))] * 2, comps, torch.ones(2, 2))
     with pytest.raises(ValueError, match="images has 1 entries"):
         figures.component_grid([np.zeros((8, 8, 3))], comps, torch.ones(2, 3))
+
+
+def test_no_rainbow_colour_map_in_the_library():
+    import re
+    from pathlib import Path
+
+    from tsmlib import style
+
+    root = Path(tsmlib.__file__).parent
+    offenders = [str(f.relative_to(root)) for f in root.rglob("*.py") if re.search(r"\bjet\b", f.read_text())]
+    assert offenders == []
+    import matplotlib as mpl
+
+    assert style.SALIENCY_CMAP in ("inferno", "magma", "viridis", "cividis", "plasma")
+    assert style.SALIENCY_CMAP in mpl.colormaps
 
 
 def test_variant_without_options_is_the_registered_method():

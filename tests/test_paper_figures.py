@@ -99,8 +99,11 @@ def test_method_grid_layout_and_errors():
     masks = [np.pad(np.ones((4, 4), bool), 6) for _ in range(3)]
     fig = pf.method_grid(images, maps, masks=masks, row_labels=["x", "y", "z"])
     image_axes = [ax for ax in fig.axes if ax.get_images()]
-    assert len(image_axes) == 3 * 3
+    assert len(image_axes) == 3 * 3 and len(fig.axes) == 3 * 3 + 1  # and one colour bar
     assert [ax.get_title() for ax in image_axes[:3]] == ["image", "a", "b"]
+    assert image_axes[3].get_ylabel() == "y"
+    fig = pf.method_grid(images, {"multivec-eigencam": maps["a"]})
+    assert [ax.get_title() for ax in fig.axes if ax.get_images()][1] == "Multivec-EigenCAM"
     with pytest.raises(ValueError, match="maps\\['a'\\] has 2"):
         pf.method_grid(images, {"a": torch.rand(2, 4, 4)})
     with pytest.raises(ValueError, match="at least one image"):
@@ -112,10 +115,13 @@ def test_method_grid_layout_and_errors():
 def test_component_grid_shares_and_errors():
     P = torch.rand(5, 4, 4)
     s = torch.tensor([4.0, 3.0, 2.0, 1.0, 0.0])
-    fig = pf.component_grid(torch.rand(3, 16, 16), {"m": (P, s)}, {"m": torch.rand(4, 4)}, n=3)
-    titles = [ax.get_title() for ax in fig.axes]
-    assert titles[0].endswith("(40.0 % of Σσ)")  # 4 / (4 + 3 + 2 + 1 + 0)
-    assert titles[-1] == "combined"
+    fig = pf.component_grid(torch.rand(3, 16, 16), {"mtsm": (P, s)}, {"mtsm": torch.rand(4, 4)}, n=3)
+    cells = [ax for ax in fig.axes if ax.get_images()]
+    titles = [ax.get_title() for ax in cells]
+    assert len(cells) == 4 and len(fig.axes) == 5  # 3 components, the combined map, one colour bar
+    assert titles[0].startswith("$|p_{1}|$, $\\sigma_{1}$ = 4")  # the weight in the title
+    assert titles[0].endswith("(40.0% of $\\Sigma\\sigma$)")  # 4 / (4 + 3 + 2 + 1 + 0)
+    assert titles[-1] == "combined" and cells[0].get_ylabel() == "MTSM"
     with pytest.raises(ValueError, match="fewer than n=8"):
         pf.component_grid(torch.rand(3, 16, 16), {"m": (P, s)}, {"m": torch.rand(4, 4)}, n=8)
     with pytest.raises(ValueError, match="different methods"):
@@ -138,8 +144,11 @@ def test_metric_bars_heights_and_error_bars():
     ax = fig.axes[0]
     heights = [p.get_height() for p in ax.patches]
     assert heights == [20.0, 10.0, 21.0, 11.0]  # hue m1 (mtsm, tsm), then m2
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["mtsm", "tsm"]
-    assert ax.get_title() == pf.METRIC_LABELS["average_drop"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["MTSM", "TSM"]  # display names
+    assert ax.get_title() == pf.METRIC_LABELS["average_drop"] == "Average Drop (%, lower is better)"
+    from tsmlib.evaluation import metric_info
+
+    assert pf.METRIC_LABELS["iou"] == metric_info("iou").label
     grid = pf.metric_bars(_summary(), ["average_drop", "iou", "average_drop"], hue="model", ncols=2)
     assert sum(ax.get_visible() for ax in grid.axes) == 3 and len(grid.axes) == 4  # 2 x 2, last one hidden
     with pytest.raises(ValueError, match="several rows per metric x method"):
@@ -157,8 +166,8 @@ def test_cost_plot_orders_shapes_and_divides_by_batch():
     ax = fig.axes[0]
     assert ax.get_yscale() == "log"
     lines = {line.get_label(): line for line in ax.get_lines()}
-    assert list(lines["tsm"].get_ydata()) == [1.0, 2.0]  # ms per map = ms per batch / batch
-    assert list(lines["mtsm"].get_ydata()) == [2.0, 4.0]
+    assert list(lines["TSM"].get_ydata()) == [1.0, 2.0]  # ms per map = ms per batch / batch; display names
+    assert list(lines["MTSM"].get_ydata()) == [2.0, 4.0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["8x2x2\n(32)", "16x4x4\n(256)"]
     with pytest.raises(ValueError, match="empty"):
         pf.cost_plot(df.iloc[:0])

@@ -48,7 +48,7 @@ def test_mask_outline_of_a_square():
 def test_figure_grid_and_data_card():
     imgs = [np.random.rand(8, 8, 3) for _ in range(3)]
     fig = figure_grid(imgs, maps=[np.random.rand(2, 2), None, np.random.rand(8, 8)], titles=list("abc"), ncols=2)
-    assert len(fig.axes) == 4
+    assert len(fig.axes) == 4 + 1  # 2 x 2 cells and the colour bar
     with pytest.raises(ValueError, match="titles"):
         figure_grid(imgs, titles=["a"])
     with pytest.raises(ValueError, match="at least one"):

@@ -33,7 +33,8 @@ __version__ = "0.1.0"
 # Submodules with heavier imports (torchvision, the model zoo, pandas) load on first use:
 # ``tsmlib.models.load_model(...)``, ``tsmlib.viz.overlay(...)``, ``tsmlib.load_model(...)``.
 _LAZY_MODULES = {
-    "models", "data", "viz", "evaluation", "baselines", "synthetic", "style", "gradcam_compat", "cli", "benchmark", "figures", "paper_figures", "explorer",
+    "models", "data", "viz", "evaluation", "baselines", "synthetic", "style", "gradcam_compat", "cli", "benchmark", "figures", "paper_figures",
+    "plotting", "explorer",
 }
 _LAZY_ATTRS = {"load_model": "models", "available_models": "models"}
 

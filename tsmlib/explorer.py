@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .methods import upsample
+from .style import SALIENCY_CMAP
 
 __all__ = ["METHOD_SLIDERS", "explorer_html", "k_label"]
 
@@ -82,7 +83,7 @@ def explorer_html(
     row_titles: Sequence[str] | None = None,
     sliders: Mapping[str, tuple[str, ...]] | None = None,
     thumb_size: int = 112,
-    cmap: str = "inferno",
+    cmap: str = SALIENCY_CMAP,
     alpha: float = 0.55,
     colors: int = 64,
     initial: tuple[int | None, int] | None = None,

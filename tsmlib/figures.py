@@ -1,9 +1,8 @@
-"""Helpers of the method and ablation chapters: saliency-map grids with mask outlines, component grids,
-the EigenCAM orientation check, and named method variants for the evaluation runner.
+"""Helpers of the method and ablation chapters: the EigenCAM orientation check, and named method variants
+for the evaluation runner.
 
-* :func:`saliency_grid` -- rows of images, one column per method, maps over the image, mask outlines,
-  one shared colour bar.
-* :func:`component_grid` -- the component maps ``p_k`` of one image with their weights ``sigma_k``.
+* :func:`saliency_grid`, :func:`component_grid` -- :func:`tsmlib.plotting.saliency_grid` and
+  :func:`tsmlib.plotting.component_figure` under their old names.
 * :func:`orientation_scores` -- how much of a map's energy lies inside the object mask, for a map and
   for the map of the opposite sign: the computation that finds inverted EigenCAM maps.
 * :func:`method_variant` -- register ``"mtsm[k=5]"`` and the like, so that
@@ -13,17 +12,12 @@ the EigenCAM orientation check, and named method variants for the evaluation run
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
-
 import torch
 
 __all__ = ["saliency_grid", "component_grid", "orientation_scores", "method_variant", "variant_name",
            "clear_activation_memo"]
 
 # --------------------------------------------------------------------------------------- variants
-#: The activation-only methods a variant can be built on, by registry name.
-ACTIVATION_METHODS = ("eigencam", "tsm", "multivec-eigencam", "mtsm")
-
 _MEMO: dict = {}
 
 
@@ -161,131 +155,6 @@ def orientation_scores(signed: torch.Tensor, masks: torch.Tensor) -> dict:
 
 
 # --------------------------------------------------------------------------------------- figures
-def saliency_grid(images: Sequence, maps: Mapping[str, Sequence], masks: Sequence | None = None,
-                  row_titles: Sequence[str] | None = None, *, size: float = 1.55, alpha: float = 0.5,
-                  cmap: str | None = None, title_fontsize: float = 8, colorbar: bool = True):
-    """Images in rows, one column per method: maps over the image, white mask outlines, one colour bar.
-
-    Parameters
-    ----------
-    images : sequence of N images (PIL, (3, H, W) tensor or (H, W, 3) array)
-    maps : dict column title -> sequence of N maps (H', W') in [0, 1] (or None to leave a cell empty)
-        Maps of another size are resized bilinearly to the image.
-    masks : sequence of N (H, W) bool masks or None, optional
-    row_titles : sequence of N str, optional
-        Shown above the first column (e.g. the photo's name and predicted class).
-    size : float
-        Inches per cell.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    import matplotlib as mpl
-    import matplotlib.pyplot as plt
-
-    from .style import SALIENCY_CMAP
-    from .viz import mask_outline, overlay, to_numpy_image
-
-    cmap = cmap or SALIENCY_CMAP
-    n = len(images)
-    if n == 0:
-        raise ValueError("saliency_grid needs at least one image")
-    for title, seq in maps.items():
-        if len(seq) != n:
-            raise ValueError(f"column {title!r} has {len(seq)} maps for {n} images")
-    for label, seq in (("masks", masks), ("row_titles", row_titles)):
-        if seq is not None and len(seq) != n:
-            raise ValueError(f"{label} has {len(seq)} entries for {n} images")
-    cols = ["image", *maps]
-    fig, axes = plt.subplots(n, len(cols), figsize=(size * len(cols) + (0.5 if colorbar else 0), size * n + 0.3),
-                             squeeze=False, layout="constrained")
-    for i in range(n):
-        img = to_numpy_image(images[i])
-        outline = None
-        if masks is not None and masks[i] is not None:
-            outline = mask_outline(masks[i])
-            if outline.shape != img.shape[:2]:
-                raise ValueError(f"mask {i} has shape {outline.shape}, image {img.shape[:2]}")
-        for j, col in enumerate(cols):
-            ax = axes[i, j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set_visible(False)
-            sal = None if col == "image" else maps[col][i]
-            if col != "image" and sal is None:
-                ax.axis("off")
-                continue
-            shown = img if sal is None else overlay(img, sal, alpha=alpha, cmap=cmap, normalize=False)
-            if outline is not None:
-                shown = shown.copy()
-                shown[outline] = (1.0, 1.0, 1.0)
-            ax.imshow(shown)
-            if i == 0 and col != "image":
-                ax.set_title(col, fontsize=title_fontsize)
-            if col == "image" and row_titles is not None:
-                ax.set_title(row_titles[i], fontsize=title_fontsize)
-    if colorbar:
-        sm = mpl.cm.ScalarMappable(norm=mpl.colors.Normalize(0, 1), cmap=cmap)
-        fig.colorbar(sm, ax=axes[:, -1].tolist(), shrink=min(0.9, 3.0 / n + 0.3), label="saliency", pad=0.02)
-    return fig
-
-
-def component_grid(images: Sequence, components: torch.Tensor, weights: torch.Tensor, *,
-                   masks: Sequence | None = None, row_titles: Sequence[str] | None = None, label: str = "p",
-                   size: float = 1.6, cmap: str | None = None, alpha: float = 0.5, title_fontsize: float = 8):
-    """The first K component maps of N images (one row each), ``|p_k|`` min-max normalised, with ``sigma_k``.
-
-    Parameters
-    ----------
-    images : sequence of N images (PIL, tensor or array)
-    components : (N, K, h, w)
-        Signed component maps ``p_k`` (e.g. ``tsmlib.tsm_components(A, k=K).maps``).
-    weights : (N, K)
-        Their weights ``sigma_k``; each title also gives ``sigma_k``'s share of the row's K weights.
-    masks : sequence of N (H, W) bool masks or None, optional
-        Outlines drawn on every panel of the row.
-    row_titles : sequence of N str, optional
-        Shown as the y label of each row's first panel.
-
-    Returns
-    -------
-    matplotlib.figure.Figure with N rows of K panels.
-    """
-    import matplotlib.pyplot as plt
-
-    from .methods import minmax_normalize
-    from .style import SALIENCY_CMAP
-    from .viz import mask_outline, overlay, to_numpy_image
-
-    if components.ndim != 4 or weights.ndim != 2 or components.shape[:2] != weights.shape:
-        raise ValueError(f"expected components (N, K, h, w) and weights (N, K), got {tuple(components.shape)} "
-                         f"and {tuple(weights.shape)}")
-    N, K = weights.shape
-    for name, seq in (("images", images), ("masks", masks), ("row_titles", row_titles)):
-        if seq is not None and len(seq) != N:
-            raise ValueError(f"{name} has {len(seq)} entries for {N} rows of components")
-    cmap = cmap or SALIENCY_CMAP
-    maps = minmax_normalize(components.abs().double())
-    share = weights.double() / weights.double().sum(dim=1, keepdim=True).clamp_min(1e-300)
-    fig, axes = plt.subplots(N, K, figsize=(size * K + (0.3 if row_titles else 0), (size + 0.45) * N),
-                             squeeze=False, layout="constrained")
-    for i in range(N):
-        img = to_numpy_image(images[i])
-        outline = None if masks is None or masks[i] is None else mask_outline(masks[i])
-        for k, ax in enumerate(axes[i]):
-            shown = overlay(img, maps[i, k].numpy(), alpha=alpha, cmap=cmap, normalize=False)
-            if outline is not None:
-                shown = shown.copy()
-                shown[outline] = (1.0, 1.0, 1.0)
-            ax.imshow(shown)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set_visible(False)
-            ax.set_title(f"$|{label}_{{{k + 1}}}|$, $\\sigma_{{{k + 1}}}$={float(weights[i, k]):.3g}\n"
-                         f"({float(share[i, k]):.0%} of shown)", fontsize=title_fontsize)
-        if row_titles is not None:
-            axes[i, 0].set_ylabel(row_titles[i], fontsize=title_fontsize)
-    return fig
+# The grids live in tsmlib.plotting (one figure module); the old names stay for the notebooks.
+from .plotting import component_figure as component_grid  # noqa: E402
+from .plotting import saliency_grid  # noqa: E402

@@ -20,6 +20,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
+from .evaluation.metric_info import METRICS, metric_info
+from .evaluation.runner import PAPER_METRICS
+from .methods import minmax_normalize
+from .plotting import component_figure, display_name, overlay, saliency_grid
+
 __all__ = [
     "schematic_tensors",
     "plot_method_schematic",
@@ -30,20 +35,9 @@ __all__ = [
     "METRIC_LABELS",
 ]
 
-#: Axis labels of the evaluation metrics, with the direction that is better.
-METRIC_LABELS = {
-    "average_drop": "Average Drop % (lower is better)",
-    "increase_in_confidence": "Increase in Confidence % (higher is better)",
-    "average_gain": "Average Gain % (higher is better)",
-    "mse": "MSE (lower is better)",
-    "iou": "mIoU (higher is better)",
-    "energy_pointing_game": "Energy pointing game (higher is better)",
-}
-
-
-def _minmax(t: torch.Tensor) -> torch.Tensor:
-    lo, hi = t.min(), t.max()
-    return (t - lo) / (hi - lo) if hi > lo else torch.zeros_like(t)
+#: Axis labels of the evaluation metrics, with the direction that is better: derived from
+#: :mod:`tsmlib.evaluation.metric_info`, their one home ("Average Drop (%, lower is better)").
+METRIC_LABELS = {name: info.label for name, info in METRICS.items()}
 
 
 def schematic_tensors(F: torch.Tensor, n_components: int | None = None) -> dict:
@@ -107,12 +101,12 @@ def schematic_tensors(F: torch.Tensor, n_components: int | None = None) -> dict:
         "sigma_tucker": core.flatten(1).norm(dim=1),
         "w": w,
         "weighted_sum": weighted,
-        "tsm": _minmax(weighted.abs()),
+        "tsm": minmax_normalize(weighted.abs()),
         "centred": M,
         "svd_U": svd_U,
         "svd_S": svd_S,
         "svd_V": svd_Vh.T,
-        "eigencam": _minmax(ec.maps[0, 0].clamp_min(0)),
+        "eigencam": minmax_normalize(ec.maps[0, 0].clamp_min(0)),
         "tsm_components": tc.maps[0],
         "tsm_sigma": tc.weights[0],
         "eigencam_components": ec.maps[0],
@@ -170,9 +164,7 @@ def _heat(ax, m, title, cmap="viridis", aspect="equal", vmin=None, vmax=None, sy
     return im
 
 
-def _overlay(ax, image, m, title, cmap="jet"):
-    from .viz import overlay
-
+def _overlay(ax, image, m, title, cmap=None):
     ax.imshow(overlay(image, m, alpha=0.5, cmap=cmap))
     _off(ax)
     ax.set_title(title, fontsize=9)
@@ -203,7 +195,7 @@ def _farrow(fig, start, end):
                            color="0.25", linewidth=1.2)
 
 
-def plot_method_schematic(image, tensors: Mapping, *, n_slices: int = 6, n_show: int = 4, cmap: str = "jet",
+def plot_method_schematic(image, tensors: Mapping, *, n_slices: int = 6, n_show: int = 4, cmap: str | None = None,
                           width: float = 15.0):
     """The method schematic: TSM, EigenCAM and the multivector combination on one real feature tensor.
 
@@ -217,8 +209,8 @@ def plot_method_schematic(image, tensors: Mapping, *, n_slices: int = 6, n_show:
         Channel maps drawn in the feature-tensor stack (the most active channels).
     n_show : int
         Components drawn in the multivector row (at most the number held in ``tensors``).
-    cmap : str
-        Colour map of the saliency maps.
+    cmap : str, optional
+        Colour map of the saliency maps (default :data:`tsmlib.style.SALIENCY_CMAP`).
     width : float
         Figure width in inches.
 
@@ -229,6 +221,9 @@ def plot_method_schematic(image, tensors: Mapping, *, n_slices: int = 6, n_show:
     """
     import matplotlib.pyplot as plt
 
+    from .style import SALIENCY_CMAP
+
+    cmap = cmap or SALIENCY_CMAP
     missing = {"F", "unfolding", "core", "U1", "U2", "U3", "w", "weighted_sum", "tsm", "centred", "svd_S",
                "svd_V", "eigencam", "tsm_components", "tsm_sigma", "eigencam_components", "eigencam_sigma",
                "mtsm", "multivec_eigencam"} - set(tensors)
@@ -348,78 +343,19 @@ def plot_method_schematic(image, tensors: Mapping, *, n_slices: int = 6, n_show:
     return fig
 
 
-def _outline(ax, mask, colour="white"):
-    m = np.asarray(mask, dtype=float)
-    if m.any() and not m.all():
-        ax.contour(m, levels=[0.5], colors=colour, linewidths=1.0)
-
-
 def method_grid(images: Sequence, maps: Mapping[str, Sequence], *, masks: Sequence | None = None,
-                row_labels: Sequence[str] | None = None, size: float = 1.7, cmap: str = "jet",
+                row_labels: Sequence[str] | None = None, size: float = 1.7, cmap: str | None = None,
                 colorbar: bool = True):
-    """Qualitative grid in the paper's style: one row per image, the image then one column per method.
-
-    Parameters
-    ----------
-    images : sequence of N images
-        Tensors (3, S, S) or arrays (S, S, 3) in [0, 1].
-    maps : dict method name -> N maps
-        Maps (h, w) per image (a (N, h, w) tensor works), upsampled to the image size for display.
-    masks : sequence of N (S, S) bool masks or None, optional
-        Drawn as white outlines on every panel of their row.
-    row_labels : sequence of N str, optional
-        Written to the left of each row (e.g. the class).
-    size : float
-        Inches per panel.
-    colorbar : bool
-        Add one colour bar (saliency 0..1) to the right of the grid.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    import matplotlib.pyplot as plt
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
-
-    from .viz import overlay, to_numpy_image
-
-    n = len(images)
-    if n == 0:
-        raise ValueError("method_grid needs at least one image")
-    if not maps:
-        raise ValueError("method_grid needs at least one method in maps")
-    for name, m in maps.items():
-        if len(m) != n:
-            raise ValueError(f"maps[{name!r}] has {len(m)} maps for {n} images")
-    for name, seq in (("masks", masks), ("row_labels", row_labels)):
-        if seq is not None and len(seq) != n:
-            raise ValueError(f"{name} has {len(seq)} entries for {n} images")
-    cols = ["image", *maps]
-    fig, axes = plt.subplots(n, len(cols), figsize=(size * len(cols) + (0.6 if colorbar else 0), size * n + 0.3),
-                             squeeze=False, layout="constrained")
-    for i in range(n):
-        img = to_numpy_image(images[i])
-        for j, col in enumerate(cols):
-            ax = axes[i, j]
-            ax.imshow(img if col == "image" else overlay(img, maps[col][i], alpha=0.5, cmap=cmap))
-            if masks is not None and masks[i] is not None:
-                _outline(ax, masks[i])
-            _off(ax)
-            if i == 0:
-                ax.set_title(col, fontsize=9)
-        if row_labels is not None:
-            axes[i, 0].set_ylabel(row_labels[i], fontsize=8)
-    if colorbar:
-        cb = fig.colorbar(ScalarMappable(Normalize(0, 1), cmap=cmap), ax=axes[:, -1], shrink=0.6, aspect=30)
-        cb.set_label("saliency", fontsize=8)
-        cb.ax.tick_params(labelsize=7)
-    return fig
+    """Qualitative grid in the paper's style: :func:`tsmlib.plotting.saliency_grid` with ``style="paper"``
+    (row labels on the left) and each map min-max normalised."""
+    return saliency_grid(images, maps, masks, row_labels, style="paper", size=size, cmap=cmap, colorbar=colorbar,
+                         normalize=True)
 
 
 def component_grid(image, components: Mapping[str, tuple], combined: Mapping[str, torch.Tensor], *,
-                   n: int = 8, size: float = 1.55, cmap: str = "jet"):
-    """Per-component maps with their weights, then the combined map; one row per method.
+                   n: int = 8, size: float = 1.55, cmap: str | None = None):
+    """Per-component maps with their weights, then the combined map; one row per method:
+    :func:`tsmlib.plotting.component_figure` of one image.
 
     Parameters
     ----------
@@ -429,45 +365,17 @@ def component_grid(image, components: Mapping[str, tuple], combined: Mapping[str
     combined : dict method name -> (h, w) map
         The combined (multivector) map of the same method.
     n : int
-        Components shown.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-        ``len(components)`` rows of ``n + 1`` overlays; titles give ``k``, ``sigma_k`` and its share
-        ``sigma_k / sum sigma``.
+        Components shown; the titles give ``sigma_k`` and its share of all K weights.
     """
-    import matplotlib.pyplot as plt
-
-    from .viz import overlay, to_numpy_image
-
     if set(components) != set(combined):
         raise ValueError(f"components ({sorted(components)}) and combined ({sorted(combined)}) name different methods")
-    for name, (P, s) in components.items():
-        if P.ndim != 3 or s.ndim != 1 or P.shape[0] != s.shape[0]:
-            raise ValueError(f"components[{name!r}] must be (maps (K, h, w), sigma (K,)), got "
-                             f"{tuple(P.shape)} and {tuple(s.shape)}")
-        if P.shape[0] < n:
-            raise ValueError(f"components[{name!r}] holds {P.shape[0]} components, fewer than n={n}")
-    img = to_numpy_image(image)
-    fig, axes = plt.subplots(len(components), n + 1, figsize=(size * (n + 1), size * len(components) + 0.5),
-                             squeeze=False, layout="constrained")
-    for r, (name, (P, s)) in enumerate(components.items()):
-        total = float(s.sum())
-        for k in range(n):
-            ax = axes[r, k]
-            ax.imshow(overlay(img, P[k].abs(), alpha=0.55, cmap=cmap))
-            _off(ax)
-            ax.set_title(f"k={k + 1}  σ={float(s[k]):.3g}\n({100 * float(s[k]) / total:.1f} % of Σσ)", fontsize=7.5)
-        ax = axes[r, n]
-        ax.imshow(overlay(img, combined[name], alpha=0.55, cmap=cmap))
-        _off(ax)
-        ax.set_title("combined", fontsize=8.5, fontweight="bold")
-        axes[r, 0].set_ylabel(name, fontsize=9)
-    return fig
+    names = list(components)
+    return component_figure([image] * len(names), [components[m][0] for m in names], [components[m][1] for m in names],
+                            combined=[combined[m] for m in names], n=n, row_titles=names, size=size, cmap=cmap,
+                            alpha=0.55)
 
 
-def metric_bars(summary, metrics: Sequence[str] = ("average_drop", "increase_in_confidence", "mse", "iou"), *,
+def metric_bars(summary, metrics: Sequence[str] = PAPER_METRICS, *,
                 methods: Sequence[str] | None = None, hue: str | None = None, hue_order: Sequence | None = None,
                 ncols: int | None = None, size: tuple[float, float] = (3.4, 2.9), title: str | None = None):
     """Grouped bar charts with confidence intervals, one panel per metric.
@@ -528,8 +436,8 @@ def metric_bars(summary, metrics: Sequence[str] = ("average_drop", "increase_in_
             ax.bar(x, mean, width=width * 0.95, color=colours, label=None if group is None else str(group))
             ax.errorbar(x, mean, yerr=np.nan_to_num(err), fmt="none", ecolor="0.2", elinewidth=0.9, capsize=2)
         ax.set_xticks(np.arange(len(methods)))
-        ax.set_xticklabels(methods, rotation=40, ha="right", fontsize=8)
-        ax.set_title(METRIC_LABELS.get(metric, metric), fontsize=9)
+        ax.set_xticklabels([display_name(m) for m in methods], rotation=40, ha="right", fontsize=8)
+        ax.set_title(metric_info(metric).label if metric in METRICS else metric, fontsize=9)
         ax.tick_params(axis="y", labelsize=8)
     if hue:
         handles, names = axes[0, 0].get_legend_handles_labels()
@@ -575,7 +483,7 @@ def cost_plot(timings, *, size: tuple[float, float] = (6.4, 3.8)):
         rows = df[df["method"] == method].groupby("shape", sort=False)["ms_per_map"].median()
         rows = rows.reindex([s for s in shapes if s in rows.index])
         ax.plot([position[s] for s in rows.index], rows.to_numpy(), marker=markers[i % len(markers)],
-                color=palette[i], label=method)
+                color=palette[i], label=display_name(method))
     ax.set_yscale("log")
     ax.set_xticks(range(len(shapes)))
     elements = df.drop_duplicates("shape").set_index("shape")["elements"]

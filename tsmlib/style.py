@@ -34,8 +34,9 @@ __all__ = [
 
 #: Resolution of the figures embedded in the executed notebooks (and so in the site).
 FIGURE_DPI = 100
-#: Colour map used for every saliency map in the book.
-SALIENCY_CMAP = "jet"
+#: Colour map of every saliency map in the book: perceptually uniform (lightness rises with the value),
+#: readable in grey scale and by colour-blind readers, unlike the rainbow map it replaces (issue 14).
+SALIENCY_CMAP = "inferno"
 
 _RC = {
     "figure.dpi": FIGURE_DPI,

@@ -32,6 +32,7 @@ from .metrics import (
     default_thresholds,
     deletion_insertion_auc,
     energy_pointing_game,
+    foreground_and_valid,
     increase_in_confidence,
     iou,
     iou_curve,
@@ -39,7 +40,8 @@ from .metrics import (
     mse,
     pointing_game,
 )
-from .runner import ALL_METRICS, COLUMNS, PAPER_METRICS, Record, as_record, config_hash, evaluate, prepare_records
+from .runner import (ALL_METRICS, COLUMNS, METRIC_TABLE, PAPER_METRICS, EvaluationConfig, MetricSpec, Record, as_record,
+                     config_hash, evaluate, prepare_records, register_metric)
 from .sanity import cascading_randomization, sanity_summary, spearman, ssim
 from .scores import ClassScore, EmbeddingSimilarity, make_score, probe_score
 from .summary import best_iou_threshold, bootstrap_ci, paper_table, summarize
@@ -49,8 +51,9 @@ from .stats import compare, compare_family, holm, mean_ci, paired_relative_chang
 
 __all__ = [
     "IMAGENET_MEAN", "VOID", "average_drop", "average_gain", "baseline_image", "best_threshold", "blur",
-    "default_thresholds", "deletion_insertion_auc", "energy_pointing_game", "increase_in_confidence", "iou",
+    "default_thresholds", "deletion_insertion_auc", "energy_pointing_game", "foreground_and_valid", "increase_in_confidence", "iou",
     "iou_curve", "masked_input", "mse", "pointing_game", "ALL_METRICS", "COLUMNS", "PAPER_METRICS", "Record",
+    "EvaluationConfig", "MetricSpec", "METRIC_TABLE", "register_metric",
     "as_record", "config_hash", "evaluate", "prepare_records", "cascading_randomization", "sanity_summary", "spearman", "ssim",
     "ClassScore", "EmbeddingSimilarity", "make_score", "probe_score", "best_iou_threshold", "bootstrap_ci",
     "paper_table", "summarize", "stats", "METRICS", "MetricInfo", "higher_is_better", "metric_info", "metric_label",

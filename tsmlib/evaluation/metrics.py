@@ -95,7 +95,8 @@ def _check_mask(mask: torch.Tensor, saliency: torch.Tensor) -> torch.Tensor:
     return mask.to(saliency.device)
 
 
-def _foreground_and_valid(mask: torch.Tensor, void: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+def foreground_and_valid(mask: torch.Tensor, void: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(foreground, valid)`` bool masks of a label mask: valid = not ``void``, foreground = valid and non-zero."""
     valid = torch.ones_like(mask, dtype=torch.bool) if void is None else mask != void
     foreground = (mask != 0) & valid
     return foreground, valid
@@ -286,7 +287,7 @@ def iou_curve(saliency: torch.Tensor, mask: torch.Tensor, thresholds: Sequence[f
     if thresholds is None:
         thresholds = default_thresholds()
     t = torch.as_tensor(thresholds, dtype=saliency.dtype, device=saliency.device).reshape(-1)
-    fg, valid = _foreground_and_valid(mask, void)
+    fg, valid = foreground_and_valid(mask, void)
     fg = fg.flatten(1)[:, None]  # (B, 1, N)
     valid = valid.flatten(1)[:, None]
     pred = (saliency.flatten(1)[:, None] >= t[None, :, None]) & valid  # (B, T, N)
@@ -342,7 +343,7 @@ def mse(saliency: torch.Tensor, mask: torch.Tensor, *, void: int | None = VOID) 
     saliency = _check_maps(saliency)
     _check_unit_range(saliency)
     mask = _check_mask(mask, saliency)
-    fg, valid = _foreground_and_valid(mask, void)
+    fg, valid = foreground_and_valid(mask, void)
     err = (saliency - fg.to(saliency.dtype)) ** 2 * valid
     n = valid.flatten(1).sum(-1).to(saliency.dtype)
     total = err.flatten(1).sum(-1)
@@ -367,7 +368,7 @@ def energy_pointing_game(saliency: torch.Tensor, mask: torch.Tensor, *, void: in
     if bool((saliency < 0).any()):
         raise ValueError("the energy pointing game needs a non-negative map (min-max normalise it first)")
     mask = _check_mask(mask, saliency)
-    fg, valid = _foreground_and_valid(mask, void)
+    fg, valid = foreground_and_valid(mask, void)
     total = (saliency * valid).flatten(1).sum(-1)
     inside = (saliency * fg).flatten(1).sum(-1)
     return torch.where(total > 0, inside / total.clamp(min=torch.finfo(total.dtype).tiny),
@@ -386,7 +387,7 @@ def pointing_game(saliency: torch.Tensor, mask: torch.Tensor, *, void: int | Non
     """
     saliency = _check_maps(saliency)
     mask = _check_mask(mask, saliency)
-    fg, valid = _foreground_and_valid(mask, void)
+    fg, valid = foreground_and_valid(mask, void)
     s = saliency.masked_fill(~valid, float("-inf")).flatten(1)
     peak = s == s.max(-1, keepdim=True).values
     hit = (peak & fg.flatten(1)).any(-1).to(saliency.dtype)

@@ -19,9 +19,9 @@ import io
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -31,17 +31,11 @@ import torch.nn.functional as F
 from .. import fingerprint as _fp
 from . import metrics as M
 from ._methods import check_map_batch, resolve_methods
+from .metric_info import METRICS, MetricInfo, metric_info
 from .scores import make_score
 
 #: Bump when a formula or the table layout changes: cached results of older versions are then ignored.
 PROTOCOL_VERSION = 1
-
-CONFIDENCE_METRICS = ("average_drop", "increase_in_confidence", "average_gain")
-MASK_METRICS = ("iou", "iou_curve", "mse", "energy_pointing_game", "pointing_game")
-PERTURBATION_METRICS = ("deletion", "insertion")
-ALL_METRICS = CONFIDENCE_METRICS + MASK_METRICS + PERTURBATION_METRICS
-#: The paper's four metrics.
-PAPER_METRICS = ("average_drop", "increase_in_confidence", "mse", "iou")
 
 COLUMNS = ["image", "method", "metric", "value", "threshold", "score_space", "masking", "model", "layer",
            "target", "note"]
@@ -199,15 +193,226 @@ def config_hash(config: Mapping) -> str:
     return _fp.value_digest(_jsonable(config))[:16]
 
 
+# ------------------------------------------------------------------------------------ configuration
+class FrozenMap(Mapping):
+    """An immutable, hashable mapping (nested dicts frozen too, lists become tuples): the option dicts of
+    :class:`EvaluationConfig`. Compares equal to a dict with the same items."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping | Iterable = ()):
+        self._items = {k: _freeze(v) for k, v in dict(items).items()}
+
+    def __getitem__(self, key):
+        return self._items[key]
+
+    def __iter__(self):
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self._items.items(), key=lambda kv: str(kv[0]))))
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({self._items!r})"
+
+
+def _freeze(value):
+    if isinstance(value, Mapping):
+        return value if isinstance(value, FrozenMap) else FrozenMap(value)
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _in_key(include: bool = True, **kw):
+    """A field of :class:`EvaluationConfig`; ``include=False`` leaves it out of the cache key (speed only)."""
+    return field(metadata={"key": include}, **kw)
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """Everything an evaluation's results depend on besides the model, the images, the methods and the
+    metrics: the settings of every batch and (with those four) the cache key. Frozen and hashable (as long
+    as ``layer``, ``score`` and ``embedder`` are: names, modules and the score objects of
+    :mod:`.scores` are, except the unfrozen dataclasses ``ClassScore``/``EmbeddingSimilarity``).
+
+    The fields are the keyword parameters of :func:`evaluate` (documented there); option dicts are
+    stored as :class:`FrozenMap` and ``iou_thresholds`` as a tuple. ``score_batch_size`` is speed only
+    and not part of the cache key. Build a variant with ``dataclasses.replace(config, steps=50)``.
+    """
+
+    layer: Any
+    model_name: str | None = None
+    score: Any = "softmax"
+    embedder: nn.Module | None = None
+    masking: str | float = "black"
+    masking_options: Mapping = _in_key(default=FrozenMap())
+    target: str = "predicted"
+    batch_size: int = 8
+    iou_threshold: float = 0.5
+    iou_thresholds: tuple[float, ...] | None = None
+    steps: int = 20
+    deletion_baseline: Any = "black"
+    insertion_baseline: Any = "blur"
+    method_options: Mapping = _in_key(default=FrozenMap())
+    max_images: Mapping = _in_key(default=FrozenMap())
+    void: int | None = M.VOID
+    score_batch_size: int = _in_key(False, default=32)
+
+    def __post_init__(self):
+        for name in ("masking_options", "method_options", "max_images"):
+            object.__setattr__(self, name, FrozenMap(getattr(self, name) or {}))
+        if self.iou_thresholds is not None:
+            object.__setattr__(self, "iou_thresholds",
+                               tuple(float(t) for t in torch.as_tensor(self.iou_thresholds).reshape(-1).tolist()))
+        if self.target not in ("predicted", "label"):
+            raise ValueError(f"target must be 'predicted' or 'label', got {self.target!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+    @classmethod
+    def build(cls, config: "EvaluationConfig | None" = None, **overrides) -> "EvaluationConfig":
+        """``config`` with ``overrides`` replaced (or a new config from ``overrides``); a ``TypeError``
+        naming the known fields for an unknown one."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise TypeError(f"unknown evaluation setting(s) {unknown}; known: {sorted(names)}")
+        if config is None:
+            if "layer" not in overrides:
+                raise TypeError("evaluate() needs layer=... (or config=EvaluationConfig(layer=...))")
+            return cls(**overrides)
+        return replace(config, **overrides) if overrides else config
+
+    @property
+    def thresholds(self) -> torch.Tensor:
+        """The thresholds of the ``iou_curve`` rows (default 0, 0.05, ..., 1), float64."""
+        if self.iou_thresholds is None:
+            return M.default_thresholds()
+        return torch.tensor(self.iou_thresholds, dtype=torch.float64)
+
+    @property
+    def masking_label(self) -> str:
+        return self.masking if isinstance(self.masking, str) else f"constant({self.masking})"
+
+    def key_dict(self, model: nn.Module, methods, fns: Mapping, metrics: Sequence[str], scorer) -> dict:
+        """The cache key as a dict (written as ``config.json`` and to ``df.attrs["config"]``): this
+        configuration's key fields, plus the protocol, the library source and versions
+        (:func:`tsmlib.fingerprint.fingerprint`), the model's weights, the methods (names, or callables by
+        code) and the metrics."""
+        key = {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("key", True)}
+        key.update(
+            layer=_layer_name(model, self.layer), model=self.model_name or type(model).__name__,
+            score=scorer.name,
+            score_object=None if isinstance(self.score, str) else _callable_fingerprint(type(self.score)),
+            embedder=module_fingerprint(self.embedder) if scorer.name == "cosine" else None,
+            masking=self.masking_label, iou_thresholds=self.thresholds.tolist(),
+        )
+        del key["model_name"]  # recorded as "model"
+        key.update(protocol=PROTOCOL_VERSION, code=code_fingerprint(), model_weights=module_fingerprint(model),
+                   methods={n: (m if isinstance(m, str) else _callable_fingerprint(m))
+                            for n, m in zip(fns, _method_specs(methods))},
+                   metrics=list(metrics))
+        return key
+
+
+def _layer_name(model: nn.Module, layer) -> str:
+    return layer if isinstance(layer, str) else next(
+        (n for n, m in model.named_modules() if m is layer), type(layer).__name__)
+
+
+# ------------------------------------------------------------------------------------- metric table
+@dataclass(frozen=True)
+class MetricSpec:
+    """How the runner computes one metric (its direction, unit and display name are in
+    :data:`tsmlib.evaluation.metric_info.METRICS`, under the same name).
+
+    ``kind`` says what ``compute`` receives, per batch of one method (B images):
+
+    * ``"confidence"``: ``compute(Y, O)`` with the scores of the full images ``Y`` (B,) and of the
+      explanation-masked inputs ``O`` (B,) (masked once per batch for all confidence metrics);
+    * ``"mask"``: ``compute(S, mask, config)`` with maps ``S`` (b, S, S) in [0, 1] and label masks (b, S, S)
+      of the b images that have a mask;
+    * ``"perturbation"``: ``compute(curves, config)`` with the output of
+      :func:`~tsmlib.evaluation.metrics.deletion_insertion_auc` (computed once per batch).
+
+    ``compute`` returns (B,) values; with ``thresholds`` (``config -> sequence``) it returns (B, T), one
+    row per threshold, and with ``threshold`` (``config -> float``) the rows record that threshold.
+    """
+
+    name: str
+    kind: str
+    compute: Callable
+    threshold: Callable[[EvaluationConfig], float] | None = None
+    thresholds: Callable[[EvaluationConfig], Sequence[float]] | None = None
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+
+    @property
+    def info(self):
+        """The metric's :class:`~tsmlib.evaluation.metric_info.MetricInfo` (direction, unit, label); for
+        ``iou_curve`` the one of ``iou``."""
+        return metric_info("iou" if self.name == "iou_curve" else self.name)
+
+
+KINDS = ("confidence", "mask", "perturbation")
+
+#: Every metric the runner can compute, by name, in table order. Add one with :func:`register_metric`.
+METRIC_TABLE: dict[str, MetricSpec] = {}
+
+
+def register_metric(name: str, kind: str, compute: Callable, *, info: MetricInfo | None = None,
+                    threshold=None, thresholds=None, overwrite: bool = False) -> MetricSpec:
+    """Add a metric to :data:`METRIC_TABLE` (and, with ``info``, its display name, unit and direction to
+    :data:`~tsmlib.evaluation.metric_info.METRICS`): one entry, and :func:`evaluate` computes it."""
+    if name in METRIC_TABLE and not overwrite:
+        raise ValueError(f"a metric named {name!r} is already registered (pass overwrite=True)")
+    spec = MetricSpec(name, kind, compute, threshold, thresholds)
+    if info is not None:
+        if info.name != name:
+            raise ValueError(f"info is named {info.name!r}, the metric {name!r}")
+        METRICS[name] = info
+    METRIC_TABLE[name] = spec
+    return spec
+
+
+for _name in ("average_drop", "increase_in_confidence", "average_gain"):
+    register_metric(_name, "confidence", getattr(M, _name))
+register_metric("iou", "mask", lambda S, mk, c: M.iou(S, mk, c.iou_threshold, void=c.void),
+                threshold=lambda c: c.iou_threshold)
+register_metric("iou_curve", "mask", lambda S, mk, c: M.iou_curve(S, mk, c.thresholds, void=c.void),
+                thresholds=lambda c: c.thresholds.tolist())
+for _name in ("mse", "energy_pointing_game", "pointing_game"):
+    register_metric(_name, "mask", lambda S, mk, c, _fn=getattr(M, _name): _fn(S, mk, void=c.void))
+for _name in ("deletion", "insertion"):
+    register_metric(_name, "perturbation", lambda curves, c, _key=_name: curves[_key])
+del _name
+
+
+def metrics_of_kind(kind: str, metrics: Iterable[str] | None = None) -> tuple[str, ...]:
+    """The metrics of ``kind`` (among ``metrics``, default all registered), in table order."""
+    chosen = set(METRIC_TABLE if metrics is None else metrics)
+    return tuple(n for n, s in METRIC_TABLE.items() if s.kind == kind and n in chosen)
+
+
+CONFIDENCE_METRICS = metrics_of_kind("confidence")
+MASK_METRICS = metrics_of_kind("mask")
+PERTURBATION_METRICS = metrics_of_kind("perturbation")
+#: The built-in metrics (the default of :func:`evaluate`).
+ALL_METRICS = tuple(METRIC_TABLE)
+#: The paper's four metrics.
+PAPER_METRICS = ("average_drop", "increase_in_confidence", "mse", "iou")
+
+
 # ------------------------------------------------------------------------------------------ runner
 def evaluate(model: nn.Module, images: Iterable, methods, metrics: Sequence[str] = ALL_METRICS, *,
-             layer, model_name: str | None = None, score="softmax", embedder: nn.Module | None = None,
-             masking: str | float = "black", masking_options: Mapping | None = None, target: str = "predicted",
-             batch_size: int = 8, iou_threshold: float = 0.5, iou_thresholds: Sequence[float] | None = None,
-             steps: int = 20, deletion_baseline="black", insertion_baseline="blur",
-             method_options: Mapping[str, Mapping] | None = None, max_images: Mapping[str, int] | None = None,
-             cache_dir: str | os.PathLike | None = None, progress: bool = True,
-             void: int | None = M.VOID, score_batch_size: int = 32) -> pd.DataFrame:
+             config: EvaluationConfig | None = None, cache_dir: str | os.PathLike | None = None,
+             progress: bool = True, **settings) -> pd.DataFrame:
     """Evaluate saliency methods on a stream of images; one tidy row per image x method x metric.
 
     Parameters
@@ -223,36 +428,42 @@ def evaluate(model: nn.Module, images: Iterable, methods, metrics: Sequence[str]
         Registry names for :func:`tsmlib.saliency` ("tsm", "mtsm", "gradcam", ...), or callables
         ``fn(model, x, layer, targets) -> (B, S, S)`` maps in [0, 1].
     metrics : sequence of str
-        Any of :data:`ALL_METRICS` (default all). Mask metrics are skipped for images without a mask.
-    layer : str or nn.Module
-        Target layer passed to every method.
-    model_name : str, optional
-        Name recorded in the table (default: the model's class name).
-    score : {"softmax", "logit", "cosine"} or score object
-        Score space of Average Drop / Increase in Confidence / Average Gain and of deletion/insertion
-        (see :mod:`tsmlib.evaluation.scores`); ``"cosine"`` uses ``embedder`` (or ``model``).
-    masking, masking_options
-        Baseline of the explanation-masked input, see :func:`tsmlib.evaluation.metrics.masked_input`.
-    target : {"predicted", "label"}
-        Class explained and scored: the class predicted on the full image (default) or the record's label.
-    batch_size : int
-        Images per batch (and per cache shard).
-    iou_threshold, iou_thresholds
-        Threshold of the ``iou`` metric; thresholds of the ``iou_curve`` rows (default 0, 0.05, ..., 1).
-    steps, deletion_baseline, insertion_baseline
-        Deletion/insertion settings, see :func:`~tsmlib.evaluation.metrics.deletion_insertion_auc`.
-    method_options : dict name -> dict, optional
-        Keyword arguments for a registry method (e.g. ``{"scorecam": {"batch_size": 64}}``).
-    max_images : dict name -> int, optional
-        Run a (costly) method only on the first ``n`` images, e.g. ``{"scorecam": 8, "ablationcam": 8}``.
+        Names in :data:`METRIC_TABLE` (default the built-in :data:`ALL_METRICS`). Mask metrics are skipped
+        for images without a mask.
+    config : EvaluationConfig, optional
+        The settings below as one object; keyword settings given as well replace its fields.
     cache_dir : path, optional
         Where results are cached (``<cache_dir>/<config hash>/*.csv``); None disables caching.
     progress : bool
         Show a tqdm progress bar over batches.
-    void : int or None
-        Ignored mask label (VOC's 255).
-    score_batch_size : int
-        Images per forward pass of the deletion/insertion curves (speed only, not part of the cache key).
+    **settings
+        The fields of :class:`EvaluationConfig`:
+
+        layer : str or nn.Module
+            Target layer passed to every method (required).
+        model_name : str, optional
+            Name recorded in the table (default: the model's class name).
+        score : {"softmax", "logit", "cosine"} or score object
+            Score space of Average Drop / Increase in Confidence / Average Gain and of deletion/insertion
+            (see :mod:`tsmlib.evaluation.scores`); ``"cosine"`` uses ``embedder`` (or ``model``).
+        masking, masking_options
+            Baseline of the explanation-masked input, see :func:`tsmlib.evaluation.metrics.masked_input`.
+        target : {"predicted", "label"}
+            Class explained and scored: the class predicted on the full image (default) or the record's label.
+        batch_size : int
+            Images per batch (and per cache shard).
+        iou_threshold, iou_thresholds
+            Threshold of the ``iou`` metric; thresholds of the ``iou_curve`` rows (default 0, 0.05, ..., 1).
+        steps, deletion_baseline, insertion_baseline
+            Deletion/insertion settings, see :func:`~tsmlib.evaluation.metrics.deletion_insertion_auc`.
+        method_options : dict name -> dict, optional
+            Keyword arguments for a registry method (e.g. ``{"scorecam": {"batch_size": 64}}``).
+        max_images : dict name -> int, optional
+            Run a (costly) method only on the first ``n`` images, e.g. ``{"scorecam": 8, "ablationcam": 8}``.
+        void : int or None
+            Ignored mask label (VOC's 255).
+        score_batch_size : int
+            Images per forward pass of the deletion/insertion curves (speed only, not part of the cache key).
 
     Returns
     -------
@@ -261,62 +472,37 @@ def evaluate(model: nn.Module, images: Iterable, methods, metrics: Sequence[str]
         ``label_free`` attribute), for plots that set label-free and label-dependent methods side by side. ``value`` is the per-image term (percent for AD/IC/AG); ``threshold``
         is set for ``iou``/``iou_curve`` rows; ``target`` is the explained class (-1 for the cosine score);
         ``note`` explains NaN values (e.g. "mask has no foreground"). ``df.attrs["config"]`` holds the
-        configuration and ``df.attrs["config_hash"]`` its hash.
+        cache key (:meth:`EvaluationConfig.key_dict`) and ``df.attrs["config_hash"]`` its hash.
     """
+    cfg = EvaluationConfig.build(config, **settings)
     metrics = tuple(metrics)
-    unknown = set(metrics) - set(ALL_METRICS)
+    unknown = set(metrics) - set(METRIC_TABLE)
     if unknown:
-        raise ValueError(f"unknown metric(s) {sorted(unknown)}; choose from {list(ALL_METRICS)}")
-    if target not in ("predicted", "label"):
-        raise ValueError(f"target must be 'predicted' or 'label', got {target!r}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    fns = resolve_methods(methods, method_options)
-    max_images = dict(max_images or {})
-    if set(max_images) - set(fns):
-        raise ValueError(f"max_images names methods that are not evaluated: {sorted(set(max_images) - set(fns))}")
-    scorer = make_score(score, model, embedder)
-    thresholds = M.default_thresholds() if iou_thresholds is None else torch.as_tensor(iou_thresholds, dtype=torch.float64)
-    layer_name = layer if isinstance(layer, str) else next(
-        (n for n, m in model.named_modules() if m is layer), type(layer).__name__)
-    model_name = model_name or type(model).__name__
-    masking_label = masking if isinstance(masking, str) else f"constant({masking})"
-    masking_options = dict(masking_options or {})
-
-    config = {
-        "protocol": PROTOCOL_VERSION, "code": code_fingerprint(), "model": model_name, "model_weights": module_fingerprint(model),
-        "layer": layer_name, "methods": {n: (m if isinstance(m, str) else _callable_fingerprint(m))
-                                         for n, m in zip(fns, _method_specs(methods))},
-        "method_options": method_options or {}, "metrics": list(metrics), "score": scorer.name,
-        "score_object": None if isinstance(score, str) else _callable_fingerprint(type(score)),
-        "embedder": module_fingerprint(embedder) if scorer.name == "cosine" else None,
-        "masking": masking_label, "masking_options": masking_options, "target": target,
-        "batch_size": batch_size, "iou_threshold": iou_threshold, "iou_thresholds": thresholds.tolist(),
-        "steps": steps, "deletion_baseline": deletion_baseline, "insertion_baseline": insertion_baseline,
-        "max_images": max_images, "void": void,
-    }
-    key = config_hash(config)
+        raise ValueError(f"unknown metric(s) {sorted(unknown)}; choose from {list(METRIC_TABLE)}")
+    fns = resolve_methods(methods, cfg.method_options)
+    if set(cfg.max_images) - set(fns):
+        raise ValueError(f"max_images names methods that are not evaluated: {sorted(set(cfg.max_images) - set(fns))}")
+    scorer = make_score(cfg.score, model, cfg.embedder)
+    key_dict = cfg.key_dict(model, methods, fns, metrics, scorer)
+    key = config_hash(key_dict)
     shard_dir = None
     if cache_dir is not None:
         shard_dir = Path(cache_dir) / key
         shard_dir.mkdir(parents=True, exist_ok=True)
         with _fp.atomic_path(shard_dir / "config.json") as tmp:
-            tmp.write_text(json.dumps(_jsonable(config), indent=1, sort_keys=True))
+            tmp.write_text(json.dumps(_jsonable(key_dict), indent=1, sort_keys=True))
 
-    device = _device_of(model)
-    constant = {"score_space": scorer.name, "masking": masking_label, "model": model_name, "layer": layer_name}
-    settings = dict(metrics=metrics, layer=layer, scorer=scorer, masking=masking, masking_options=masking_options,
-                    target=target, iou_threshold=iou_threshold, thresholds=thresholds, steps=steps,
-                    deletion_baseline=deletion_baseline, insertion_baseline=insertion_baseline,
-                    max_images=max_images, void=void, device=device, constant=constant,
-                    score_batch_size=score_batch_size)
+    model_name = key_dict["model"]
+    run = _Run(scorer=scorer, device=_device_of(model), specs=_ordered_specs(metrics),
+               constant={"score_space": scorer.name, "masking": cfg.masking_label, "model": model_name,
+                         "layer": key_dict["layer"]})
 
     total = None
     try:
-        total = math.ceil(len(images) / batch_size)  # type: ignore[arg-type]
+        total = math.ceil(len(images) / cfg.batch_size)  # type: ignore[arg-type]
     except TypeError:
         pass
-    batches = _batches(images, batch_size)
+    batches = _batches(images, cfg.batch_size)
     if progress:
         from tqdm import tqdm  # plain text bar: tqdm.auto warns in notebooks without ipywidgets
 
@@ -333,16 +519,35 @@ def evaluate(model: nn.Module, images: Iterable, methods, metrics: Sequence[str]
                 frames.append(cached)
                 start += len(batch)
                 continue
-        df = _evaluate_batch(model, batch, fns, start, **settings)
+        df = _evaluate_batch(model, batch, fns, start, cfg, run)
         if shard is not None:
             _write_shard(shard, df)
         frames.append(df)
         start += len(batch)
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
     out["label_free"] = out["method"].map(_label_free(fns, _method_specs(methods)))
-    out.attrs["config"] = _jsonable(config)
+    out.attrs["config"] = _jsonable(key_dict)
     out.attrs["config_hash"] = key
     return out
+
+
+def _ordered_specs(metrics: Sequence[str]) -> list[MetricSpec]:
+    """The specs of ``metrics`` in the order of the table's rows: confidence, perturbation, then mask
+    metrics, each in :data:`METRIC_TABLE` order."""
+    rank = {"confidence": 0, "perturbation": 1, "mask": 2}
+    chosen = [s for n, s in METRIC_TABLE.items() if n in set(metrics)]
+    return sorted(chosen, key=lambda s: rank[s.kind])
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What one :func:`evaluate` call derives from its config and model: the score, the device, the
+    metrics to compute and the columns that are the same in every row."""
+
+    scorer: Any
+    device: torch.device
+    specs: list
+    constant: dict
 
 
 def _label_free(fns, specs) -> dict:
@@ -423,16 +628,15 @@ def _mask_to(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(mask[None, None].float(), size=size, mode="nearest")[0, 0].to(mask.dtype)
 
 
-def _evaluate_batch(model, batch: list[Record], fns, start: int, *, metrics, layer, scorer, masking,
-                    masking_options, target, iou_threshold, thresholds, steps, deletion_baseline,
-                    insertion_baseline, max_images, void, device, constant, score_batch_size) -> pd.DataFrame:
+def _evaluate_batch(model, batch: list[Record], fns, start: int, cfg: EvaluationConfig, run: _Run) -> pd.DataFrame:
     shapes = {tuple(r.image.shape) for r in batch}
     if len(shapes) != 1 or len(next(iter(shapes))) != 3:
         raise ValueError(f"images of a batch must all have shape (3, S, S); got {sorted(shapes)}")
+    device, scorer = run.device, run.scorer
     x = torch.stack([r.image for r in batch]).to(device=device, dtype=torch.float32)
     ids = [r.id for r in batch]
     labels = None
-    if target == "label":
+    if cfg.target == "label":
         missing = [r.id for r in batch if r.label is None]
         if missing:
             raise ValueError(f"target='label' but images {missing[:5]} have no label")
@@ -443,63 +647,62 @@ def _evaluate_batch(model, batch: list[Record], fns, start: int, *, metrics, lay
     size = tuple(x.shape[-2:])
     has_mask = [r.mask is not None for r in batch]
     masks = [(_mask_to(r.mask, size) if r.mask is not None else None) for r in batch]
+    kinds = {s.kind for s in run.specs}
+    masking_options = dict(cfg.masking_options)
 
     rows: list[dict] = []
     for name, fn in fns.items():
-        limit = max_images.get(name)
+        limit = cfg.max_images.get(name)
         sel = [i for i in range(len(batch)) if limit is None or start + i < limit]
         if not sel:
             continue
         idx = torch.tensor(sel, device=device)
         xs = x[idx]
         ts = None if class_targets is None else class_targets[idx]
-        maps = check_map_batch(fn(model, xs, layer, ts), xs, name).to(device=device, dtype=torch.float32)
+        maps = check_map_batch(fn(model, xs, cfg.layer, ts), xs, name).to(device=device, dtype=torch.float32)
         ctx = context[idx]
 
-        def add(metric, values, threshold=float("nan"), notes=None, which=sel):
-            for j, (i, v) in enumerate(zip(which, values)):
-                rows.append({"image": ids[i], "method": name, "metric": metric, "value": float(v),
-                             "threshold": threshold,
-                             "target": -1 if class_targets is None else int(class_targets[i]),
-                             "note": "" if notes is None else notes[j]})
+        def add(spec, values, which, notes=None):
+            values = values.detach().cpu()
+            if spec.thresholds is not None:
+                columns = list(zip(spec.thresholds(cfg), values.T.tolist()))
+            else:
+                columns = [(float("nan") if spec.threshold is None else spec.threshold(cfg), values.tolist())]
+            for threshold, col in columns:
+                for j, (i, v) in enumerate(zip(which, col)):
+                    rows.append({"image": ids[i], "method": name, "metric": spec.name, "value": float(v),
+                                 "threshold": threshold,
+                                 "target": -1 if class_targets is None else int(class_targets[i]),
+                                 "note": "" if notes is None else notes[j]})
 
-        if any(m in metrics for m in CONFIDENCE_METRICS):
-            O = scorer(M.masked_input(xs, maps, masking, **masking_options), ctx)
-            Ys = Y[idx]
-            for metric in CONFIDENCE_METRICS:
-                if metric in metrics:
-                    add(metric, getattr(M, metric)(Ys, O).cpu().tolist())
-        if any(m in metrics for m in PERTURBATION_METRICS):
-            res = M.deletion_insertion_auc(lambda imgs, k: scorer(imgs, ctx[k]), xs, maps, steps=steps,
-                                           deletion_baseline=deletion_baseline,
-                                           insertion_baseline=insertion_baseline, chunk_size=score_batch_size,
-                                           **masking_options)
-            for metric in PERTURBATION_METRICS:
-                if metric in metrics:
-                    add(metric, res[metric].cpu().tolist())
+        # the work shared by the metrics of one kind, done once per batch
+        inputs: dict[str, tuple] = {}
+        if "confidence" in kinds:
+            inputs["confidence"] = (Y[idx], scorer(M.masked_input(xs, maps, cfg.masking, **masking_options), ctx))
+        if "perturbation" in kinds:
+            curves = M.deletion_insertion_auc(lambda imgs, k: scorer(imgs, ctx[k]), xs, maps, steps=cfg.steps,
+                                              deletion_baseline=cfg.deletion_baseline,
+                                              insertion_baseline=cfg.insertion_baseline,
+                                              chunk_size=cfg.score_batch_size, **masking_options)
+            inputs["perturbation"] = (curves, cfg)
         with_mask = [j for j, i in enumerate(sel) if has_mask[i]]
-        if with_mask and any(m in metrics for m in MASK_METRICS):
-            which = [sel[j] for j in with_mask]
-            S = maps[with_mask]
-            mk = torch.stack([masks[i] for i in which]).to(device)
-            fg, valid = M._foreground_and_valid(mk, void)
-            notes = ["all pixels void" if not bool(v.any()) else "mask has no foreground" if not bool(f.any()) else ""
-                     for f, v in zip(fg, valid)]
-            if "iou" in metrics:
-                add("iou", M.iou(S, mk, iou_threshold, void=void).cpu().tolist(), iou_threshold, notes, which)
-            if "iou_curve" in metrics:
-                curve = M.iou_curve(S, mk, thresholds, void=void).cpu()
-                for t, col in zip(thresholds.tolist(), curve.T.tolist()):
-                    add("iou_curve", col, t, notes, which)
-            if "mse" in metrics:
-                add("mse", M.mse(S, mk, void=void).cpu().tolist(), notes=notes, which=which)
-            if "energy_pointing_game" in metrics:
-                add("energy_pointing_game", M.energy_pointing_game(S, mk, void=void).cpu().tolist(),
-                    notes=notes, which=which)
-            if "pointing_game" in metrics:
-                add("pointing_game", M.pointing_game(S, mk, void=void).cpu().tolist(), notes=notes, which=which)
-        del maps
-    df = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in constant])
-    for k, v in constant.items():
+        mask_which = [sel[j] for j in with_mask]
+        if with_mask and "mask" in kinds:
+            mk = torch.stack([masks[i] for i in mask_which]).to(device)
+            fg, valid = M.foreground_and_valid(mk, cfg.void)
+            mask_notes = ["all pixels void" if not bool(v.any()) else "mask has no foreground" if not bool(f.any())
+                          else "" for f, v in zip(fg, valid)]
+            inputs["mask"] = (maps[with_mask], mk, cfg)
+        for spec in run.specs:
+            if spec.kind not in inputs:
+                continue  # mask metrics of a batch without masks
+            values = spec.compute(*inputs[spec.kind])
+            if spec.kind == "mask":
+                add(spec, values, mask_which, mask_notes)
+            else:
+                add(spec, values, sel)
+        del maps, inputs
+    df = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in run.constant])
+    for k, v in run.constant.items():
         df[k] = v
     return df[COLUMNS]

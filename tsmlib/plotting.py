@@ -1,0 +1,379 @@
+"""Every saliency figure of the book, in one style: overlays, the image x method grid, the component figure.
+
+* :func:`display_name` -- the name a reader sees ("Multivec-EigenCAM", not ``multivec-eigencam``);
+* :func:`overlay`, :func:`mask_outline`, :func:`to_numpy_image`, :func:`to_numpy_map` -- one panel;
+* :func:`saliency_grid` -- images in rows, the image then one column per method (``style="paper"``:
+  row labels on the left), or a flat gallery of images with optional maps; one colour bar;
+* :func:`component_figure` -- the component maps ``|p_k|`` of each row with their weights ``sigma_k``
+  (optionally the combined map last); one colour bar.
+
+The rules (issue 14): titles and legends use display names, saliency is drawn in the perceptually
+uniform :data:`tsmlib.style.SALIENCY_CMAP`, every map grid has a colour bar, maps are min-max
+normalised and upsampled by :func:`tsmlib.methods.minmax_normalize` / :func:`tsmlib.methods.upsample`.
+``tsmlib.viz``, ``tsmlib.figures`` and ``tsmlib.paper_figures`` keep their old names as thin aliases.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+__all__ = ["DISPLAY_NAMES", "display_name", "to_numpy_image", "to_numpy_map", "overlay", "mask_outline",
+           "saliency_grid", "component_figure"]
+
+#: Display names of the registry's methods (``tsmlib.available_methods()``).
+DISPLAY_NAMES = {
+    "eigencam": "EigenCAM", "tsm": "TSM", "multivec-eigencam": "Multivec-EigenCAM", "mtsm": "MTSM",
+    "lafam": "LaFAM", "gradcam-eigencam": "EigenCAM (pytorch-grad-cam)", "gradcam": "Grad-CAM",
+    "gradcam++": "Grad-CAM++", "xgradcam": "XGrad-CAM", "layercam": "LayerCAM", "hirescam": "HiResCAM",
+    "scorecam": "Score-CAM", "ablationcam": "Ablation-CAM",
+}
+
+_VARIANT = re.compile(r"^(?P<base>[^\[]+)\[(?P<options>.*)\]$")
+
+
+def display_name(method: str) -> str:
+    """The name a reader sees: ``"multivec-eigencam"`` -> ``"Multivec-EigenCAM"``, a variant
+    ``"mtsm[k=5]"`` -> ``"MTSM (k=5)"``, ``"multivec_eigencam"`` (benchmark spelling) as well; any other
+    text (already a display name) is returned unchanged."""
+    if not isinstance(method, str):
+        return str(method)
+    key = method.lower()
+    if key in DISPLAY_NAMES:
+        return DISPLAY_NAMES[key]
+    if key.replace("_", "-") in DISPLAY_NAMES:
+        return DISPLAY_NAMES[key.replace("_", "-")]
+    m = _VARIANT.match(method)
+    if m and m["base"].lower() in DISPLAY_NAMES:
+        return f"{DISPLAY_NAMES[m['base'].lower()]} ({m['options'].replace(',', ', ')})"
+    return method
+
+
+def _cmap(cmap: str | None) -> str:
+    from .style import SALIENCY_CMAP
+
+    return cmap or SALIENCY_CMAP
+
+
+# ------------------------------------------------------------------------------------------ panels
+def to_numpy_image(image) -> np.ndarray:
+    """PIL image, (3, H, W) / (H, W, 3) tensor or array in [0, 1] or uint8 -> (H, W, 3) float in [0, 1]."""
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().numpy()
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3):
+        arr = arr.transpose(1, 2, 0)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[-1] not in (1, 3):
+        raise ValueError(f"expected an RGB image (H, W, 3) or (3, H, W), got shape {arr.shape}")
+    if arr.shape[-1] == 1:
+        arr = np.repeat(arr, 3, axis=-1)
+    arr = arr.astype(np.float32)
+    if arr.max() > 1.0 + 1e-6:
+        arr = arr / 255.0
+    return np.clip(arr, 0.0, 1.0)
+
+
+def to_numpy_map(saliency) -> np.ndarray:
+    """(H, W) or (1, H, W) tensor/array -> (H, W) float array (NaN rejected)."""
+    if isinstance(saliency, torch.Tensor):
+        saliency = saliency.detach().float().cpu().numpy()
+    arr = np.asarray(saliency, dtype=np.float32)
+    if arr.ndim == 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 2:
+        raise ValueError(f"a saliency map must be (H, W), got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError("the saliency map contains NaN or infinite values")
+    return arr
+
+
+def overlay(image, saliency, alpha: float = 0.5, cmap: str | None = None, normalize: bool = True) -> np.ndarray:
+    """Blend a saliency map over an image.
+
+    Parameters
+    ----------
+    image : PIL image, tensor or array
+        (H, W, 3) or (3, H, W), values in [0, 1] or uint8.
+    saliency : tensor or array (H', W')
+        Upsampled bilinearly to (H, W) if needed (:func:`tsmlib.methods.upsample`). Min-max normalised
+        when ``normalize`` (:func:`tsmlib.methods.minmax_normalize`: a constant map shows as all zeros);
+        otherwise clipped to [0, 1].
+    alpha : float in [0, 1]
+        Weight of the heat map.
+    cmap : str, optional
+        A matplotlib colour map name (default :data:`tsmlib.style.SALIENCY_CMAP`).
+
+    Returns
+    -------
+    numpy.ndarray
+        (H, W, 3) float in [0, 1].
+    """
+    import matplotlib
+
+    from .methods import minmax_normalize, upsample
+
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    img = to_numpy_image(image)
+    sal = torch.from_numpy(to_numpy_map(saliency))
+    sal = upsample(sal[None], img.shape[:2])[0]
+    sal = minmax_normalize(sal) if normalize else sal.clamp(0.0, 1.0)
+    heat = matplotlib.colormaps[_cmap(cmap)](sal.numpy())[..., :3].astype(np.float32)
+    return (1.0 - alpha) * img + alpha * heat
+
+
+def mask_outline(mask, width: int | None = None) -> np.ndarray:
+    """Boundary pixels of a (H, W) bool mask, ``width`` pixels on each side of the edge, as a (H, W) bool
+    array (default width: 1 pixel per 100 of the smaller side, at least 1: 2 on a 224 x 224 image)."""
+    m = np.asarray(mask, dtype=bool)
+    if m.ndim != 2:
+        raise ValueError(f"mask must be (H, W), got {m.shape}")
+    if width is None:
+        width = max(1, min(m.shape) // 100)
+    t = torch.from_numpy(m.astype(np.float32))[None, None]
+    k = 2 * width + 1
+    dil = torch.nn.functional.max_pool2d(t, k, stride=1, padding=width)
+    ero = -torch.nn.functional.max_pool2d(-t, k, stride=1, padding=width)
+    return ((dil - ero)[0, 0].numpy() > 0) & np.ones_like(m)
+
+
+def _panel(ax, image: np.ndarray, saliency=None, outline: np.ndarray | None = None, *, alpha: float, cmap: str,
+           normalize: bool) -> None:
+    """One cell: the image, the map over it, the mask outline in white; no ticks, no frame."""
+    shown = image if saliency is None else overlay(image, saliency, alpha=alpha, cmap=cmap, normalize=normalize)
+    if outline is not None:
+        if outline.shape != shown.shape[:2]:
+            raise ValueError(f"a mask has shape {outline.shape}, its image {shown.shape[:2]}")
+        shown = shown.copy()
+        shown[outline] = (1.0, 1.0, 1.0)
+    ax.imshow(shown)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+def _colorbar(fig, axes, cmap: str, label: str, n_rows: int, fontsize: float):
+    import matplotlib as mpl
+
+    sm = mpl.cm.ScalarMappable(norm=mpl.colors.Normalize(0, 1), cmap=cmap)
+    cb = fig.colorbar(sm, ax=list(axes), shrink=min(0.9, 3.0 / n_rows + 0.3), pad=0.02, aspect=25)
+    cb.set_label(label, fontsize=fontsize)
+    cb.ax.tick_params(labelsize=fontsize - 1)
+    return cb
+
+
+def _check_lengths(n: int, **seqs) -> None:
+    for name, seq in seqs.items():
+        if seq is not None and len(seq) != n:
+            raise ValueError(f"{name} has {len(seq)} entries for {n} images")
+
+
+def _outlines(masks, i):
+    return None if masks is None or masks[i] is None else mask_outline(masks[i])
+
+
+# -------------------------------------------------------------------------------------------- grids
+def saliency_grid(images: Sequence, maps: Mapping[str, Sequence] | Sequence | None = None,
+                  masks: Sequence | None = None, row_titles: Sequence[str] | None = None, *,
+                  style: str = "book", titles: Sequence[str] | None = None, ncols: int | None = None,
+                  size: float | None = None, alpha: float = 0.5, cmap: str | None = None, normalize: bool = False,
+                  colorbar: bool = True, colorbar_label: str = "saliency", title_fontsize: float = 8,
+                  suptitle: str | None = None):
+    """The one saliency grid of the book.
+
+    Parameters
+    ----------
+    images : sequence of N images (PIL, (3, H, W) tensor or (H, W, 3) array)
+    maps : dict method -> N maps, or sequence of N maps, or None
+        A dict gives the *image x method* grid: a row per image, the image then one column per method,
+        titled with :func:`display_name` of the key (a ``None`` map leaves its cell empty). A sequence
+        (one map or None per image) or None gives a *gallery*: one panel per image, ``ncols`` per row,
+        titled by ``titles``. Maps of another size are upsampled bilinearly to their image.
+    masks : sequence of N (H, W) bool masks or None, optional
+        White outlines on every panel of the image.
+    row_titles : sequence of N str, optional
+        Image x method grid: the label of each row, above its image (``style="book"``) or on its left
+        (``style="paper"``, where the image column is titled "image").
+    style : {"book", "paper"}
+        The paper's look: row labels on the left and 9-pt column titles.
+    titles, ncols
+        Gallery only: a title per image; panels per row (default ``min(N, 6)``).
+    size : float, optional
+        Inches per cell (default 1.55, paper 1.7, gallery 2.4).
+    normalize : bool
+        Min-max normalise each map before drawing (default: maps are in [0, 1] already, e.g. from
+        :func:`tsmlib.saliency`, and are drawn as they are).
+    colorbar : bool
+        One colour bar (0..1, ``colorbar_label``) for the whole grid when it draws any map.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    if style not in ("book", "paper"):
+        raise ValueError(f"style must be 'book' or 'paper', got {style!r}")
+    cmap = _cmap(cmap)
+    n = len(images)
+    if n == 0:
+        raise ValueError("saliency_grid needs at least one image")
+    _check_lengths(n, masks=masks, row_titles=row_titles, titles=titles)
+    if maps is None or not isinstance(maps, Mapping):
+        return _gallery(images, maps, masks, titles, ncols=ncols, size=size or 2.4, alpha=alpha, cmap=cmap,
+                        normalize=normalize, colorbar=colorbar, colorbar_label=colorbar_label,
+                        fontsize=title_fontsize + 1, suptitle=suptitle)
+    if not maps:
+        raise ValueError("saliency_grid needs at least one method in maps")
+    for name, seq in maps.items():
+        if len(seq) != n:
+            raise ValueError(f"maps[{name!r}] has {len(seq)} maps for {n} images")
+    paper = style == "paper"
+    fontsize = 9 if paper else title_fontsize
+    size = size or (1.7 if paper else 1.55)
+    cols = list(maps)
+    fig, axes = plt.subplots(n, len(cols) + 1, figsize=(size * (len(cols) + 1) + (0.6 if colorbar else 0),
+                                                         size * n + 0.3 + (0.4 if suptitle else 0)),
+                             squeeze=False, layout="constrained")
+    for i in range(n):
+        img = to_numpy_image(images[i])
+        outline = _outlines(masks, i)
+        _panel(axes[i, 0], img, None, outline, alpha=alpha, cmap=cmap, normalize=normalize)
+        if paper:
+            if i == 0:
+                axes[i, 0].set_title("image", fontsize=fontsize)
+            if row_titles is not None:
+                axes[i, 0].set_ylabel(row_titles[i], fontsize=fontsize - 1)
+        elif row_titles is not None:
+            axes[i, 0].set_title(row_titles[i], fontsize=fontsize)
+        for j, col in enumerate(cols, start=1):
+            sal = maps[col][i]
+            if sal is None:
+                axes[i, j].axis("off")
+                continue
+            _panel(axes[i, j], img, sal, outline, alpha=alpha, cmap=cmap, normalize=normalize)
+            if i == 0:
+                axes[i, j].set_title(display_name(col), fontsize=fontsize)
+    if colorbar:
+        _colorbar(fig, axes[:, -1], cmap, colorbar_label, n, fontsize)
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig
+
+
+def _gallery(images, maps, masks, titles, *, ncols, size, alpha, cmap, normalize, colorbar, colorbar_label, fontsize,
+             suptitle):
+    import matplotlib.pyplot as plt
+
+    n = len(images)
+    _check_lengths(n, maps=maps)
+    ncols = ncols or min(n, 6)
+    nrows = -(-n // ncols)
+    any_map = maps is not None and any(m is not None for m in maps)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols + (0.6 if any_map and colorbar else 0),
+                                                    size * nrows + (0.4 if suptitle else 0)),
+                             squeeze=False, layout="constrained")
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    for i in range(n):
+        ax = axes.flat[i]
+        _panel(ax, to_numpy_image(images[i]), None if maps is None else maps[i], _outlines(masks, i), alpha=alpha,
+               cmap=cmap, normalize=normalize)
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=fontsize)
+    if any_map and colorbar:
+        _colorbar(fig, axes.flat, cmap, colorbar_label + (" (min-max)" if normalize else ""), nrows, fontsize)
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig
+
+
+def component_figure(images: Sequence, components, weights, *, combined: Sequence | None = None,
+                     n: int | None = None, masks: Sequence | None = None, row_titles: Sequence[str] | None = None,
+                     label: str = "p", size: float = 1.6, cmap: str | None = None, alpha: float = 0.5,
+                     title_fontsize: float = 8, colorbar: bool = True):
+    """The component maps of N rows with their weights: ``|p_k|`` (min-max normalised), titled with ``sigma_k``.
+
+    Parameters
+    ----------
+    images : sequence of N images (PIL, tensor or array)
+        The image of each row (the same image repeated for one row per method).
+    components : (N, K, h, w) tensor, or sequence of N (K_i, h, w) tensors
+        Signed component maps ``p_k`` (e.g. ``tsmlib.tsm_components(A, k=K).maps``).
+    weights : (N, K) tensor, or sequence of N (K_i,) tensors
+        Their weights ``sigma_k``; each title also gives ``sigma_k``'s share of the row's weights given
+        (all K_i of them, also those not drawn).
+    combined : sequence of N maps, optional
+        The combined (multivector) map of each row, drawn last (min-max normalised).
+    n : int, optional
+        Components drawn per row (default all K_i; each row must hold at least ``n``).
+    masks : sequence of N (H, W) bool masks or None, optional
+        Outlines drawn on every panel of the row.
+    row_titles : sequence of N str, optional
+        The y label of each row's first panel (method names go through :func:`display_name`).
+
+    Returns
+    -------
+    matplotlib.figure.Figure with N rows of ``n`` (+ 1 combined) panels and one colour bar.
+    """
+    import matplotlib.pyplot as plt
+
+    from .methods import minmax_normalize
+
+    if isinstance(components, torch.Tensor) or isinstance(weights, torch.Tensor):
+        if (not isinstance(components, torch.Tensor) or not isinstance(weights, torch.Tensor)
+                or components.ndim != 4 or weights.ndim != 2 or components.shape[:2] != weights.shape):
+            raise ValueError(f"expected components (N, K, h, w) and weights (N, K), got "
+                             f"{tuple(getattr(components, 'shape', ()))} and {tuple(getattr(weights, 'shape', ()))}")
+    rows = list(zip(components, weights))
+    N = len(rows)
+    if N != len(components) or N != len(weights):
+        raise ValueError(f"components has {len(components)} rows, weights {len(weights)}")
+    for r, (P, s) in enumerate(rows):
+        if P.ndim != 3 or s.ndim != 1 or P.shape[0] != s.shape[0]:
+            raise ValueError(f"row {r}: expected components (K, h, w) and weights (K,), got {tuple(P.shape)} "
+                             f"and {tuple(s.shape)}")
+        if n is not None and P.shape[0] < n:
+            raise ValueError(f"row {r} holds {P.shape[0]} components, fewer than n={n}")
+    if len(images) != N:
+        raise ValueError(f"images has {len(images)} entries for {N} rows of components")
+    for name, seq in (("masks", masks), ("row_titles", row_titles), ("combined", combined)):
+        if seq is not None and len(seq) != N:
+            raise ValueError(f"{name} has {len(seq)} entries for {N} rows of components")
+    cmap = _cmap(cmap)
+    K = n if n is not None else max(int(P.shape[0]) for P, _ in rows)
+    ncols = K + (combined is not None)
+    fig, axes = plt.subplots(N, ncols, figsize=(size * ncols + (0.3 if row_titles else 0) + (0.6 if colorbar else 0),
+                                                (size + 0.45) * N), squeeze=False, layout="constrained")
+    for i, (P, s) in enumerate(rows):
+        img = to_numpy_image(images[i])
+        outline = _outlines(masks, i)
+        maps = minmax_normalize(P[:K].detach().abs().double().cpu())
+        s = s.detach().double().cpu()
+        share = s / s.sum().clamp_min(1e-300)
+        for k in range(K):
+            ax = axes[i, k]
+            if k >= P.shape[0]:
+                ax.axis("off")
+                continue
+            _panel(ax, img, maps[k], outline, alpha=alpha, cmap=cmap, normalize=False)
+            ax.set_title(f"$|{label}_{{{k + 1}}}|$, $\\sigma_{{{k + 1}}}$ = {float(s[k]):.3g}\n"
+                         f"({float(share[k]):.1%} of $\\Sigma\\sigma$)", fontsize=title_fontsize)
+        if combined is not None:
+            ax = axes[i, K]
+            _panel(ax, img, combined[i], outline, alpha=alpha, cmap=cmap, normalize=True)
+            ax.set_title("combined", fontsize=title_fontsize + 0.5, fontweight="bold")
+        if row_titles is not None:
+            axes[i, 0].set_ylabel(display_name(row_titles[i]), fontsize=title_fontsize + 1)
+    if colorbar:
+        _colorbar(fig, axes[:, -1], cmap, f"$|{label}_k|$, min-max", N, title_fontsize)
+    return fig
