@@ -41,7 +41,7 @@ def test_unknown_model_and_method(tmp_path, capsys):
     assert main(["explain", img, "--model", "resnet5O", "--out", str(tmp_path)]) == 2
     assert "unknown model 'resnet5O'" in capsys.readouterr().err
     assert main(["explain", img, "--method", "nonsense", "--out", str(tmp_path)]) == 2
-    assert "unknown method 'nonsense'" in capsys.readouterr().err
+    assert "unknown saliency method 'nonsense'" in capsys.readouterr().err
     # a model whose weights are not here: clear message naming the file, no traceback
     assert main(["explain", img, "--model", "vgg16", "--weights", str(tmp_path / "vgg.pth"),
                  "--out", str(tmp_path)]) == 2

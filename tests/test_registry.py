@@ -111,3 +111,22 @@ def test_capture_activations_one_forward_and_clear_error():
     from tsmlib.cam import ActivationCapture, resolve_layer  # the old homes still work
 
     assert ActivationCapture is tsmlib.hooks.ActivationCapture and resolve_layer(net, "feat") is net.feat
+
+
+def test_one_lookup_rule_and_error_type_for_methods_and_models(fresh_registry):
+    from tsmlib import models
+
+    assert models.get_spec("EfficientNet-Lite0").name == "efficientnet_lite0"
+    assert tsmlib.method_info("MULTIVEC_EIGENCAM").name == "multivec-eigencam"
+    for lookup, kind, typo, close in [(models.get_spec, "model", "resnet5O", "resnet50"),
+                                      (tsmlib.method_info, "saliency method", "gradcamm", "gradcam")]:
+        with pytest.raises(UnknownNameError) as exc:
+            lookup(typo)
+        msg = str(exc.value)
+        assert msg.startswith(f"unknown {kind} {typo!r}; available: ") and f"Did you mean: {close}" in msg
+        assert isinstance(exc.value, KeyError) and isinstance(exc.value, ValueError)
+    spec = models.get_spec("efficientnet_lite0")
+    with pytest.raises(ValueError, match="already registered"):
+        models.register_model(__import__("dataclasses").replace(spec, name="EfficientNet-Lite0"))
+    with pytest.raises(ValueError, match="already registered"):
+        tsmlib.register_method("Multivec_EigenCAM", lambda *a, **k: None, label_free=True)

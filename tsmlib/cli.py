@@ -123,24 +123,28 @@ def _explain(args) -> int:
     from tqdm.auto import tqdm
 
     from . import minmax_normalize, saliency, upsample
-    from .cam import available_methods
-    from .models import DEFAULT_MODEL, CheckpointError, WeightsNotFoundError, available_models, load_model
+    from ._names import UnknownNameError
+    from .registry import method_info
+    from .models import DEFAULT_MODEL, CheckpointError, WeightsNotFoundError, get_spec, load_model
     from .viz import overlay
 
     skipped = 0
-    known = {m.lower() for m in available_methods()}
     methods = []
     for m in args.method:
-        if m.lower() in known:
-            methods.append(m.lower())
-        else:
-            _err(f"unknown method {m!r} skipped; available: {', '.join(sorted(known))}")
+        try:
+            name = method_info(m).name  # the registry's one lookup rule and spelling
+        except UnknownNameError as exc:
+            _err(f"{exc} Skipped.")
             skipped += 1
+            continue
+        if name not in methods:
+            methods.append(name)
     if not methods:
         return 2
-    model_name = args.model or DEFAULT_MODEL
-    if model_name not in available_models():
-        _err(f"unknown model {model_name!r}; available: {', '.join(available_models())}")
+    try:
+        model_name = get_spec(args.model or DEFAULT_MODEL).name
+    except UnknownNameError as exc:
+        _err(str(exc))
         return 2
     try:
         lm = load_model(model_name, weights=args.weights, allow_download=args.allow_download, device=args.device)

@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from .._names import UnknownNameError, normalize_name, unknown_name
 from .checkpoints import (
     CheckpointError,
     WeightsNotFoundError,
@@ -219,29 +220,37 @@ _REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register_model(spec: ModelSpec, *, overwrite: bool = False) -> ModelSpec:
-    """Add ``spec`` to the registry under ``spec.name``; returns it."""
-    if not overwrite and spec.name in _REGISTRY:
-        raise ValueError(f"model {spec.name!r} is already registered (pass overwrite=True)")
-    _REGISTRY[spec.name] = spec
+    """Add ``spec`` to the registry under ``spec.name``; returns it.
+
+    Names follow tsmlib's one lookup rule (:mod:`tsmlib._names`: case-insensitive, ``_`` = ``-``), as
+    for saliency methods: a name equal to a registered one under that rule raises ``ValueError``
+    unless ``overwrite=True``.
+    """
+    key = normalize_name(spec.name)
+    if not overwrite and key in _REGISTRY:
+        raise ValueError(f"model {_REGISTRY[key].name!r} is already registered (pass overwrite=True)")
+    _REGISTRY[key] = spec
     return spec
 
 
 def unregister_model(name: str) -> None:
     """Remove a model from the registry (used by tests)."""
-    _REGISTRY.pop(name, None)
+    _REGISTRY.pop(normalize_name(name), None)
 
 
 def get_spec(name: str) -> ModelSpec:
-    """The :class:`ModelSpec` registered as ``name``; ``KeyError`` lists the known names."""
+    """The :class:`ModelSpec` registered as ``name`` (``"EfficientNet-Lite0"`` finds
+    ``"efficientnet_lite0"``); :class:`~tsmlib._names.UnknownNameError` (a ``KeyError``) lists the
+    known names and the closest ones otherwise."""
     try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown model {name!r}; available: {', '.join(available_models())}") from None
+        return _REGISTRY[normalize_name(name)]
+    except (KeyError, TypeError):
+        raise unknown_name("model", name, available_models()) from None
 
 
 def available_models() -> list[str]:
     """Names of the registered models, sorted."""
-    return sorted(_REGISTRY)
+    return sorted(spec.name for spec in _REGISTRY.values())
 
 
 def imagenet_classes() -> list[str]:
@@ -438,8 +447,8 @@ def load_model(
 
     Raises
     ------
-    KeyError
-        Unknown name.
+    UnknownNameError
+        Unknown name (a ``KeyError``; the message lists the registered names).
     WeightsNotFoundError
         A needed file is missing (the message says which and how to get it).
     CheckpointError
