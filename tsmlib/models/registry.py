@@ -113,7 +113,9 @@ class ModelSpec:
         ``"imagenet"`` for the 1000 ILSVRC-2012 classes, an explicit tuple (or list) of class names
         in logit order, or ``None`` for an embedding model.
     builder : callable or None
-        ``builder(spec, weights, allow_download) -> nn.Module`` for models that do not follow the
+        ``builder(spec, weights, probe_weights, allow_download, probe) -> (model, files)`` or
+        ``(model, files, extras)``, ``extras`` being keyword arguments of
+        :meth:`LoadedModel.from_spec` (``embedder``, ``kind``, ``info``), for models that do not follow the
         generic torchvision path.
     reference : str
         Paper / repository, for documentation.
@@ -157,6 +159,12 @@ class LoadedModel:
     spec : ModelSpec
     weight_files : dict
         ``{"backbone": path, "probe": path}`` of the files actually read (empty entries omitted).
+    kind : str or None
+        The variant within a family of models, when the builder names one (the synthetic
+        benchmark's ``"supervised"``, ``"simclr"``, ``"barlow"``, ``"random"``).
+    info : dict
+        What the builder records about the weights (the synthetic models: their manifest entry,
+        with SHA-256, accuracies and training curves); empty otherwise.
     """
 
     name: str
@@ -167,6 +175,43 @@ class LoadedModel:
     embedder: nn.Module | None
     spec: ModelSpec
     weight_files: dict = field(default_factory=dict)
+    kind: str | None = None
+    info: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec, model: nn.Module, files: dict | None = None, *,
+                  embedder: nn.Module | None = None, kind: str | None = None,
+                  info: dict | None = None) -> "LoadedModel":
+        """Wrap a built ``model`` (eval mode) of ``spec``: class names from ``spec.classes``, and
+        ``embedder`` (default: the model's ``embed`` method as a module)."""
+        has_classifier = not (isinstance(model, ResNetModel) and model.head is None)
+        classes = None
+        if has_classifier and spec.classes == "imagenet":
+            classes = imagenet_classes()
+        elif has_classifier and isinstance(spec.classes, (list, tuple)):
+            classes = [str(c) for c in spec.classes]
+        elif has_classifier and spec.classes is not None:
+            raise ValueError(
+                f"unknown class list {spec.classes!r} for model {spec.name!r}: use 'imagenet', a list of "
+                "class names, or None"
+            )
+        return cls(
+            name=spec.name,
+            model=model,
+            target_layer=spec.target_layer,
+            input_size=spec.input_size,
+            classes=classes,
+            embedder=(embedder if embedder is not None else EmbedderView(model)).eval(),
+            spec=spec,
+            weight_files={k: str(v) for k, v in (files or {}).items()},
+            kind=kind,
+            info=dict(info or {}),
+        )
+
+    @property
+    def self_supervised(self) -> bool:
+        """Whether the backbone was trained without labels (``spec.family == "self-supervised"``)."""
+        return self.spec.family == "self-supervised"
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """PIL image -> ``(3, S, S)`` float tensor in ``[0, 1]`` (resize short side, centre crop)."""
@@ -458,32 +503,11 @@ def load_model(
     builder = spec.builder
     if builder is None:
         builder = _build_vgg if spec.architecture.startswith("vgg") else _build_resnet
-    model, files = builder(spec, weights, probe_weights, allow_download, probe)
+    model, files, *extras = builder(spec, weights, probe_weights, allow_download, probe)
     model.eval()
     if device is not None:
         model.to(device)
-    has_classifier = not (isinstance(model, ResNetModel) and model.head is None)
-    classes = None
-    if has_classifier and spec.classes == "imagenet":
-        classes = imagenet_classes()
-    elif has_classifier and isinstance(spec.classes, (list, tuple)):
-        classes = [str(c) for c in spec.classes]
-    elif has_classifier and spec.classes is not None:
-        raise ValueError(
-            f"unknown class list {spec.classes!r} for model {name!r}: use 'imagenet', a list of class "
-            "names, or None"
-        )
-    embedder = EmbedderView(model).eval()
-    return LoadedModel(
-        name=spec.name,
-        model=model,
-        target_layer=spec.target_layer,
-        input_size=spec.input_size,
-        classes=classes,
-        embedder=embedder,
-        spec=spec,
-        weight_files={k: str(v) for k, v in files.items()},
-    )
+    return LoadedModel.from_spec(spec, model, files, **(extras[0] if extras else {}))
 
 
 def with_architecture(spec: ModelSpec, architecture: str, name: str | None = None) -> ModelSpec:
