@@ -110,7 +110,7 @@ def build_synthetic_model(name: str, directory=None, verify: bool = True) -> Con
     """
     from safetensors.torch import load_file
 
-    from .train import sha256_file
+    from .export import sha256_file
 
     kind = _kind(name)
     d = Path(directory) if directory is not None else default_weights_dir()
