@@ -49,7 +49,8 @@ from pytorch_grad_cam.ablation_layer import AblationLayer
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from tsmlib.hooks import capture_activations, resolve_layer
-from tsmlib.registry import BUILTIN_BASELINES, register_method
+from tsmlib._names import normalize_name
+from tsmlib.registry import BUILTIN_BASELINES, available_methods, baseline_entry, register_method
 
 #: pytorch-grad-cam classes behind the label-dependent names (and its EigenCAM, label-free).
 GRAD_CAM_CLASSES = {
@@ -157,11 +158,8 @@ def register_baselines() -> list[str]:
     """The baseline names; declares any that are missing from the registry (e.g. after
     ``unregister_method``). Never replaces an entry: a user's own registration under one of these
     names stays."""
-    from tsmlib.registry import _REGISTRY
-    from tsmlib._names import normalize_name
-
-    for name, (fn_name, label_free, desc) in BUILTIN_BASELINES.items():
-        if normalize_name(name) not in _REGISTRY:
-            register_method(name, f"tsmlib.baselines:{fn_name}", label_free=label_free, description=desc,
-                            map_fn="tsmlib.baselines:lafam_map" if name == "lafam" else None)
+    present = {normalize_name(n) for n in available_methods()}
+    for name in BUILTIN_BASELINES:
+        if normalize_name(name) not in present:
+            register_method(name, **baseline_entry(name))
     return list(BUILTIN_BASELINES)

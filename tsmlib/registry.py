@@ -175,9 +175,15 @@ def _declare_builtins() -> None:
         register_method(name, map_fn=f"tsmlib.methods:{fn_name}", label_free=True, description=description)
     if importlib.util.find_spec("pytorch_grad_cam") is None:  # pragma: no cover - grad-cam is a dependency
         return
-    for name, (fn_name, label_free, description) in BUILTIN_BASELINES.items():
-        register_method(name, f"tsmlib.baselines:{fn_name}", label_free=label_free, description=description,
-                        map_fn="tsmlib.baselines:lafam_map" if name == "lafam" else None)
+    for name in BUILTIN_BASELINES:
+        register_method(name, **baseline_entry(name))
+
+
+def baseline_entry(name: str) -> dict:
+    """The :func:`register_method` keyword arguments of the built-in baseline ``name`` (lazy targets)."""
+    fn_name, label_free, description = BUILTIN_BASELINES[name]
+    return {"fn": f"tsmlib.baselines:{fn_name}", "label_free": label_free, "description": description,
+            "map_fn": "tsmlib.baselines:lafam_map" if name == "lafam" else None}
 
 
 _declare_builtins()

@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .._names import UnknownNameError, normalize_name, unknown_name
+from .._names import normalize_name, unknown_name
 from .checkpoints import (
     CheckpointError,
     WeightsNotFoundError,

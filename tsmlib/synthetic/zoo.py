@@ -27,7 +27,6 @@ import json
 import os
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from .data import FASHION_MNIST_CLASSES, SceneConfig, SyntheticSet, generate
