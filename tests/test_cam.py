@@ -165,3 +165,26 @@ def test_gradcam_compatible_class_passes_options(model, x):
 
     with TSMCAM(model=model, target_layers=[model.features]) as cam:
         np.testing.assert_allclose(one, cam(input_tensor=x, targets=None), atol=1e-6)
+
+
+def test_saliency_details_and_one_forward_for_many_methods(model, x):
+    res = tsmlib.saliency(model, x, "mtsm", layer="features", return_details=True, k=2)
+    assert isinstance(res, tsmlib.SaliencyResult)
+    torch.testing.assert_close(res.maps, tsmlib.saliency(model, x, "mtsm", layer="features", k=2))
+    torch.testing.assert_close(res.raw, tsmlib.saliency(model, x, "mtsm", layer="features", k=2,
+                                                        upsample=False, normalize=False))
+    torch.testing.assert_close(res.output, model(x).detach())
+    calls = []
+    handle = model.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        many = tsmlib.cam.saliency_maps(model, x, ["eigencam", "tsm", "multivec-eigencam", "mtsm", "lafam"],
+                                        layer="features")
+    finally:
+        handle.remove()
+    assert len(calls) == 1 and list(many) == ["eigencam", "tsm", "multivec-eigencam", "mtsm", "lafam"]
+    for name, r in many.items():
+        torch.testing.assert_close(r.maps, tsmlib.saliency(model, x, name, layer="features"))
+    # label-dependent methods explain the class predicted by the shared forward pass
+    g = tsmlib.saliency(model, x, "gradcam", layer="features", return_details=True)
+    torch.testing.assert_close(g.maps, tsmlib.saliency(model, x, "gradcam", layer="features",
+                                                       targets=model(x).argmax(1)))

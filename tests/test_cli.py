@@ -41,7 +41,7 @@ def test_unknown_model_and_method(tmp_path, capsys):
     assert main(["explain", img, "--model", "resnet5O", "--out", str(tmp_path)]) == 2
     assert "unknown model 'resnet5O'" in capsys.readouterr().err
     assert main(["explain", img, "--method", "nonsense", "--out", str(tmp_path)]) == 2
-    assert "unknown method 'nonsense'" in capsys.readouterr().err
+    assert "unknown saliency method 'nonsense'" in capsys.readouterr().err
     # a model whose weights are not here: clear message naming the file, no traceback
     assert main(["explain", img, "--model", "vgg16", "--weights", str(tmp_path / "vgg.pth"),
                  "--out", str(tmp_path)]) == 2
@@ -109,3 +109,40 @@ def test_open_image_composites_onto_white(tmp_path):
     assert np.abs(got[0, 2].astype(int) - [227, 127, 127]).max() <= 1
     with pytest.raises(OSError, match="cannot read image"):
         _open_image(tmp_path / "missing.png")
+
+
+def test_overlay_is_the_saved_map_and_one_forward_serves_the_label_free_methods(tmp_path, monkeypatch, capsys):
+    import tsmlib.models
+    import tsmlib.viz
+
+    forwards, overlays = [], []
+    load_model, overlay = tsmlib.models.load_model, tsmlib.viz.overlay
+
+    def counting_load_model(*args, **kwargs):
+        lm = load_model(*args, **kwargs)
+        lm.model.register_forward_hook(lambda mod, inp, out: forwards.append(inp[0].shape[0]))
+        return lm
+
+    def recording_overlay(image, saliency, **kwargs):
+        overlays.append((saliency, kwargs))
+        return overlay(image, saliency, **kwargs)
+
+    monkeypatch.setattr(tsmlib.models, "load_model", counting_load_model)
+    monkeypatch.setattr(tsmlib.viz, "overlay", recording_overlay)
+    out = tmp_path / "out"
+    methods = ["tsm", "mtsm", "eigencam", "lafam"]
+    rc = main(["explain", str(PHOTOS / "cat.jpg"), str(PHOTOS / "squirrel.jpg"), "--method", *methods,
+               "--out", str(out), "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    assert forwards == [2]  # one forward pass of the batch for the logits and all four methods
+    assert len(overlays) == 8
+    cat = np.load(out / "cat.npz")
+    saved, kwargs = overlays[0]
+    np.testing.assert_array_equal(saved, cat["tsm"])  # the PNG is built from exactly the saved map
+    assert kwargs["normalize"] is False
+    # and the PNG's pixels are that overlay
+    from tsmlib.models import load_model as plain_load
+    lm = plain_load()
+    x = lm.preprocess(Image.open(PHOTOS / "cat.jpg").convert("RGB"))
+    expect = (overlay(x, cat["tsm"], alpha=0.5, normalize=False) * 255).round().astype(np.uint8)
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "cat_tsm.png")), expect)

@@ -98,10 +98,29 @@ def test_figures_from_the_manifest():
 
 
 def test_registry_builder():
-    model, files = zoo.make_registry_builder("synthetic_barlow")(None, None, None, False, None)
+    model, files, extras = zoo.make_registry_builder("synthetic_barlow")(None, None, None, False, None)
+    assert extras["kind"] == "barlow" and extras["embedder"].backbone is model.backbone
     assert files["model"].name == MANIFEST["models"]["barlow"]["file"]
     ref = zoo.build_synthetic_model("barlow")
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(model(x), ref(x))
         assert torch.equal(model.embed(x), zoo.load_synthetic_model("barlow").embedder(x))
+
+
+def test_one_loaded_model_type_from_the_registry():
+    from tsmlib.models import LoadedModel, load_model
+
+    a, b = zoo.load_synthetic_model("simclr"), load_model("Synthetic_SimCLR")
+    assert type(a) is type(b) is LoadedModel and zoo.SyntheticModel is LoadedModel
+    for attr in ("name", "kind", "target_layer", "input_size", "classes", "self_supervised", "info", "weight_files"):
+        assert getattr(a, attr) == getattr(b, attr), attr
+    assert b.kind == "simclr" and b.self_supervised and b.info["sha256"]
+    assert b.embedder.backbone is b.model.backbone
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(a.model(x), b.model(x)) and torch.equal(a.embedder(x), b.embedder(x))
+    mask = np.zeros((80, 120), dtype=bool)
+    mask[30:50, 50:70] = True
+    m = b.preprocess_mask(mask)
+    assert m.shape == (64, 64) and m.dtype == torch.bool and m.any()

@@ -13,7 +13,9 @@ and the model-level interface shared by every method, ours and the Grad-CAM fami
     tsmlib.saliency(model, x, method="mtsm", layer="layer4")
 """
 
-from .cam import ActivationCapture, available_methods, register_method, saliency
+from .cam import SaliencyResult, saliency
+from .hooks import ActivationCapture, capture_activations, resolve_layer
+from .registry import MethodInfo, UnknownNameError, available_methods, method_info, register_method
 from .decomposition import TuckerResult, truncated_svd, tucker
 from .methods import (
     Components,
@@ -55,6 +57,12 @@ def __dir__():
 __all__ = [
     "ActivationCapture",
     "Components",
+    "MethodInfo",
+    "SaliencyResult",
+    "UnknownNameError",
+    "capture_activations",
+    "method_info",
+    "resolve_layer",
     "TuckerResult",
     "available_methods",
     "available_models",

@@ -1,6 +1,7 @@
-"""Baseline saliency methods, registered in :mod:`tsmlib.cam`'s registry next to ours.
+"""Baseline saliency methods, declared in :mod:`tsmlib.registry` next to ours.
 
-After ``import tsmlib.baselines``, :func:`tsmlib.saliency` accepts these method names:
+:func:`tsmlib.saliency` accepts these method names (this module is imported the first time one of them
+runs; importing it registers nothing):
 
 ======================  =================  ==========================================================
 name                    label-dependent    what
@@ -47,7 +48,9 @@ from pytorch_grad_cam import (
 from pytorch_grad_cam.ablation_layer import AblationLayer
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-from tsmlib.cam import ActivationCapture, register_method
+from tsmlib.hooks import capture_activations, resolve_layer
+from tsmlib._names import normalize_name
+from tsmlib.registry import BUILTIN_BASELINES, available_methods, baseline_entry, register_method
 
 #: pytorch-grad-cam classes behind the label-dependent names (and its EigenCAM, label-free).
 GRAD_CAM_CLASSES = {
@@ -65,16 +68,6 @@ PERTURBATION_METHODS = ("scorecam", "ablationcam")
 LABEL_FREE = ("gradcam-eigencam", "lafam")
 
 
-def _resolve_layer(model: nn.Module, layer) -> nn.Module:
-    if isinstance(layer, nn.Module):
-        return layer
-    try:
-        return model.get_submodule(layer)
-    except AttributeError as err:
-        names = [n for n, _ in model.named_modules() if n][-5:]
-        raise ValueError(f"layer {layer!r} is not a submodule of the model (last modules: {names})") from err
-
-
 def grad_cam_method(name: str) -> Callable[..., torch.Tensor]:
     """The registry function for one of :data:`GRAD_CAM_CLASSES`."""
     cls = GRAD_CAM_CLASSES[name]
@@ -83,7 +76,7 @@ def grad_cam_method(name: str) -> Callable[..., torch.Tensor]:
     def fn(model: nn.Module, x: torch.Tensor, layer, targets: torch.Tensor | None = None, *,
            batch_size: int | None = None, reshape_transform=None, aug_smooth: bool = False,
            eigen_smooth: bool = False) -> torch.Tensor:
-        module = _resolve_layer(model, layer)
+        module = resolve_layer(model, layer)
         if targets is not None:
             targets = torch.as_tensor(targets).reshape(-1)
             if targets.numel() != x.shape[0]:
@@ -113,6 +106,18 @@ def grad_cam_method(name: str) -> Callable[..., torch.Tensor]:
     return fn
 
 
+def lafam_map(A: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+    """LaFAM's map from activations ``A`` (B, C, h, w): their channel mean (min-max scaled if ``normalize``)."""
+    if A.ndim != 4:
+        raise ValueError(f"LaFAM needs (B, C, h, w) activations, got {tuple(A.shape)}")
+    m = A.mean(1) if A.is_floating_point() else A.float().mean(1)
+    if normalize:
+        from tsmlib.methods import minmax_normalize
+
+        m = minmax_normalize(m)
+    return m
+
+
 def lafam(model: nn.Module, x: torch.Tensor, layer, targets: torch.Tensor | None = None, *,
           reshape_transform=None) -> torch.Tensor:
     """LaFAM (Karim et al. 2024): the channel mean of the target layer's activations.
@@ -130,35 +135,31 @@ def lafam(model: nn.Module, x: torch.Tensor, layer, targets: torch.Tensor | None
     torch.Tensor, shape (B, h, w)
         Raw map at the layer's resolution (``tsmlib.saliency`` normalises and upsamples).
     """
-    with torch.no_grad(), ActivationCapture(model, layer, reshape_transform=reshape_transform) as cap:
-        model(x)
-    A = cap.activations
-    if A is None or A.ndim != 4:
-        raise ValueError(f"LaFAM needs (B, C, h, w) activations at layer {layer!r}, got "
-                         f"{None if A is None else tuple(A.shape)}")
-    return A.float().mean(1) if not A.is_floating_point() else A.mean(1)
+    A = capture_activations(model, x, layer, reshape_transform)
+    if A.ndim != 4:
+        raise ValueError(f"LaFAM needs (B, C, h, w) activations at layer {layer!r}, got {tuple(A.shape)}")
+    return lafam_map(A)
 
 
-DESCRIPTIONS = {
-    "gradcam": "Grad-CAM (pytorch-grad-cam): channel weights = spatial mean of the class-logit gradients",
-    "gradcam++": "Grad-CAM++ (pytorch-grad-cam): second-order weighting of positive gradients",
-    "xgradcam": "XGrad-CAM (pytorch-grad-cam): activation-normalised gradient weights",
-    "layercam": "LayerCAM (pytorch-grad-cam): element-wise ReLU(gradient) x activation",
-    "hirescam": "HiResCAM (pytorch-grad-cam): element-wise gradient x activation",
-    "scorecam": "Score-CAM (pytorch-grad-cam): weights = softmax of masked-input scores, one forward per channel",
-    "ablationcam": "Ablation-CAM (pytorch-grad-cam): weights = score drop when a channel is zeroed, one forward per channel",
-    "gradcam-eigencam": "pytorch-grad-cam's EigenCAM as is (per-image NumPy SVD, LAPACK's sign)",
-    "lafam": "LaFAM: channel mean of the target layer's activations (label-free)",
-}
+gradcam = grad_cam_method("gradcam")
+gradcampp = grad_cam_method("gradcam++")
+xgradcam = grad_cam_method("xgradcam")
+layercam = grad_cam_method("layercam")
+hirescam = grad_cam_method("hirescam")
+scorecam = grad_cam_method("scorecam")
+ablationcam = grad_cam_method("ablationcam")
+gradcam_eigencam = grad_cam_method("gradcam-eigencam")
+
+#: name -> description (the registry's, :data:`tsmlib.registry.BUILTIN_BASELINES`).
+DESCRIPTIONS = {name: desc for name, (_, _, desc) in BUILTIN_BASELINES.items()}
 
 
 def register_baselines() -> list[str]:
-    """(Re-)register every baseline in :mod:`tsmlib.cam`'s registry; returns the names."""
-    for name in GRAD_CAM_CLASSES:
-        register_method(name, grad_cam_method(name), label_free=name in LABEL_FREE,
-                        description=DESCRIPTIONS[name], overwrite=True)
-    register_method("lafam", lafam, label_free=True, description=DESCRIPTIONS["lafam"], overwrite=True)
-    return [*GRAD_CAM_CLASSES, "lafam"]
-
-
-register_baselines()
+    """The baseline names; declares any that are missing from the registry (e.g. after
+    ``unregister_method``). Never replaces an entry: a user's own registration under one of these
+    names stays."""
+    present = {normalize_name(n) for n in available_methods()}
+    for name in BUILTIN_BASELINES:
+        if normalize_name(name) not in present:
+            register_method(name, **baseline_entry(name))
+    return list(BUILTIN_BASELINES)

@@ -168,7 +168,7 @@ def time_per_batch(
 def tensorly_tsm_loop(A: torch.Tensor) -> torch.Tensor:
     """TSM the paper's way: one tensorly Tucker decomposition per image, then ``|sum_c w_c F_c|``.
 
-    tensorly's ``tucker`` with the pytorch backend (inside ``tl.backend_context("pytorch")``, so the
+    :func:`tsmlib.reference.tensorly_tsm` on each image: tensorly's ``tucker`` with the pytorch backend (inside ``tl.backend_context("pytorch")``, so the
     process-global backend is left alone), ``init="svd"`` (HOOI from the HOSVD) and the full
     multilinear ranks ``[min(C, HW), H, W]``; ``w`` is the first column of the channel factor.
 
@@ -181,20 +181,11 @@ def tensorly_tsm_loop(A: torch.Tensor) -> torch.Tensor:
     torch.Tensor, shape (B, H, W)
         Min-max normalised maps (zeros for a constant map), on ``A``'s device and dtype.
     """
-    import tensorly as tl
-    from tensorly.decomposition import tucker
+    from .reference import tensorly_tsm
 
     if A.ndim != 4:
         raise ValueError(f"A must have shape (B, C, H, W), got {tuple(A.shape)}")
-    B, C, H, W = A.shape
-    maps = []
-    with tl.backend_context("pytorch"):
-        for F in A:
-            _, factors = tucker(F, rank=[min(C, H * W), H, W], init="svd")
-            m = torch.einsum("c,chw->hw", factors[0][:, 0], F).abs()
-            span = m.max() - m.min()
-            maps.append((m - m.min()) / span if span > 0 else torch.zeros_like(m))
-    return torch.stack(maps)
+    return torch.stack([tensorly_tsm(F) for F in A])
 
 
 def gradcam_eigencam(A: torch.Tensor) -> np.ndarray:

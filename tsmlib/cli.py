@@ -5,8 +5,8 @@
     tsmlib methods         # list the saliency methods
 
 ``explain`` writes, per image and method, an overlay PNG ``<name>_<method>.png`` (on the model's
-centre crop) and the maps in ``<name>.npz`` (``<method>``: (S, S) map in [0, 1];
-``<method>_raw``: the unnormalised map at the layer's resolution), plus ``summary.json`` with the
+centre crop) and the maps in ``<name>.npz`` (``<method>``: (S, S) map in [0, 1], exactly the one
+the overlay shows; ``<method>_raw``: the unnormalised map at the layer's resolution), plus ``summary.json`` with the
 predicted classes and each image's output files. ``<name>`` is the file's stem; inputs whose stems
 collide (``a/kite.jpg b/kite.png``, compared case-insensitively) get ``kite``, ``kite-2``, ``kite-3``,
 ... in command-line order, so no output overwrites another.
@@ -14,6 +14,9 @@ collide (``a/kite.jpg b/kite.png``, compared case-insensitively) get ``kite``, `
 Transparent pixels (an alpha channel or a PNG transparency key) are composited onto white before the
 model sees the image (the colour stored under a transparent pixel is arbitrary). Images smaller than
 the model's input size are upscaled by its preprocessing; a warning on stderr says so.
+
+Per batch, one forward pass gives the predictions and the activations of every label-free method
+(``tsmlib.cam.saliency_maps``); label-dependent methods explain the predicted class.
 
 Unreadable images and unknown methods are reported and skipped; the others are still processed (exit
 status 1 if anything was skipped, 2 if nothing could run).
@@ -122,25 +125,29 @@ def _explain(args) -> int:
     from PIL import Image
     from tqdm.auto import tqdm
 
-    from . import minmax_normalize, saliency, upsample
-    from .cam import available_methods
-    from .models import DEFAULT_MODEL, CheckpointError, WeightsNotFoundError, available_models, load_model
+    from .cam import saliency_maps
+    from ._names import UnknownNameError
+    from .registry import method_info
+    from .models import DEFAULT_MODEL, CheckpointError, WeightsNotFoundError, get_spec, load_model
     from .viz import overlay
 
     skipped = 0
-    known = {m.lower() for m in available_methods()}
     methods = []
     for m in args.method:
-        if m.lower() in known:
-            methods.append(m.lower())
-        else:
-            _err(f"unknown method {m!r} skipped; available: {', '.join(sorted(known))}")
+        try:
+            name = method_info(m).name  # the registry's one lookup rule and spelling
+        except UnknownNameError as exc:
+            _err(f"{exc} Skipped.")
             skipped += 1
+            continue
+        if name not in methods:
+            methods.append(name)
     if not methods:
         return 2
-    model_name = args.model or DEFAULT_MODEL
-    if model_name not in available_models():
-        _err(f"unknown model {model_name!r}; available: {', '.join(available_models())}")
+    try:
+        model_name = get_spec(args.model or DEFAULT_MODEL).name
+    except UnknownNameError as exc:
+        _err(str(exc))
         return 2
     try:
         lm = load_model(model_name, weights=args.weights, allow_download=args.allow_download, device=args.device)
@@ -176,23 +183,21 @@ def _explain(args) -> int:
         for start in range(0, len(good), bs):
             chunk = good[start:start + bs]
             x = torch.stack([lm.preprocess(img) for _, img in chunk]).to(args.device)
-            with torch.no_grad():
-                logits = lm.model(x)
+            # one forward pass gives the logits and serves every label-free method; the
+            # label-dependent ones explain the class predicted by that same pass
+            details = saliency_maps(lm.model, x, methods, layer=layer)
+            logits = next(iter(details.values())).output
             preds = logits.argmax(dim=1)
-            results = {}
-            for m in methods:
-                # one pass: the raw layer-resolution map, then the same normalisation and
-                # upsampling that saliency() applies by default
-                raw = saliency(lm.model, x, method=m, layer=layer, targets=preds, upsample=False, normalize=False)
-                maps = upsample(minmax_normalize(raw), x.shape[-2:])
-                results[m] = (maps.detach().cpu().numpy(), raw.detach().cpu().numpy())
+            results = {m: (d.maps.detach().float().cpu().numpy(), d.raw.detach().float().cpu().numpy())
+                       for m, d in details.items()}
             for j, (path, _) in enumerate(chunk):
                 stem = names[start + j]
                 arrays = {}
                 for m, (maps, raw) in results.items():
                     arrays[m] = maps[j].astype(np.float32)
                     arrays[f"{m}_raw"] = raw[j].astype(np.float32)
-                    img = overlay(x[j].cpu(), maps[j], alpha=args.alpha)
+                    # the overlay shows exactly the saved map (already in [0, 1]): no re-normalisation
+                    img = overlay(x[j].cpu(), arrays[m], alpha=args.alpha, normalize=False)
                     Image.fromarray((img * 255).round().astype(np.uint8)).save(out / f"{stem}_{m}.png")
                     written.add(f"{stem}_{m}.png")
                 np.savez_compressed(out / f"{stem}.npz", **arrays)

@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from .._names import normalize_name, unknown_name
 from .checkpoints import (
     CheckpointError,
     WeightsNotFoundError,
@@ -112,7 +113,9 @@ class ModelSpec:
         ``"imagenet"`` for the 1000 ILSVRC-2012 classes, an explicit tuple (or list) of class names
         in logit order, or ``None`` for an embedding model.
     builder : callable or None
-        ``builder(spec, weights, allow_download) -> nn.Module`` for models that do not follow the
+        ``builder(spec, weights, probe_weights, allow_download, probe) -> (model, files)`` or
+        ``(model, files, extras)``, ``extras`` being keyword arguments of
+        :meth:`LoadedModel.from_spec` (``embedder``, ``kind``, ``info``), for models that do not follow the
         generic torchvision path.
     reference : str
         Paper / repository, for documentation.
@@ -156,6 +159,12 @@ class LoadedModel:
     spec : ModelSpec
     weight_files : dict
         ``{"backbone": path, "probe": path}`` of the files actually read (empty entries omitted).
+    kind : str or None
+        The variant within a family of models, when the builder names one (the synthetic
+        benchmark's ``"supervised"``, ``"simclr"``, ``"barlow"``, ``"random"``).
+    info : dict
+        What the builder records about the weights (the synthetic models: their manifest entry,
+        with SHA-256, accuracies and training curves); empty otherwise.
     """
 
     name: str
@@ -166,6 +175,43 @@ class LoadedModel:
     embedder: nn.Module | None
     spec: ModelSpec
     weight_files: dict = field(default_factory=dict)
+    kind: str | None = None
+    info: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec, model: nn.Module, files: dict | None = None, *,
+                  embedder: nn.Module | None = None, kind: str | None = None,
+                  info: dict | None = None) -> "LoadedModel":
+        """Wrap a built ``model`` (eval mode) of ``spec``: class names from ``spec.classes``, and
+        ``embedder`` (default: the model's ``embed`` method as a module)."""
+        has_classifier = not (isinstance(model, ResNetModel) and model.head is None)
+        classes = None
+        if has_classifier and spec.classes == "imagenet":
+            classes = imagenet_classes()
+        elif has_classifier and isinstance(spec.classes, (list, tuple)):
+            classes = [str(c) for c in spec.classes]
+        elif has_classifier and spec.classes is not None:
+            raise ValueError(
+                f"unknown class list {spec.classes!r} for model {spec.name!r}: use 'imagenet', a list of "
+                "class names, or None"
+            )
+        return cls(
+            name=spec.name,
+            model=model,
+            target_layer=spec.target_layer,
+            input_size=spec.input_size,
+            classes=classes,
+            embedder=(embedder if embedder is not None else EmbedderView(model)).eval(),
+            spec=spec,
+            weight_files={k: str(v) for k, v in (files or {}).items()},
+            kind=kind,
+            info=dict(info or {}),
+        )
+
+    @property
+    def self_supervised(self) -> bool:
+        """Whether the backbone was trained without labels (``spec.family == "self-supervised"``)."""
+        return self.spec.family == "self-supervised"
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """PIL image -> ``(3, S, S)`` float tensor in ``[0, 1]`` (resize short side, centre crop)."""
@@ -219,29 +265,37 @@ _REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register_model(spec: ModelSpec, *, overwrite: bool = False) -> ModelSpec:
-    """Add ``spec`` to the registry under ``spec.name``; returns it."""
-    if not overwrite and spec.name in _REGISTRY:
-        raise ValueError(f"model {spec.name!r} is already registered (pass overwrite=True)")
-    _REGISTRY[spec.name] = spec
+    """Add ``spec`` to the registry under ``spec.name``; returns it.
+
+    Names follow tsmlib's one lookup rule (:mod:`tsmlib._names`: case-insensitive, ``_`` = ``-``), as
+    for saliency methods: a name equal to a registered one under that rule raises ``ValueError``
+    unless ``overwrite=True``.
+    """
+    key = normalize_name(spec.name)
+    if not overwrite and key in _REGISTRY:
+        raise ValueError(f"model {_REGISTRY[key].name!r} is already registered (pass overwrite=True)")
+    _REGISTRY[key] = spec
     return spec
 
 
 def unregister_model(name: str) -> None:
     """Remove a model from the registry (used by tests)."""
-    _REGISTRY.pop(name, None)
+    _REGISTRY.pop(normalize_name(name), None)
 
 
 def get_spec(name: str) -> ModelSpec:
-    """The :class:`ModelSpec` registered as ``name``; ``KeyError`` lists the known names."""
+    """The :class:`ModelSpec` registered as ``name`` (``"EfficientNet-Lite0"`` finds
+    ``"efficientnet_lite0"``); :class:`~tsmlib._names.UnknownNameError` (a ``KeyError``) lists the
+    known names and the closest ones otherwise."""
     try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown model {name!r}; available: {', '.join(available_models())}") from None
+        return _REGISTRY[normalize_name(name)]
+    except (KeyError, TypeError):
+        raise unknown_name("model", name, available_models()) from None
 
 
 def available_models() -> list[str]:
     """Names of the registered models, sorted."""
-    return sorted(_REGISTRY)
+    return sorted(spec.name for spec in _REGISTRY.values())
 
 
 def imagenet_classes() -> list[str]:
@@ -438,8 +492,8 @@ def load_model(
 
     Raises
     ------
-    KeyError
-        Unknown name.
+    UnknownNameError
+        Unknown name (a ``KeyError``; the message lists the registered names).
     WeightsNotFoundError
         A needed file is missing (the message says which and how to get it).
     CheckpointError
@@ -449,32 +503,11 @@ def load_model(
     builder = spec.builder
     if builder is None:
         builder = _build_vgg if spec.architecture.startswith("vgg") else _build_resnet
-    model, files = builder(spec, weights, probe_weights, allow_download, probe)
+    model, files, *extras = builder(spec, weights, probe_weights, allow_download, probe)
     model.eval()
     if device is not None:
         model.to(device)
-    has_classifier = not (isinstance(model, ResNetModel) and model.head is None)
-    classes = None
-    if has_classifier and spec.classes == "imagenet":
-        classes = imagenet_classes()
-    elif has_classifier and isinstance(spec.classes, (list, tuple)):
-        classes = [str(c) for c in spec.classes]
-    elif has_classifier and spec.classes is not None:
-        raise ValueError(
-            f"unknown class list {spec.classes!r} for model {name!r}: use 'imagenet', a list of class "
-            "names, or None"
-        )
-    embedder = EmbedderView(model).eval()
-    return LoadedModel(
-        name=spec.name,
-        model=model,
-        target_layer=spec.target_layer,
-        input_size=spec.input_size,
-        classes=classes,
-        embedder=embedder,
-        spec=spec,
-        weight_files={k: str(v) for k, v in files.items()},
-    )
+    return LoadedModel.from_spec(spec, model, files, **(extras[0] if extras else {}))
 
 
 def with_architecture(spec: ModelSpec, architecture: str, name: str | None = None) -> ModelSpec:

@@ -4,7 +4,10 @@ textures, pixel-exact masks) and small ResNets trained on them supervised and se
 
 * :mod:`tsmlib.synthetic.data` - the deterministic scene generator and splits
 * :mod:`tsmlib.synthetic.nets` - the architecture (8x8 maps from ``backbone.layer4``)
-* :mod:`tsmlib.synthetic.train` - training (``python -m tsmlib.synthetic.train``) and export
+* :mod:`tsmlib.synthetic.train` - the training command line (``python -m tsmlib.synthetic.train``),
+  re-exporting :mod:`~tsmlib.synthetic.config`, :mod:`~tsmlib.synthetic.losses`,
+  :mod:`~tsmlib.synthetic.steps`, :mod:`~tsmlib.synthetic.probes`, :mod:`~tsmlib.synthetic.loops` and
+  :mod:`~tsmlib.synthetic.export`
 * :mod:`tsmlib.synthetic.zoo` - loading the committed weights of ``data/ssl``
 * :mod:`tsmlib.synthetic.figures` - sample and training-curve figures
 """

@@ -12,9 +12,9 @@ kind             backbone / head
 ``random``       random-weight backbone (BN statistics re-estimated) + linear probe
 ===============  =====================================================================
 
-Each is returned as a :class:`SyntheticModel` with the fields of the project's ``LoadedModel``
-(``name``, ``model``, ``target_layer``, ``input_size``, ``classes``, ``embedder``,
-``preprocess``). ``model`` takes RGB ``(B, 3, 64, 64)`` in [0, 1] and returns 10 logits.
+Each is returned as the model registry's ``LoadedModel`` (``tsmlib.models.load_model("synthetic_simclr")``
+and ``load_synthetic_model("simclr")`` give the same thing), with ``kind``, ``info`` (the manifest
+entry) and ``self_supervised`` besides the usual fields. ``model`` takes RGB ``(B, 3, 64, 64)`` in [0, 1] and returns 10 logits.
 Weight files are checked against the SHA-256 recorded in ``manifest.json`` before loading.
 
 The matching images (with exact masks) come from :func:`load_benchmark_split`, which
@@ -25,12 +25,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import torch
-from PIL import Image
 from torch import nn
 
 from .data import FASHION_MNIST_CLASSES, SceneConfig, SyntheticSet, generate
@@ -81,10 +77,14 @@ def read_manifest(directory=None) -> dict:
 
 
 def _kind(name: str) -> str:
-    kind = REGISTRY_NAMES.get(name, name)
-    if kind not in KINDS:
-        raise KeyError(f"unknown synthetic model {name!r}; choose among {list(KINDS)} or {list(REGISTRY_NAMES)}")
-    return kind
+    """The kind of a kind or registry name, by the registries' lookup rule (:mod:`tsmlib._names`)."""
+    from .._names import normalize_name, unknown_name
+
+    by_key = {normalize_name(n): k for n, k in REGISTRY_NAMES.items()} | {normalize_name(k): k for k in KINDS}
+    try:
+        return by_key[normalize_name(name)]
+    except (KeyError, TypeError):
+        raise unknown_name("synthetic model", name, [*KINDS, *REGISTRY_NAMES]) from None
 
 
 def build_synthetic_model(name: str, directory=None, verify: bool = True) -> ContractModel:
@@ -109,7 +109,7 @@ def build_synthetic_model(name: str, directory=None, verify: bool = True) -> Con
     """
     from safetensors.torch import load_file
 
-    from .train import sha256_file
+    from .export import sha256_file
 
     kind = _kind(name)
     d = Path(directory) if directory is not None else default_weights_dir()
@@ -128,78 +128,37 @@ def build_synthetic_model(name: str, directory=None, verify: bool = True) -> Con
     return model.eval()
 
 
-def _preprocess(image: Image.Image, size: int) -> torch.Tensor:
-    """Resize the short side to ``size``, centre crop, -> (3, size, size) float in [0, 1]."""
-    if not isinstance(image, Image.Image):
-        raise TypeError(f"preprocess expects a PIL image, got {type(image).__name__}")
-    image = image.convert("RGB")
-    w, h = image.size
-    s = size / min(w, h)
-    image = image.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BILINEAR)
-    w, h = image.size
-    left, top = (w - size) // 2, (h - size) // 2
-    image = image.crop((left, top, left + size, top + size))
-    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
-
-
-@dataclass
-class SyntheticModel:
-    """A committed synthetic-benchmark model, with the fields of the project's ``LoadedModel``.
-
-    Attributes
-    ----------
-    name : str
-        Registry name, e.g. ``"synthetic_simclr"``.
-    kind : str
-        ``"supervised"``, ``"simclr"``, ``"barlow"`` or ``"random"``.
-    model : ContractModel
-        Eval mode; ``(B, 3, 64, 64)`` in [0, 1] -> logits ``(B, 10)`` (classifier or linear probe).
-    target_layer : str
-        ``"backbone.layer4"`` (128 x 8 x 8).
-    input_size : int
-        64.
-    classes : list of str
-        The 10 Fashion-MNIST class names.
-    embedder : nn.Module
-        ``(B, 3, 64, 64) -> (B, 128)`` pooled backbone features, sharing the model's parameters.
-    self_supervised : bool
-        True for SimCLR and Barlow Twins (the head is then a probe on frozen features).
-    info : dict
-        The manifest entry (SHA-256, test accuracy, training curves, ...).
-    """
-
-    name: str
-    kind: str
-    model: ContractModel
-    target_layer: str
-    input_size: int
-    classes: list
-    embedder: nn.Module
-    self_supervised: bool
-    info: dict = field(default_factory=dict, repr=False)
-
-    def preprocess(self, image: Image.Image) -> torch.Tensor:
-        """PIL image -> (3, 64, 64) float tensor in [0, 1] (resize short side, centre crop)."""
-        return _preprocess(image, self.input_size)
-
-
-def load_synthetic_model(name: str, directory=None, verify: bool = True) -> SyntheticModel:
-    """Load one committed model as a :class:`SyntheticModel` (see :func:`build_synthetic_model`)."""
-    kind = _kind(name)
+def _build(kind: str, directory, verify: bool = True):
+    """``(model, files, extras)`` of one committed model: the registry builder's result."""
     d = Path(directory) if directory is not None else default_weights_dir()
+    if d.is_file():
+        d = d.parent
     model = build_synthetic_model(kind, d, verify)
-    manifest = read_manifest(d)
-    return SyntheticModel(
-        name=f"synthetic_{kind}",
-        kind=kind,
-        model=model,
-        target_layer=TARGET_LAYER,
-        input_size=int(manifest["config"]["data"]["scene"]["image_size"]),
-        classes=list(manifest["classes"]),
-        embedder=Embedder(model).eval(),
-        self_supervised=kind in ("simclr", "barlow"),
-        info=manifest["models"][kind],
-    )
+    entry = read_manifest(d)["models"][kind]
+    return model, {"model": d / entry["file"]}, {"embedder": Embedder(model), "kind": kind, "info": entry}
+
+
+def load_synthetic_model(name: str, directory=None, verify: bool = True):
+    """Load one committed model as the registry's :class:`~tsmlib.models.LoadedModel`.
+
+    The same object as ``tsmlib.models.load_model("synthetic_<kind>", weights=directory)``: the
+    registry spec's preprocessing (``preprocess``, ``preprocess_mask``), ``kind``, ``info`` (the
+    manifest entry), ``self_supervised`` (SimCLR and Barlow Twins), and an ``embedder`` that shares
+    the model's ``backbone``. ``verify`` as for :func:`build_synthetic_model`.
+    """
+    from ..models.registry import LoadedModel, get_spec
+
+    kind = _kind(name)
+    model, files, extras = _build(kind, directory, verify)
+    return LoadedModel.from_spec(get_spec(f"synthetic_{kind}"), model, files, **extras)
+
+
+def __getattr__(name: str):
+    if name == "SyntheticModel":  # the former own type: the synthetic models are LoadedModels now
+        from ..models.registry import LoadedModel
+
+        return LoadedModel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_benchmark_split(split: str = "test", n: int | None = None, directory=None, start: int = 0,
@@ -233,11 +192,12 @@ def make_registry_builder(name: str):
     Returns
     -------
     callable
-        ``builder(spec, weights, probe_weights, allow_download, probe) -> (model, files)``:
+        ``builder(spec, weights, probe_weights, allow_download, probe) -> (model, files, extras)``:
         ``weights`` (optional) is a directory holding ``manifest.json`` and the ``.safetensors``
         files (default :func:`default_weights_dir`); ``probe_weights``, ``allow_download`` and
         ``probe`` are accepted and ignored (the head is inside the committed file, nothing is
-        ever downloaded). ``files`` is ``{"model": path}``.
+        ever downloaded). ``files`` is ``{"model": path}``; ``extras`` gives the
+        ``LoadedModel`` its ``embedder`` (sharing the backbone), ``kind`` and ``info``.
 
     Suggested spec: ``target_layer="backbone.layer4"``, ``input_size=64``, ``resize_size=64``,
     mean 0 and std 1 (the module normalises itself), classes = :data:`FASHION_MNIST_CLASSES`.
@@ -245,10 +205,6 @@ def make_registry_builder(name: str):
     kind = _kind(name)
 
     def builder(spec, weights=None, probe_weights=None, allow_download=False, probe=None):
-        d = Path(weights) if weights is not None else default_weights_dir()
-        if d.is_file():
-            d = d.parent
-        model = build_synthetic_model(kind, d)
-        return model, {"model": d / read_manifest(d)["models"][kind]["file"]}
+        return _build(kind, weights)
 
     return builder

@@ -1,0 +1,132 @@
+"""The method registry: lazy built-ins (no import cycle, no side effects), user entries that stay,
+one lookup rule and one error type, and the hooks module it builds on."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import tsmlib
+from tsmlib import registry
+from tsmlib._names import UnknownNameError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.feat = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU())
+        self.fc = nn.Linear(6, 4)
+
+    def forward(self, x):
+        return self.fc(self.feat(x).mean(dim=(2, 3)))
+
+
+@pytest.fixture
+def fresh_registry(monkeypatch):
+    """A copy of the registry, restored after the test."""
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+
+def _module_level_imports(module: str) -> set[str]:
+    """Names a tsmlib source file imports at module level (imports inside functions excluded)."""
+    tree = ast.parse((ROOT / "tsmlib" / f"{module}.py").read_text())
+    out = set()
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom):
+            out |= {node.module or ""} | {a.name for a in node.names}
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+    return out
+
+
+@pytest.mark.parametrize("module", ["hooks", "registry", "cam", "_names"])
+def test_core_modules_do_not_import_baselines(module):
+    assert not any("baselines" in name for name in _module_level_imports(module))
+
+
+def _run(code: str) -> str:
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+                          env={"PYTHONPATH": str(ROOT), "PATH": ""}).stdout
+
+
+def test_lookups_import_no_baselines_and_baselines_import_alone():
+    out = _run("import sys, tsmlib\n"
+               "names = tsmlib.available_methods(); info = tsmlib.method_info('gradcam')\n"
+               "print('gradcam' in names, info.label_free, 'tsmlib.baselines' in sys.modules,"
+               " 'pytorch_grad_cam' in sys.modules)\n"
+               "info.fn\nprint('tsmlib.baselines' in sys.modules)")
+    assert out.split() == ["True", "False", "False", "False", "True"]
+    # a fresh process importing the baselines first: no cycle
+    assert _run("import tsmlib.baselines as b; print(callable(b.gradcam))").strip() == "True"
+
+
+def test_user_registration_of_a_builtin_name_stays(fresh_registry):
+    x = torch.rand(2, 3, 8, 8)
+    net = Net().eval()
+
+    def my_lafam(model, x, layer, targets, reshape_transform=None):
+        return torch.ones(x.shape[0], 2, 2)
+
+    with pytest.raises(ValueError, match="already registered"):
+        tsmlib.register_method("lafam", my_lafam, label_free=True)
+    with pytest.raises(ValueError, match="already registered"):
+        tsmlib.register_method("LaFAM", my_lafam, label_free=True)  # same name under the lookup rule
+    tsmlib.register_method("lafam", my_lafam, label_free=True, description="mine", overwrite=True)
+    assert "lafam" in tsmlib.available_methods()
+    tsmlib.method_info("gradcam").fn  # loads tsmlib.baselines
+    assert tsmlib.saliency(net, x, "gradcam", layer="feat").shape == (2, 8, 8)
+    from tsmlib import baselines
+
+    baselines.register_baselines()
+    assert tsmlib.method_info("lafam").fn is my_lafam
+    assert tsmlib.method_info("lafam").description == "mine"
+    torch.testing.assert_close(tsmlib.saliency(net, x, "lafam", layer="feat", normalize=False), torch.ones(2, 8, 8))
+
+
+def test_unknown_method_error_lists_names_and_close_matches():
+    with pytest.raises(UnknownNameError, match=r"unknown saliency method 'mtms'.*available: .*Did you mean: mtsm") as exc:
+        tsmlib.method_info("mtms")
+    assert isinstance(exc.value, KeyError) and isinstance(exc.value, ValueError)
+    assert str(exc.value).startswith("unknown saliency method")  # not KeyError's quoted repr
+    assert tsmlib.method_info("Multivec_EigenCAM").name == "multivec-eigencam"
+
+
+def test_capture_activations_one_forward_and_clear_error():
+    net = Net().eval()
+    x = torch.rand(2, 3, 8, 8)
+    A, out = tsmlib.capture_activations(net, x, "feat", return_output=True)
+    torch.testing.assert_close(A, net.feat(x))
+    torch.testing.assert_close(out, net(x))
+    assert not A.requires_grad and not net.feat._forward_hooks
+    net.unused = nn.Conv2d(3, 3, 1)
+    with pytest.raises(RuntimeError, match="did not run"):
+        tsmlib.capture_activations(net, x, "unused")
+    from tsmlib.cam import ActivationCapture, resolve_layer  # the old homes still work
+
+    assert ActivationCapture is tsmlib.hooks.ActivationCapture and resolve_layer(net, "feat") is net.feat
+
+
+def test_one_lookup_rule_and_error_type_for_methods_and_models(fresh_registry):
+    from tsmlib import models
+
+    assert models.get_spec("EfficientNet-Lite0").name == "efficientnet_lite0"
+    assert tsmlib.method_info("MULTIVEC_EIGENCAM").name == "multivec-eigencam"
+    for lookup, kind, typo, close in [(models.get_spec, "model", "resnet5O", "resnet50"),
+                                      (tsmlib.method_info, "saliency method", "gradcamm", "gradcam")]:
+        with pytest.raises(UnknownNameError) as exc:
+            lookup(typo)
+        msg = str(exc.value)
+        assert msg.startswith(f"unknown {kind} {typo!r}; available: ") and f"Did you mean: {close}" in msg
+        assert isinstance(exc.value, KeyError) and isinstance(exc.value, ValueError)
+    spec = models.get_spec("efficientnet_lite0")
+    with pytest.raises(ValueError, match="already registered"):
+        models.register_model(__import__("dataclasses").replace(spec, name="EfficientNet-Lite0"))
+    with pytest.raises(ValueError, match="already registered"):
+        tsmlib.register_method("Multivec_EigenCAM", lambda *a, **k: None, label_free=True)

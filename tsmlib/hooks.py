@@ -1,0 +1,126 @@
+"""Forward hooks on a model's target layer: find the layer, record its output, capture activations.
+
+``hooks`` imports nothing else from tsmlib, so the registry, the baselines and the notebooks can all
+build on it without import cycles::
+
+    A = tsmlib.capture_activations(model, x, "layer4")     # (B, C, h, w), one no-grad forward pass
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Callable
+
+import torch
+from torch import nn
+
+__all__ = ["resolve_layer", "ActivationCapture", "capture_activations"]
+
+
+def resolve_layer(model: nn.Module, layer: nn.Module | str) -> nn.Module:
+    """The target layer: a module of ``model`` itself, or its dotted name (``"layer4"``, ``"features.29"``)."""
+    if isinstance(layer, nn.Module):
+        return layer
+    if not isinstance(layer, str):
+        raise TypeError(f"layer must be an nn.Module or a dotted module name, got {type(layer).__name__}")
+    try:
+        return model.get_submodule(layer)
+    except AttributeError:
+        names = [n for n, _ in model.named_modules() if n]
+        close = difflib.get_close_matches(layer, names, n=5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else f" Top-level modules: {', '.join(n for n in names if '.' not in n)}."
+        raise ValueError(f"model has no submodule {layer!r}.{hint}") from None
+
+
+class ActivationCapture:
+    """Context manager that records the output of one layer during forward passes.
+
+    Parameters
+    ----------
+    model : nn.Module
+    layer : nn.Module or str
+        The target layer or its dotted name in ``model``.
+    reshape_transform : callable, optional
+        Applied to the layer output before it is stored, e.g. to turn ViT tokens (B, N, D) into
+        (B, D, h, w) feature maps.
+    detach : bool
+        Store a detached tensor (default). ``False`` keeps the graph, for gradient-based methods.
+
+    Examples
+    --------
+    >>> with ActivationCapture(model, "layer4") as cap:   # doctest: +SKIP
+    ...     logits = model(x)
+    >>> cap.activations.shape                              # doctest: +SKIP
+    torch.Size([B, 2048, 7, 7])
+
+    The hook is removed on exit (or by :meth:`release`), also when the forward pass raises. For
+    the activations alone, :func:`capture_activations` is shorter.
+    """
+
+    def __init__(self, model: nn.Module, layer: nn.Module | str, reshape_transform: Callable | None = None, detach: bool = True):
+        self.module = resolve_layer(model, layer)
+        self.layer = layer
+        self.reshape_transform = reshape_transform
+        self.detach = detach
+        self.activations: torch.Tensor | None = None
+        self._handle = None
+
+    def _hook(self, module, inputs, output):
+        if isinstance(output, (tuple, list)):
+            output = output[0]
+        if self.reshape_transform is not None:
+            output = self.reshape_transform(output)
+        self.activations = output.detach() if self.detach else output
+
+    def __enter__(self) -> "ActivationCapture":
+        self._handle = self.module.register_forward_hook(self._hook)
+        return self
+
+    def release(self) -> None:
+        """Remove the hook (idempotent)."""
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def result(self) -> torch.Tensor:
+        """The recorded activations; ``RuntimeError`` if the layer did not run."""
+        if self.activations is None:
+            raise RuntimeError(f"layer {self.layer!r} did not run during the forward pass; "
+                               "is it part of the model's forward?")
+        return self.activations
+
+
+def capture_activations(model: nn.Module, x: torch.Tensor, layer: nn.Module | str,
+                        reshape_transform: Callable | None = None, *, return_output: bool = False):
+    """The output of ``layer`` for the batch ``x``: one forward pass without gradients.
+
+    Parameters
+    ----------
+    model : nn.Module
+        In eval mode (this function does not change it).
+    x : torch.Tensor
+        Model input.
+    layer : nn.Module or str
+        The target layer or its dotted name.
+    reshape_transform : callable, optional
+        As for :class:`ActivationCapture` (e.g. ViT tokens to feature maps).
+    return_output : bool
+        Also return the model's output of that same forward pass: ``(activations, output)``.
+
+    Returns
+    -------
+    torch.Tensor
+        The detached activations (``(B, C, h, w)`` for a CNN layer), or ``(activations, output)``.
+
+    Raises
+    ------
+    RuntimeError
+        If the layer did not run during the forward pass (not part of the model's ``forward``).
+    """
+    with ActivationCapture(model, layer, reshape_transform) as cap, torch.no_grad():
+        output = model(x)
+    A = cap.result()
+    return (A, output) if return_output else A
