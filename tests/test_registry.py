@@ -130,3 +130,43 @@ def test_one_lookup_rule_and_error_type_for_methods_and_models(fresh_registry):
         models.register_model(__import__("dataclasses").replace(spec, name="EfficientNet-Lite0"))
     with pytest.raises(ValueError, match="already registered"):
         tsmlib.register_method("Multivec_EigenCAM", lambda *a, **k: None, label_free=True)
+
+
+# ------------------------------------------------------------------------------------------ variants
+def test_variant_names_round_trip():
+    for base, options in [("mtsm", {"k": 5, "weighting": "uniform"}), ("tsm", {"ranks": (None, 4, 4)}),
+                          ("multivec-eigencam", {"normalize_components": False, "k": None})]:
+        name = registry.variant_name(base, **options)
+        assert registry.parse_variant_name(name) == (base, options)
+    with pytest.raises(ValueError, match="malformed option"):
+        registry.parse_variant_name("mtsm[k]")
+    with pytest.raises(ValueError, match="not a variant name"):
+        registry.parse_variant_name("mtsm")
+
+
+def test_a_variant_runs_by_name_without_registration(fresh_registry):
+    """Every variant a chapter shows is a registry entry: its name alone is enough, anywhere."""
+    name = "mtsm[k=2,weighting=uniform]"
+    assert name not in tsmlib.available_methods()
+    info = tsmlib.method_info(name)
+    assert info.base == "mtsm" and dict(info.options) == {"k": 2, "weighting": "uniform"} and info.label_free
+    net, x = Net().eval(), torch.rand(2, 3, 8, 8)
+    A = tsmlib.capture_activations(net, x, "feat")
+    by_name = tsmlib.saliency(net, x, name, "feat", upsample=False)
+    direct = tsmlib.minmax_normalize(tsmlib.mtsm(A, k=2, weighting="uniform", normalize=False))
+    torch.testing.assert_close(by_name, direct)
+    with pytest.raises(ValueError, match="builds on one of"):
+        tsmlib.method_info("gradcam[k=2]")
+    with pytest.raises(TypeError, match="invalid option"):
+        tsmlib.method_info("tsm[k=2]")
+
+
+def test_variants_share_one_forward_pass(fresh_registry):
+    from tsmlib.cam import saliency_maps
+
+    net, x = Net().eval(), torch.rand(2, 3, 8, 8)
+    calls = []
+    net.feat.register_forward_hook(lambda *a: calls.append(1))
+    names = [registry.register_variant("mtsm", k=k) for k in (1, 2, 3)] + ["tsm[ranks=(None,4,4)]"]
+    maps = saliency_maps(net, x, names, "feat")
+    assert len(calls) == 1 and set(maps) >= set(names)

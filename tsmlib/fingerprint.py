@@ -17,7 +17,7 @@ built here, from SHA-256 digests of:
 
 :func:`fingerprint` combines the library source and versions with any parts given. The callers:
 ``tsmlib.style.cached``, the shard cache of :func:`tsmlib.evaluation.evaluate`, the activation memo of
-:func:`tsmlib.figures.method_variant` and the skip rule of ``tools/run_notebooks.py``.
+:func:`tsmlib.hooks.memoised_activations` and the skip rule of ``tools/run_notebooks.py``.
 
 :func:`atomic_path` is the write side of every cache: a unique temporary file in the target's directory,
 moved into place with ``os.replace`` only once complete, so a killed or concurrent writer never leaves

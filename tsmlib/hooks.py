@@ -14,7 +14,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["resolve_layer", "ActivationCapture", "capture_activations"]
+__all__ = ["resolve_layer", "ActivationCapture", "capture_activations", "memoised_activations",
+           "clear_activation_memo"]
 
 
 def resolve_layer(model: nn.Module, layer: nn.Module | str) -> nn.Module:
@@ -124,3 +125,32 @@ def capture_activations(model: nn.Module, x: torch.Tensor, layer: nn.Module | st
         output = model(x)
     A = cap.result()
     return (A, output) if return_output else A
+
+
+_MEMO: dict = {}
+
+
+def clear_activation_memo() -> None:
+    """Forget the batch memoised by :func:`memoised_activations`."""
+    _MEMO.clear()
+
+
+def memoised_activations(model: nn.Module, x: torch.Tensor, layer: nn.Module | str,
+                         reshape_transform: Callable | None = None) -> torch.Tensor:
+    """:func:`capture_activations`, with the last batch memoised: several method variants asked for the
+    same batch one after the other (the evaluation runner calls each method in turn) share one forward.
+
+    The key holds the *content* of the model's weights (:func:`tsmlib.fingerprint.state_dict_digest`),
+    not only ``id(model)``: weights re-initialised in place (the cascading randomisation) give new
+    activations. Digesting the weights costs some tens of milliseconds per call.
+    """
+    from .fingerprint import state_dict_digest, tensor_digest
+
+    key = (id(model), state_dict_digest(model), layer if isinstance(layer, str) else id(layer),
+           id(reshape_transform), str(x.device), tensor_digest(x))
+    if _MEMO.get("key") == key:
+        return _MEMO["activations"]
+    A = capture_activations(model, x, layer, reshape_transform)
+    _MEMO.clear()
+    _MEMO.update(key=key, activations=A)
+    return A

@@ -13,8 +13,11 @@ lets :func:`tsmlib.cam.saliency_maps` serve several such methods from one forwar
 
 from __future__ import annotations
 
+import ast
+import functools
 import importlib
 import importlib.util
+import inspect
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, Union
 
@@ -22,7 +25,7 @@ import torch
 from torch import nn
 
 from ._names import UnknownNameError, normalize_name, unknown_name
-from .hooks import capture_activations
+from .hooks import capture_activations, memoised_activations
 
 __all__ = [
     "MethodInfo",
@@ -32,6 +35,10 @@ __all__ = [
     "available_methods",
     "method_info",
     "activation_method",
+    "variant_name",
+    "parse_variant_name",
+    "register_variant",
+    "VARIANT_BASES",
     "BUILTIN_DESCRIPTIONS",
 ]
 
@@ -65,6 +72,9 @@ class MethodInfo:
     label_free: bool
     description: str = ""
     map_target: Target | None = None
+    #: For a variant (:func:`register_variant`): the method it fixes options of, and those options.
+    base: str | None = None
+    options: tuple = ()
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -121,11 +131,20 @@ def available_methods(label_free: bool | None = None) -> list[str]:
 
 def method_info(name: str) -> MethodInfo:
     """The registry entry of ``name``; :class:`UnknownNameError` (a ``KeyError`` and ``ValueError``)
-    listing the registered names otherwise."""
+    listing the registered names otherwise.
+
+    A variant name such as ``"mtsm[k=5]"`` (see :func:`variant_name`) is registered on first lookup, so
+    every variant runs by name wherever a method name is taken (``tsmlib.saliency``,
+    ``tsmlib.evaluation.evaluate``, the sanity check, ``tsmlib explain --method``).
+    """
     try:
         return _REGISTRY[normalize_name(name)]
     except (KeyError, TypeError):
-        raise unknown_name("saliency method", name, available_methods()) from None
+        pass
+    if isinstance(name, str) and name.endswith("]") and "[" in name:
+        base, options = parse_variant_name(name)
+        return _REGISTRY[normalize_name(register_variant(base, **options))]
+    raise unknown_name("saliency method", name, available_methods()) from None
 
 
 def activation_method(map_fn: Callable[..., torch.Tensor]) -> MethodFn:
@@ -142,6 +161,115 @@ def activation_method(map_fn: Callable[..., torch.Tensor]) -> MethodFn:
     run.__doc__ = f"Registry wrapper of :func:`{map_fn.__module__}.{map_fn.__name__}`."
     run.map_fn = map_fn
     return run
+
+
+# ---------------------------------------------------------------------------------------------------
+# Variants: a method with some options fixed, as a registry entry of its own
+
+#: The methods a variant can fix options of: the four activation methods of :mod:`tsmlib.methods`.
+VARIANT_BASES = ("eigencam", "tsm", "multivec-eigencam", "mtsm")
+
+
+def _format_value(v) -> str:
+    if isinstance(v, (tuple, list)):
+        return "(" + ",".join("None" if e is None else str(e) for e in v) + ")"
+    return str(v)
+
+
+def variant_name(base: str, **options) -> str:
+    """Canonical name of a variant: ``variant_name("mtsm", k=5, weighting="uniform")`` ->
+    ``"mtsm[k=5,weighting=uniform]"`` (options sorted by name; no options gives ``base`` itself)."""
+    if not options:
+        return base
+    return f"{base}[" + ",".join(f"{k}={_format_value(v)}" for k, v in sorted(options.items())) + "]"
+
+
+def _split_top_level(text: str) -> list[str]:
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return [p for p in parts if p.strip()]
+
+
+def parse_variant_name(name: str) -> tuple[str, dict]:
+    """The inverse of :func:`variant_name`: ``"tsm[ranks=(None,4,4)]"`` -> ``("tsm", {"ranks": (None, 4, 4)})``.
+
+    Values are Python literals (numbers, ``None``, ``True``, tuples); anything else is a string
+    (``weighting=uniform``). Raises ``ValueError`` for a malformed name.
+    """
+    if not (isinstance(name, str) and name.endswith("]") and "[" in name):
+        raise ValueError(f"not a variant name (base[option=value,...]): {name!r}")
+    base, _, inner = name[:-1].partition("[")
+    options = {}
+    for part in _split_top_level(inner):
+        key, eq, value = part.partition("=")
+        if not eq or not key.strip().isidentifier():
+            raise ValueError(f"malformed option {part!r} in variant name {name!r} (want option=value)")
+        try:
+            options[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            options[key.strip()] = value.strip()
+    return base.strip(), options
+
+
+def register_variant(base: str, **options) -> str:
+    """Register ``base`` with fixed ``options`` as a method of its own and return its registry name.
+
+    Parameters
+    ----------
+    base : {"eigencam", "tsm", "multivec-eigencam", "mtsm"}
+        One of the activation methods (:data:`VARIANT_BASES`).
+    **options
+        Keyword arguments of that function (``k``, ``ranks``, ``weighting``, ``transform``,
+        ``normalize_components``, ``sign``). They are checked here, on a tiny tensor, so that a typo
+        fails at registration rather than in the middle of an evaluation. Without options the base
+        name is returned and nothing is registered.
+
+    Returns
+    -------
+    str
+        :func:`variant_name` ``(base, **options)``, usable wherever a method name is. Registering the
+        same variant again is harmless (the entry is the same).
+
+    Notes
+    -----
+    A variant is an activation method (its ``map_fn`` is the base function with the options bound), so
+    :func:`tsmlib.cam.saliency_maps` serves any number of variants from one forward pass; called one
+    by one (``fn``), variants share a memo of the last batch's activations
+    (:func:`tsmlib.hooks.memoised_activations`).
+    """
+    base_info = method_info(base)
+    if base_info.base is not None or normalize_name(base_info.name) not in VARIANT_BASES:
+        raise ValueError(f"a variant builds on one of {list(VARIANT_BASES)}, got {base!r}")
+    if not options:
+        return base_info.name
+    map_fn = base_info.map_fn
+    accepted = set(inspect.signature(map_fn).parameters) - {"A", "normalize"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise TypeError(f"invalid option(s) {unknown} for {base}; it accepts {sorted(accepted)}")
+    # the value checks that do not depend on the layer's size (k and ranks do), on a tiny tensor
+    map_fn(torch.rand(1, 6, 3, 3, dtype=torch.float64), **{n: v for n, v in options.items() if n not in ("k", "ranks")})
+    bound = functools.partial(map_fn, **options)
+
+    def run(model, x, layer, targets=None, *, reshape_transform=None):
+        return bound(memoised_activations(model, x, layer, reshape_transform), normalize=False)
+
+    name = variant_name(base_info.name, **options)
+    description = f"{base_info.name} with {', '.join(f'{k}={_format_value(v)}' for k, v in sorted(options.items()))}"
+    run.__doc__ = description
+    key = normalize_name(name)
+    if key not in _REGISTRY:
+        _REGISTRY[key] = MethodInfo(name, run, True, description, bound, base=base_info.name,
+                                    options=tuple(sorted(options.items())))
+    return _REGISTRY[key].name
 
 
 # ---------------------------------------------------------------------------------------------------
