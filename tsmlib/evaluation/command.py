@@ -249,18 +249,22 @@ def run_evaluation(config: Mapping, out_dir: str | os.PathLike | None = None, *,
         mine = list(range(rank, len(paths), world))
         todo = [s for s in mine if _read_shard(paths[s]) is None]  # absent, truncated or corrupt
         n_mine = sum(min(n, (s + 1) * size) - s * size for s in mine)
-        computed = 0
+        computed, data_s, evaluate_s = 0, 0.0, 0.0
         t_compute = time.perf_counter()
         desc = f"evaluate {lm.name}" + (f" [rank {rank}/{world}]" if world > 1 else "")
         with progress(total=n_mine, enabled=bool(config["progress"]), desc=desc, unit="img", file=sys.stderr,
                       initial=n_mine - sum(min(n, (s + 1) * size) - s * size for s in todo)) as bar:
             for s in todo:
                 a, b = s * size, min(n, (s + 1) * size)
+                t = time.perf_counter()
                 records = dataset.records(a, b)
+                data_s += time.perf_counter() - t
                 frames = []
                 for c in range(0, len(records), stream.config.batch_size):
                     chunk = records[c:c + stream.config.batch_size]
+                    t = time.perf_counter()
                     frames.append(stream.evaluate_batch(chunk, a + c))
+                    evaluate_s += time.perf_counter() - t
                     bar.update(len(chunk))
                 del records
                 _write_shard(paths[s], pd.concat(frames, ignore_index=True))
@@ -305,7 +309,9 @@ def run_evaluation(config: Mapping, out_dir: str | os.PathLike | None = None, *,
             "counts": {"images": n, "shards": len(paths), "shards_computed": n_todo,
                        "images_computed": computed, "rows": len(table), "processes": world},
             "wall_s": wall,
-            "compute_s": compute_s,
+            "compute_s": compute_s,  # this process: loading the images + evaluating them + writing shards
+            "data_s": data_s,        # of which loading (and preprocessing) the images
+            "evaluate_s": evaluate_s,  # of which the maps and metrics
             "images_per_s": computed / compute_s if computed and compute_s > 0 else None,
             "device": device.split(":")[0],
         }
