@@ -1,6 +1,7 @@
 """Command line: saliency maps for your own images.
 
     tsmlib explain cat.jpg dog.png --method tsm mtsm --out maps/
+    tsmlib evaluate run.yaml --n-images 1000     # a sharded, resumable evaluation (see below)
     tsmlib models          # list the registry models
     tsmlib methods         # list the saliency methods
 
@@ -18,7 +19,13 @@ the model's input size are upscaled by its preprocessing; a warning on stderr sa
 Per batch, one forward pass gives the predictions and the activations of every label-free method
 (``tsmlib.cam.saliency_maps``); label-dependent methods explain the predicted class.
 
-Unreadable images and unknown methods are reported and skipped; the others are still processed (exit
+``evaluate`` runs :func:`tsmlib.evaluation.command.run_evaluation` on a YAML run configuration
+(flags override its keys): one CSV shard per ``shard_size`` images, resumable after a kill, merged
+into ``results.csv``, ``summary.csv`` and ``run.json``. Under ``torchrun --nproc-per-node N -m tsmlib
+evaluate run.yaml`` the shards are divided among the N processes (multi-node and SLURM: see
+``tsmlib evaluate --help``).
+
+Unreadable images and unknown methods of ``explain`` are reported and skipped; the others are still processed (exit
 status 1 if anything was skipped, 2 if nothing could run).
 """
 
@@ -54,9 +61,71 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--alpha", type=float, default=0.5, help="heat-map opacity in the overlays")
     ex.add_argument("--batch-size", type=int, default=8)
     ex.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_evaluate(sub)
     sub.add_parser("models", help="list the registry models")
     sub.add_parser("methods", help="list the saliency methods")
     return parser
+
+
+EVALUATE_EPILOG = """\
+Any key of the configuration can also be set with --set KEY=VALUE (YAML value, e.g. --set steps=10,
+--set 'max_images={gradcam: 100}'). Results go to OUT/<fingerprint>/ (results.csv, summary.csv,
+run.json, shards/); run the same command again to resume after an interruption.
+
+Distributed (torch.distributed; gloo on CPU, NCCL on GPU; process r takes shards r, r+N, ...):
+  torchrun --nproc-per-node 4 -m tsmlib evaluate run.yaml --device cuda
+  head=$(scontrol show hostnames $SLURM_JOB_NODELIST | head -n1)
+  srun torchrun --nnodes $SLURM_NNODES --nproc-per-node 4 --rdzv-backend c10d \\
+      --rdzv-endpoint $head:29500 -m tsmlib evaluate run.yaml --device cuda
+OUT must be on a file system every node sees.
+"""
+
+
+def _add_evaluate(sub) -> None:
+    ev = sub.add_parser("evaluate", help="evaluate methods on a data set: sharded, resumable, distributed",
+                        description="Evaluate saliency methods on a data set (tsmlib.evaluation.command).",
+                        epilog=EVALUATE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ev.add_argument("config", nargs="?", default=None, help="YAML run configuration (keys: see tsmlib.evaluation.command)")
+    ev.add_argument("--model", help="registry model (tsmlib models)")
+    ev.add_argument("--weights", help="weight file for the model")
+    ev.add_argument("--layer", help="target layer (default: the model's)")
+    ev.add_argument("--dataset", choices=["photos", "synthetic", "imagenet", "voc"])
+    ev.add_argument("--root", help="local copy of imagenet / voc")
+    ev.add_argument("--split", help="synthetic: test/val/train; voc: val/train")
+    ev.add_argument("--n-images", type=int, help="evaluate the first N images")
+    ev.add_argument("--methods", nargs="+", help="saliency methods (tsmlib methods)")
+    ev.add_argument("--metrics", nargs="+", help="metrics (tsmlib.evaluation.METRIC_TABLE)")
+    ev.add_argument("--batch-size", type=int)
+    ev.add_argument("--shard-size", type=int, help="images per shard file")
+    ev.add_argument("--device", help="cpu or cuda (each torchrun process takes cuda:LOCAL_RANK)")
+    ev.add_argument("--out", help="output directory (default: ./tsmlib_eval)")
+    ev.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+                    help="set any configuration key (YAML value); repeatable")
+    ev.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _evaluate(args) -> int:
+    import yaml
+
+    from .evaluation.command import load_config, run_evaluation
+
+    overrides = {k: getattr(args, k) for k in ("model", "weights", "layer", "dataset", "root", "split", "n_images",
+                                               "methods", "metrics", "batch_size", "shard_size", "device", "out")}
+    for item in args.assignments:
+        key, sep, value = item.partition("=")
+        if not sep:
+            _err(f"--set expects KEY=VALUE, got {item!r}")
+            return 2
+        overrides[key.strip()] = yaml.safe_load(value)
+    if args.no_progress:
+        overrides["progress"] = False
+    try:
+        config = load_config(args.config, overrides)
+    except (OSError, ValueError) as exc:
+        _err(str(exc))
+        return 2
+    run_evaluation(config)
+    return 0
 
 
 def _err(msg: str) -> None:
@@ -225,6 +294,8 @@ def main(argv=None) -> int:
         return _list_models()
     if args.command == "methods":
         return _list_methods()
+    if args.command == "evaluate":
+        return _evaluate(args)
     return _explain(args)
 
 

@@ -19,6 +19,8 @@ def _registry_saliency(name: str, options: Mapping) -> MapFunction:
         return saliency(model, x, method=name, layer=layer, targets=targets, upsample=True, **options)
 
     fn.__name__ = name
+    fn.registry_name = name          # lets the runner serve activation methods from one shared capture
+    fn.registry_options = dict(options)
     return fn
 
 

@@ -32,7 +32,8 @@ from .. import fingerprint as _fp
 from . import metrics as M
 from ._methods import check_map_batch, resolve_methods
 from .metric_info import METRICS, MetricInfo, metric_info
-from .scores import make_score
+from ..hooks import capture_activations
+from .scores import ClassScore, make_score
 
 #: Bump when a formula or the table layout changes: cached results of older versions are then ignored.
 PROTOCOL_VERSION = 1
@@ -474,28 +475,14 @@ def evaluate(model: nn.Module, images: Iterable, methods, metrics: Sequence[str]
         ``note`` explains NaN values (e.g. "mask has no foreground"). ``df.attrs["config"]`` holds the
         cache key (:meth:`EvaluationConfig.key_dict`) and ``df.attrs["config_hash"]`` its hash.
     """
-    cfg = EvaluationConfig.build(config, **settings)
-    metrics = tuple(metrics)
-    unknown = set(metrics) - set(METRIC_TABLE)
-    if unknown:
-        raise ValueError(f"unknown metric(s) {sorted(unknown)}; choose from {list(METRIC_TABLE)}")
-    fns = resolve_methods(methods, cfg.method_options)
-    if set(cfg.max_images) - set(fns):
-        raise ValueError(f"max_images names methods that are not evaluated: {sorted(set(cfg.max_images) - set(fns))}")
-    scorer = make_score(cfg.score, model, cfg.embedder)
-    key_dict = cfg.key_dict(model, methods, fns, metrics, scorer)
-    key = config_hash(key_dict)
+    stream = StreamingEvaluation(model, methods, metrics, config=config, **settings)
+    cfg, key_dict, key, model_name = stream.config, stream.key_dict, stream.key, stream.model_name
     shard_dir = None
     if cache_dir is not None:
         shard_dir = Path(cache_dir) / key
         shard_dir.mkdir(parents=True, exist_ok=True)
         with _fp.atomic_path(shard_dir / "config.json") as tmp:
             tmp.write_text(json.dumps(_jsonable(key_dict), indent=1, sort_keys=True))
-
-    model_name = key_dict["model"]
-    run = _Run(scorer=scorer, device=_device_of(model), specs=_ordered_specs(metrics),
-               constant={"score_space": scorer.name, "masking": cfg.masking_label, "model": model_name,
-                         "layer": key_dict["layer"]})
 
     total = None
     try:
@@ -519,16 +506,66 @@ def evaluate(model: nn.Module, images: Iterable, methods, metrics: Sequence[str]
                 frames.append(cached)
                 start += len(batch)
                 continue
-        df = _evaluate_batch(model, batch, fns, start, cfg, run)
+        df = stream.evaluate_batch(batch, start)
         if shard is not None:
             _write_shard(shard, df)
         frames.append(df)
         start += len(batch)
-    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
-    out["label_free"] = out["method"].map(_label_free(fns, _method_specs(methods)))
-    out.attrs["config"] = _jsonable(key_dict)
-    out.attrs["config_hash"] = key
-    return out
+    return stream.finish(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS))
+
+
+class StreamingEvaluation:
+    """What :func:`evaluate` sets up once (methods, score, cache key), then batches evaluated one at a
+    time: for callers that keep their own shards, such as ``tsmlib evaluate``
+    (:mod:`tsmlib.evaluation.command`). Nothing is kept between batches.
+
+    >>> stream = StreamingEvaluation(model, ["tsm"], ["average_drop"], layer="layer4")   # doctest: +SKIP
+    >>> df = stream.finish(stream.evaluate_batch(records, start=0))                      # doctest: +SKIP
+
+    ``start`` is the position of the batch's first image in the whole stream (``max_images`` counts
+    from the start of the stream); :meth:`finish` adds the ``label_free`` column and the attrs.
+    """
+
+    def __init__(self, model: nn.Module, methods, metrics: Sequence[str] = ALL_METRICS, *,
+                 config: EvaluationConfig | None = None, **settings):
+        cfg = EvaluationConfig.build(config, **settings)
+        metrics = tuple(metrics)
+        unknown = set(metrics) - set(METRIC_TABLE)
+        if unknown:
+            raise ValueError(f"unknown metric(s) {sorted(unknown)}; choose from {list(METRIC_TABLE)}")
+        fns = resolve_methods(methods, cfg.method_options)
+        if set(cfg.max_images) - set(fns):
+            raise ValueError(f"max_images names methods that are not evaluated: {sorted(set(cfg.max_images) - set(fns))}")
+        scorer = make_score(cfg.score, model, cfg.embedder)
+        self.model, self.methods, self.metrics, self.config, self.fns = model, methods, metrics, cfg, fns
+        self.key_dict = cfg.key_dict(model, methods, fns, metrics, scorer)
+        self.key = config_hash(self.key_dict)
+        self.model_name = self.key_dict["model"]
+        self.run = _Run(scorer=scorer, device=_device_of(model), specs=_ordered_specs(metrics),
+                        constant={"score_space": scorer.name, "masking": cfg.masking_label,
+                                  "model": self.model_name, "layer": self.key_dict["layer"]})
+
+    def evaluate_batch(self, batch: Sequence, start: int = 0) -> pd.DataFrame:
+        """The rows (columns :data:`COLUMNS`) of one batch of records (at most ``batch_size``
+        of them are evaluated together; longer lists are split)."""
+        frames = []
+        for b in range(0, len(batch), self.config.batch_size):
+            chunk = [as_record(item, start + b + i) for i, item in enumerate(batch[b:b + self.config.batch_size])]
+            frames.append(_evaluate_batch(self.model, chunk, self.fns, start + b, self.config, self.run))
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+
+    def finish(self, table: pd.DataFrame) -> pd.DataFrame:
+        """``table`` with the ``label_free`` column and ``attrs`` (``config``, ``config_hash``)."""
+        table["label_free"] = table["method"].map(_label_free(self.fns, _method_specs(self.methods)))
+        table.attrs["config"] = _jsonable(self.key_dict)
+        table.attrs["config_hash"] = self.key
+        return table
+
+
+def _finish_maps(raw, x, upsample, normalize):
+    from tsmlib.cam import _finish
+
+    return _finish(raw, x, upsample, normalize)
 
 
 def _ordered_specs(metrics: Sequence[str]) -> list[MetricSpec]:
@@ -620,6 +657,17 @@ def _maybe_int(v):
         return v
 
 
+def _activation_map_fn(fn):
+    """The activation-level function of a registry method resolved by name (None otherwise): such
+    methods are computed from the batch's one shared capture instead of a forward pass each."""
+    name = getattr(fn, "registry_name", None)
+    if name is None:
+        return None
+    from tsmlib.cam import method_info
+
+    return method_info(name).map_fn
+
+
 def _mask_to(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if mask.ndim != 2:
         raise ValueError(f"a mask must have shape (H, W), got {tuple(mask.shape)}")
@@ -641,9 +689,23 @@ def _evaluate_batch(model, batch: list[Record], fns, start: int, cfg: Evaluation
         if missing:
             raise ValueError(f"target='label' but images {missing[:5]} have no label")
         labels = torch.tensor([r.label for r in batch], dtype=torch.long, device=device)
-    context = scorer.prepare(x, labels)
+    # one forward pass for the logits and the activations of every activation method (EigenCAM, TSM, ...)
+    shared = {n: fn for n, fn in fns.items() if _activation_map_fn(fn) is not None}
+    A = logits = None
+    if shared:
+        A, logits = capture_activations(model, x, cfg.layer, return_output=True)
+    elif isinstance(scorer, ClassScore) and scorer.model is model:
+        with torch.no_grad():
+            logits = model(x)
+    if isinstance(scorer, ClassScore) and scorer.model is model and isinstance(logits, torch.Tensor) \
+            and logits.ndim == 2:
+        context = labels if labels is not None else logits.argmax(-1)  # = scorer.prepare(x, labels)
+        Y = scorer.from_logits(logits, context)                         # = scorer(x, context)
+    else:
+        context = scorer.prepare(x, labels)
+        Y = scorer(x, context)
     class_targets = context if (context.ndim == 1 and not context.is_floating_point()) else labels
-    Y = scorer(x, context)
+    del logits
     size = tuple(x.shape[-2:])
     has_mask = [r.mask is not None for r in batch]
     masks = [(_mask_to(r.mask, size) if r.mask is not None else None) for r in batch]
@@ -659,7 +721,14 @@ def _evaluate_batch(model, batch: list[Record], fns, start: int, cfg: Evaluation
         idx = torch.tensor(sel, device=device)
         xs = x[idx]
         ts = None if class_targets is None else class_targets[idx]
-        maps = check_map_batch(fn(model, xs, cfg.layer, ts), xs, name).to(device=device, dtype=torch.float32)
+        if name in shared:
+            raw = _activation_map_fn(fn)(A if len(sel) == len(batch) else A[idx], normalize=False,
+                                         **fn.registry_options)
+            out = _finish_maps(raw, xs, True, True)  # exactly what tsmlib.saliency returns
+        else:
+            out = fn(model, xs, cfg.layer, ts)
+        maps = check_map_batch(out, xs, name).to(device=device, dtype=torch.float32)
+        del out
         ctx = context[idx]
 
         def add(spec, values, which, notes=None):
@@ -702,6 +771,7 @@ def _evaluate_batch(model, batch: list[Record], fns, start: int, cfg: Evaluation
             else:
                 add(spec, values, sel)
         del maps, inputs
+    del A
     df = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in run.constant])
     for k, v in run.constant.items():
         df[k] = v

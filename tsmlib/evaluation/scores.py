@@ -70,7 +70,11 @@ class ClassScore:
 
     def __call__(self, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Scores ``(B,)`` of ``targets`` (LongTensor ``(B,)``) on images ``x`` ``(B, 3, S, S)``."""
-        logits = _forward(self.model, x)
+        return self.from_logits(_forward(self.model, x), targets)
+
+    def from_logits(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Scores ``(B,)`` of ``targets`` from logits ``(B, K)`` already computed by ``self.model``
+        (the runner reuses the logits of the forward pass that captured the activations)."""
         targets = targets.to(logits.device).reshape(-1, 1)
         if self.space == "softmax":
             return logits.float().softmax(-1).gather(1, targets)[:, 0]
