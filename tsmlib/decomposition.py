@@ -420,6 +420,87 @@ def _sweep_error(core: torch.Tensor, norm_A: torch.Tensor) -> torch.Tensor:
     return (norm_A**2 - norm_core**2).abs().sqrt() / torch.where(norm_A > 0, norm_A, torch.ones_like(norm_A))
 
 
+
+def _position_gram(A: torch.Tensor, precision: Precision) -> torch.Tensor | None:
+    """``K = F^T F`` (B, HW, HW) for the mode-1 unfolding ``F`` (B, C, HW), or ``None`` if it is not safe.
+
+    ``None`` where a diagonal entry overflowed or is near the dtype's limits (the unfolding path,
+    with its per-item scaling, handles those items).
+    """
+    F = A.flatten(2)
+    Fw = F.double() if precision == "double" else F
+    K = Fw.mT @ Fw
+    d = K.diagonal(dim1=-2, dim2=-1).amax(dim=-1)
+    fi = torch.finfo(K.dtype)
+    n = max(F.shape[-2:])
+    if bool((~torch.isfinite(d) | (d > fi.max / 16) | ((d < n * fi.tiny / fi.eps) & (d != 0))).any()):
+        return None
+    return K
+
+
+def _hooi_on_gram(A, K, R, norm_A, n_iter_max, tol, leading, keep):
+    """HOOI sweeps for ``C > H*W`` without touching the (B, C, H, W) tensor: everything through ``K``.
+
+    The channel factor always lies in the column space of the unfolding, ``U1 = F W`` (W: HW x R1):
+    at the HOSVD start ``W = V_K S^{-1}`` from ``eigh(K)``, and at each sweep, with
+    ``P = U2 kron U3`` (HW x R2 R3), the Gram matrix of ``Y1 = F P`` is ``P^T K P``, whose eigenpairs
+    ``(s^2, V)`` give ``U1 = Y1 V S^{-1}``, so ``W = P V S^{-1}``. Then ``Z = U1^T F = W^T K``
+    (R1 x HW) is the projection that the spatial updates and the core need; the spatial Gram matrices
+    of the HOSVD start are partial traces of ``K``. Each sweep costs O(HW^2 R2 R3) instead of
+    O(C HW R): the channel mode is touched once, at the end (``U1 = F W``, signs by tensorly's rule,
+    which sign-flips the core's slices alike; signs of U1 never influence U2, U3 or the errors).
+    Same algorithm and stopping rule as the unfolding path, hence the same sweeps as tensorly.
+    """
+    B, C, H, W = A.shape
+    N = H * W
+    R1, R2, R3 = R
+
+    def channel_solve(G: torch.Tensor, P: torch.Tensor | None) -> torch.Tensor:
+        evals, V = _eigh_descending(G)
+        s = evals[..., :R1].clamp_min(0).sqrt()
+        Wt = _safe_divide_columns(V[..., :R1], s)
+        return Wt if P is None else P @ Wt
+
+    def project(Wt, U2, U3):
+        Z = (Wt.mT @ K).reshape(B, R1, H, W)
+        return Z
+
+    K4 = K.reshape(B, H, W, H, W)
+    Wt = channel_solve(K, None)
+    U2 = flip_signs(_eigh_descending(torch.einsum("bhwgw->bhg", K4))[1][..., :R2])
+    U3 = flip_signs(_eigh_descending(torch.einsum("bhwhv->bwv", K4))[1][..., :R3])
+    Z = project(Wt, U2, U3)
+    core = mode_product(mode_product(Z, U2, 2), U3, 3)
+    err = _sweep_error(core, norm_A)
+    factors = [Wt, U2, U3]
+    active = torch.ones(B, dtype=torch.bool, device=A.device)
+    n_iter = 0
+    for n_iter in range(1, n_iter_max + 1):
+        P = torch.einsum("bhi,bwj->bhwij", factors[1], factors[2]).reshape(B, N, -1)
+        Wn = channel_solve(P.mT @ K @ P, P)
+        Z = project(Wn, None, None)
+        U2n = leading(mode_product(Z, factors[2], 3), 2)
+        Y3 = mode_product(Z, U2n, 2)
+        U3n = leading(Y3, 3)
+        new_core = mode_product(Y3, U3n, 3)
+        new_err = _sweep_error(new_core, norm_A)
+        factors = [keep(new, old, active) for new, old in zip((Wn, U2n, U3n), factors)]
+        core = keep(new_core, core, active)
+        was_active = active
+        if n_iter >= 3 and tol > 0:  # tensorly: `if iteration > 1: if tol and |e[-2] - e[-1]| < tol`
+            active = active & ~((err - new_err).abs() < tol)
+        err = keep(new_err, err, was_active)
+        if not bool(active.any()):
+            break
+    F = A.flatten(2)
+    U1 = F.to(K.dtype) @ factors[0]
+    U1s = flip_signs(U1)
+    signs = torch.where((U1s * U1).sum(dim=-2) < 0, -1.0, 1.0).to(core.dtype)
+    core = core * signs[:, :, None, None]
+    dt = A.dtype
+    return core.to(dt), [U1s.to(dt), factors[1].to(dt), factors[2].to(dt)], err, n_iter
+
+
 def tucker(
     A: torch.Tensor,
     ranks: Sequence[int | None] | None = None,
@@ -468,7 +549,7 @@ def tucker(
     tol = check_tol(tol)
     check_choice(solver, "solver", SOLVERS)
     check_choice(precision, "precision", ("double", "native"))
-    norm_A = _safe_norm(A)
+    norm_A = None
 
     def leading(Y: torch.Tensor, mode: int) -> torch.Tensor:
         U, _, _ = truncated_svd(unfold(Y, mode), R[mode - 1], solver=solver, precision=precision, need="left")
@@ -477,35 +558,42 @@ def tucker(
     def keep(new: torch.Tensor, old: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
         return torch.where(active.reshape(-1, *([1] * (new.ndim - 1))), new, old)
 
-    # HOSVD start (tensorly's init="svd"): leading left singular vectors of each unfolding of A.
-    factors = [leading(A, 1), leading(A, 2), leading(A, 3)]
-    core = _project(A, factors)
-    err = _sweep_error(core, norm_A)
-    active = torch.ones(B, dtype=torch.bool, device=A.device)
-    n_iter = 0
-    for n_iter in range(1, n_iter_max + 1):
-        # Each sweep touches the large channel mode twice: Y1 for the channel factor, then the
-        # projection Z = A x1 U1^T that the two spatial updates and the core share.
-        U1 = leading(mode_product(mode_product(A, factors[1], 2), factors[2], 3), 1)
-        Z = mode_product(A, U1, 1)  # (B, R1, H, W)
-        U2 = leading(mode_product(Z, factors[2], 3), 2)
-        Y3 = mode_product(Z, U2, 2)  # (B, R1, R2, W)
-        U3 = leading(Y3, 3)
-        new_core = mode_product(Y3, U3, 3)
-        new_err = _sweep_error(new_core, norm_A)
-        # items that converged at an earlier sweep keep that sweep's result
-        factors = [keep(new, old, active) for new, old in zip((U1, U2, U3), factors)]
-        core = keep(new_core, core, active)
-        was_active = active
-        if n_iter >= 3 and tol > 0:  # tensorly: `if iteration > 1: if tol and |e[-2] - e[-1]| < tol`
-            active = active & ~((err - new_err).abs() < tol)
-        err = keep(new_err, err, was_active)
-        if not bool(active.any()):
-            break
+    K = _position_gram(A, precision) if H * W < C and solver != "svd" and A.device.type == "cpu" else None
+    if K is not None:
+        # ||A||^2 = trace(K), summed in float64 like _safe_norm: no extra pass over A
+        norm_A = K.diagonal(dim1=-2, dim2=-1).sum(-1).sqrt() if K.dtype == torch.float64 else _safe_norm(A)
+        core, factors, err, n_iter = _hooi_on_gram(A, K, R, norm_A, n_iter_max, tol, leading, keep)
+    else:
+        norm_A = _safe_norm(A)
+        # HOSVD start (tensorly's init="svd"): leading left singular vectors of each unfolding of A.
+        factors = [leading(A, 1), leading(A, 2), leading(A, 3)]
+        core = _project(A, factors)
+        err = _sweep_error(core, norm_A)
+        active = torch.ones(B, dtype=torch.bool, device=A.device)
+        n_iter = 0
+        for n_iter in range(1, n_iter_max + 1):
+            # Each sweep touches the large channel mode twice: Y1 for the channel factor, then the
+            # projection Z = A x1 U1^T that the two spatial updates and the core share.
+            U1 = leading(mode_product(mode_product(A, factors[1], 2), factors[2], 3), 1)
+            Z = mode_product(A, U1, 1)  # (B, R1, H, W)
+            U2 = leading(mode_product(Z, factors[2], 3), 2)
+            Y3 = mode_product(Z, U2, 2)  # (B, R1, R2, W)
+            U3 = leading(Y3, 3)
+            new_core = mode_product(Y3, U3, 3)
+            new_err = _sweep_error(new_core, norm_A)
+            # items that converged at an earlier sweep keep that sweep's result
+            factors = [keep(new, old, active) for new, old in zip((U1, U2, U3), factors)]
+            core = keep(new_core, core, active)
+            was_active = active
+            if n_iter >= 3 and tol > 0:  # tensorly: `if iteration > 1: if tol and |e[-2] - e[-1]| < tol`
+                active = active & ~((err - new_err).abs() < tol)
+            err = keep(new_err, err, was_active)
+            if not bool(active.any()):
+                break
     singular_values = _safe_norm(core.flatten(0, 1)).reshape(B, -1).to(core.dtype)
     result = TuckerResult(core=core, factors=tuple(factors), singular_values=singular_values, rec_error=err, n_iter=n_iter)
     # The sweeps use the cheap sqrt(||A||^2 - ||G||^2), which bottoms out near sqrt(eps); report the
     # error of the explicit residual instead (one reconstruction).
-    residual = _safe_norm(A - result.reconstruct())
+    residual = _fast_norm(A - result.reconstruct())
     result.rec_error = (residual / torch.where(norm_A > 0, norm_A, torch.ones_like(norm_A))).to(A.dtype)
     return result
