@@ -26,7 +26,7 @@ Solver = Literal["gram", "gram-eigh", "gram-iter", "svd"]
 SOLVERS = ("gram", "gram-eigh", "gram-iter", "svd")
 Precision = Literal["double", "native"]
 
-__all__ = ["truncated_svd", "tucker", "TuckerResult", "mode_product", "numerical_rank_tolerance"]
+__all__ = ["truncated_svd", "subspace_eigh", "tucker", "TuckerResult", "mode_product", "numerical_rank_tolerance"]
 
 
 @contextlib.contextmanager
@@ -170,6 +170,7 @@ def truncated_svd(
     solver: Solver = "gram",
     precision: Precision = "double",
     need: Literal["both", "left", "right"] = "both",
+    float32_gram: bool = True,
 ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
     """Leading ``rank`` singular triplets of a batch of matrices.
 
@@ -201,6 +202,9 @@ def truncated_svd(
         ``"native"`` stays in the input dtype.
     need : {"both", "left", "right"}
         Which singular vectors to return; the other is ``None`` (saves the projection matmul).
+    float32_gram : bool
+        Allow the float32 Gram attempt above (default). ``False`` when small gaps are expected (the
+        attempt would be wasted: the float64 Gram is formed anyway for those items).
 
     Returns
     -------
@@ -248,7 +252,7 @@ def truncated_svd(
         U, s, V = U[..., :rank], s[..., :rank], Vh[..., :rank, :].mT
         return (None if need == "right" else U.to(out_dtype), s.to(out_dtype),
                 None if need == "left" else V.to(out_dtype))
-    low = solver == "gram-iter" and rank == 1 and precision == "double" and X.dtype == torch.float32
+    low = float32_gram and solver == "gram-iter" and rank == 1 and precision == "double" and X.dtype == torch.float32
     if low:
         # float32 Gram, float64 iteration; items too close to degenerate are redone in float64 below
         work, G, scale = scaled_gram(X)

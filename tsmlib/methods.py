@@ -148,7 +148,9 @@ def eigencam_components(
     K = min(C, H * W) if k is None else _check_k(k, min(C, H * W))
     F = A.flatten(2)  # (B, C, HW)
     Mt = F - F.mean(dim=-1, keepdim=True)  # M^T: centred channels
-    U, s, _ = truncated_svd(Mt.mT, K, solver=solver, precision=precision, need="left")  # U: (B, HW, K)
+    # no float32 Gram attempt: centred features often have sigma_1 ~ sigma_2 (noise-like layers), where
+    # it would be wasted; the iteration still runs on the float64 Gram and hands those items to eigh
+    U, s, _ = truncated_svd(Mt.mT, K, solver=solver, precision=precision, need="left", float32_gram=False)
     P = _orient((U * s[:, None, :]).mT, Mt.sum(dim=1), sign)
     out = _mask_below_rank(P, s, A)
     return Components(out.maps.reshape(B, K, H, W), out.weights)
