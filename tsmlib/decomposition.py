@@ -267,10 +267,10 @@ def truncated_svd(
             evals, E = _eigh_descending(G)
             evals, E, ok = evals[..., :rank], E[..., :rank], None
     if ok is not None and not bool(ok.all()):
-        # the items the iteration could not converge: eigh of their Gram matrix, from the same scaled
-        # work matrix (in float64 if the iteration used a float32 Gram)
+        # the items the iteration could not converge: eigh of their Gram matrix (the same one, or a
+        # float64 one from the same scaled work matrix if the iteration used a float32 Gram)
         bad = (~ok).nonzero()[:, 0]
-        e2, E2 = _eigh_descending(gram(work[bad].double() if low else work[bad]))
+        e2, E2 = _eigh_descending(gram(work[bad].double()) if low else G[bad])
         evals, E = evals.clone(), E.clone()
         evals[bad], E[bad] = e2[..., :rank].to(evals.dtype), E2[..., :rank].to(E.dtype)
     s = evals.clamp_min(0).sqrt()
