@@ -14,7 +14,7 @@ extrapolated linearly to the batch (marked ``*``).
 
 Usage::
 
-    python benchmarks/bench_methods.py                     # CPU, B=32, the two ResNet-50 shapes
+    python benchmarks/bench_methods.py --threads 1         # CPU, B=32, the three ResNet-50 shapes
     python benchmarks/bench_methods.py --device cuda --batch 256 --peer-items 4
 
 Numbers depend on the machine and its load; compare ratios within one run only.
@@ -39,7 +39,8 @@ def main(argv=None) -> None:
     ap.add_argument("--repeat", type=int, default=5, help="timed runs of tsmlib's methods (median)")
     ap.add_argument("--peer-repeat", type=int, default=1, help="timed runs of the slow peers")
     ap.add_argument("--peer-items", type=int, default=2, help="images the peers are timed on (0: the whole batch)")
-    ap.add_argument("--shapes", default="2048x7x7,512x14x14")
+    ap.add_argument("--shapes", default="2048x7x7,512x14x14,512x28x28",
+                    help="C x H x W list (ResNet-50 layer4, layer3 / VGG-16 conv5, layer2)")
     ap.add_argument("--threads", type=int, default=None,
                     help="CPU threads for torch and NumPy's BLAS alike (default: each library's own)")
     ap.add_argument("--variants", action="store_true", help="also time the solver/precision options")
@@ -65,6 +66,7 @@ def run(args) -> None:
         forward_s = benchmark.forward_time(net, x, repeat=max(1, args.repeat // 2))
         print(f"ResNet-50 forward (random weights), B={args.batch}: {forward_s * 1e3:.0f} ms")
 
+    summaries = []
     for shape in args.shapes.split(","):
         C, H, W = (int(v) for v in shape.split("x"))
         A = benchmark.random_activations(args.batch, (C, H, W), device=device)
@@ -84,6 +86,27 @@ def run(args) -> None:
             print(f"ratio  pytorch-grad-cam / tsmlib eigencam: {t['eigencam (pytorch-grad-cam)'] / t['eigencam']:8.1f}x")
         if forward_s:
             print(f"all four methods / ResNet-50 forward   : {100 * four / (forward_s * 1e3):8.2f} %")
+        summaries.append(benchmark.goal_summary(df, forward_s * 1e3 if forward_s else None))
+    print_goals(summaries)
+
+
+def print_goals(summaries) -> None:
+    """One table of every method and shape against issue 13's goals."""
+    g = benchmark.GOALS
+    print(f"\n== goals: each method at each shape costs <= {g['forward_pct']:g} % of a ResNet-50 forward, "
+          f"is >= {g['vs_gradcam']:g}x pytorch-grad-cam's EigenCAM and >= {g['vs_tensorly']:g}x the tensorly loop "
+          f"(peers extrapolated from --peer-items images) ==")
+    print(f"{'method':34s} {'shape':>11s} {'ms/batch':>10s} {'% fwd':>7s} {'x gradcam':>10s} {'x tensorly':>10s}"
+          f" {'2%':>5s} {'50x':>5s} {'20x':>5s}")
+
+    def num(v, fmt):
+        return "-" if v is None or v != v else format(v, fmt)
+
+    for summary in summaries:
+        for r in summary.itertuples():
+            print(f"{r.method:34s} {r.shape:>11s} {r.ms_per_batch:10.2f} {num(r.forward_pct, '7.2f'):>7s} "
+                  f"{num(r.vs_gradcam, '10.1f'):>10s} {num(r.vs_tensorly, '10.1f'):>10s} "
+                  f"{r.pass_forward:>5s} {r.pass_gradcam:>5s} {r.pass_tensorly:>5s}")
 
 
 if __name__ == "__main__":

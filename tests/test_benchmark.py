@@ -156,3 +156,24 @@ def test_command_line_benchmark_prints_the_table_and_ratios(capsys):
     for name in ("eigencam", "mtsm solver=svd", "tsm (tensorly loop)", "eigencam (pytorch-grad-cam)"):
         assert name in out
     assert "ratio  tensorly loop / tsmlib tsm" in out and "ratio  pytorch-grad-cam / tsmlib eigencam" in out
+    assert "== goals:" in out and ("PASS" in out or "FAIL" in out)
+
+
+def test_goal_summary_ratios_and_verdicts():
+    import pandas as pd
+
+    df = pd.DataFrame({
+        "method": ["eigencam", "tsm", "tsm (tensorly loop)", "eigencam (pytorch-grad-cam)"],
+        "library": ["tsmlib", "tsmlib", "tensorly", "pytorch-grad-cam"],
+        "shape": ["8x2x3"] * 4,
+        "ms_per_batch": [1.0, 10.0, 100.0, 100.0],
+    })
+    s = benchmark.goal_summary(df, forward_ms=100.0)
+    assert list(s["method"]) == ["eigencam", "tsm"]
+    assert np.allclose(s["forward_pct"], [1.0, 10.0])
+    assert np.allclose(s["vs_gradcam"], [100.0, 10.0]) and np.allclose(s["vs_tensorly"], [100.0, 10.0])
+    assert list(s["pass_forward"]) == ["PASS", "FAIL"]
+    assert list(s["pass_gradcam"]) == ["PASS", "FAIL"] and list(s["pass_tensorly"]) == ["PASS", "FAIL"]
+    # no forward time and no peers: no verdicts
+    bare = benchmark.goal_summary(df[df["library"] == "tsmlib"], forward_ms=None)
+    assert set(bare["pass_forward"]) == set(bare["pass_gradcam"]) == set(bare["pass_tensorly"]) == {"-"}

@@ -252,7 +252,7 @@ def test_tucker_batch_equals_one_by_one_at_default_tol():
      ({"tol": float("nan")}, ValueError, "tol must be a finite number >= 0"),
      ({"tol": "1e-4"}, TypeError, "tol must be a real number"),
      ({"precision": "bogus"}, ValueError, "precision must be one of 'double', 'native'"),
-     ({"solver": "qr"}, ValueError, "solver must be one of 'gram', 'svd'"),
+     ({"solver": "qr"}, ValueError, "solver must be one of 'gram', 'gram-eigh', 'gram-iter', 'svd'"),
      ({"ranks": 5}, TypeError, r"ranks must be a sequence \(R1, R2, R3\)"),
      ({"ranks": "555"}, TypeError, r"ranks must be a sequence \(R1, R2, R3\)"),
      ({"ranks": (True, 3, 3)}, TypeError, "must be an int or None")],
@@ -299,3 +299,72 @@ def test_huge_float32_values_do_not_overflow(precision, solver):
     big, small = tsmlib.tucker(A * 1e20, (4, 2, 2), precision=precision), tsmlib.tucker(A, (4, 2, 2), precision=precision)
     torch.testing.assert_close(big.singular_values / 1e20, small.singular_values, rtol=1e-4, atol=0)
     torch.testing.assert_close(big.rec_error, small.rec_error, rtol=1e-3, atol=1e-6)
+
+
+# ---------------------------------------------------------------- iterative eigensolver (issue 13)
+
+
+def _with_spectrum(B, m, n, s, seed=0):
+    """(B, m, n) matrices with singular values ``s`` and random singular vectors, float64."""
+    g = torch.Generator().manual_seed(seed)
+    U = torch.linalg.qr(torch.randn(B, m, len(s), generator=g, dtype=torch.float64)).Q
+    V = torch.linalg.qr(torch.randn(B, n, len(s), generator=g, dtype=torch.float64)).Q
+    return U @ torch.diag_embed(torch.as_tensor(s, dtype=torch.float64).expand(B, -1)) @ V.mT
+
+
+def _spectra(m, n):
+    r = min(m, n)
+    decaying = [2.0 ** -i for i in range(r)]
+    low_rank_noise = [10.0, 6.0, 3.0, 1.0] + [1e-3 * (1 - i / r) for i in range(r - 4)]
+    near_degenerate = [1.0, 1.0 - 1e-9] + [0.5 ** i for i in range(1, r - 1)]
+    return {"decaying": decaying, "low_rank_noise": low_rank_noise, "near_degenerate": near_degenerate}
+
+
+def _angles(U, V):
+    """Largest distance between matching unit columns, up to sign (~ the angle in radians)."""
+    return float(torch.minimum((U - V).norm(dim=-2), (U + V).norm(dim=-2)).max())
+
+
+@pytest.mark.parametrize("kind", ["decaying", "low_rank_noise", "near_degenerate", "random"])
+@pytest.mark.parametrize("k", [1, 3])
+def test_subspace_eigh_matches_eigh_where_it_converges(kind, k):
+    from tsmlib.decomposition import subspace_eigh
+
+    X = _rand(4, 40, 60, seed=3) if kind == "random" else _with_spectrum(4, 40, 60, _spectra(40, 60)[kind])
+    G = X @ X.mT
+    evals, evecs, ok = subspace_eigh(G, k)
+    ref_vals, ref_vecs = torch.linalg.eigh(G)
+    ref_vals, ref_vecs = ref_vals.flip(-1)[:, :k], ref_vecs.flip(-1)[..., :k]
+    if kind in ("decaying", "low_rank_noise"):
+        assert bool(ok.all())  # well separated: must converge
+    if kind == "near_degenerate":
+        assert not bool(ok.any())  # sigma_1 / sigma_2 = 1 + 1e-9: must hand over to eigh
+    for b in ok.nonzero()[:, 0]:
+        assert torch.allclose(evals[b], ref_vals[b], rtol=1e-12, atol=1e-12 * float(ref_vals[b, 0]))
+        assert _angles(evecs[b], ref_vecs[b]) < 1e-10
+
+
+@pytest.mark.parametrize("kind", ["decaying", "low_rank_noise", "near_degenerate"])
+@pytest.mark.parametrize("shape", [(40, 60), (60, 40)])
+@pytest.mark.parametrize("rank", [1, 4])
+def test_gram_iter_equals_gram_eigh(kind, shape, rank):
+    # the iterative solver (the CUDA default, forced here on the CPU) against LAPACK eigh, with the
+    # near-degenerate inputs going through its fallback; float64 to 1e-10, float32 to 1e-5
+    X = _with_spectrum(3, *shape, _spectra(*shape)[kind])
+    for dtype, tol in ((torch.float64, 1e-10), (torch.float32, 1e-5)):
+        Xd = X.to(dtype)
+        U0, s0, V0 = truncated_svd(Xd, rank, solver="gram-eigh")
+        for solver in ("gram-iter", "gram"):
+            U, s, V = truncated_svd(Xd, rank, solver=solver)
+            assert torch.allclose(s, s0, rtol=tol, atol=0)
+            # near-degenerate: the pair (1, 2) is not unique, but the iteration hands it to eigh
+            assert _angles(U.double(), U0.double()) < tol and _angles(V.double(), V0.double()) < tol
+
+
+def test_gram_iter_zero_and_tiny_inputs():
+    X = torch.zeros(2, 40, 50, dtype=torch.float64)
+    X[1] = _rand(40, 50, seed=4) * 1e-30
+    U, s, V = truncated_svd(X, 1, solver="gram-iter")
+    assert torch.isfinite(U).all() and torch.isfinite(V).all() and s[0, 0] == 0 and (V[0] == 0).all()
+    _, s_ref, _ = truncated_svd(X, 1, solver="gram-eigh")
+    assert torch.allclose(s, s_ref, rtol=1e-12)

@@ -12,7 +12,9 @@ cost:
   only and extrapolated linearly, for the peers that process one image at a time anyway;
 * :func:`forward_time` and :func:`count_flops` for the model's forward pass;
 * :func:`random_activations`: post-ReLU-like random feature tensors of a given shape;
-* :func:`benchmark_methods`: one table of every method (and optionally the peers) on one tensor.
+* :func:`benchmark_methods`: one table of every method (and optionally the peers) on one tensor;
+* :func:`goal_summary`: each method's % of the forward pass and ratios to the peers, against
+  issue 13's goals (:data:`GOALS`).
 
 No number here is a target: timings depend on the machine, its load and the torch thread count, so
 compare ratios within one run only.
@@ -42,6 +44,8 @@ __all__ = [
     "count_flops",
     "tsmlib_methods",
     "benchmark_methods",
+    "GOALS",
+    "goal_summary",
 ]
 
 
@@ -343,5 +347,57 @@ def benchmark_methods(
             "maps_per_s": B / seconds,
             "items_timed": min(n_items or B, B),
             "extrapolated": extrapolated,
+        })
+    return pd.DataFrame(rows)
+
+
+GOALS = {"forward_pct": 2.0, "vs_gradcam": 50.0, "vs_tensorly": 20.0}
+"""Issue 13's goals for each method at each shape: at most 2 % of the model's forward pass, at least
+50x pytorch-grad-cam's EigenCAM and 20x the tensorly loop (all measured in the same run)."""
+
+
+def goal_summary(df, forward_ms: float | None, goals: Mapping[str, float] | None = None):
+    """Per tsmlib method of a :func:`benchmark_methods` table: its cost relative to the references.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        One table of :func:`benchmark_methods` (one shape), with the two peers' rows if they ran.
+    forward_ms : float or None
+        The model's forward pass at the same batch size, in ms (``None``: no % column).
+    goals : mapping, optional
+        ``forward_pct`` (max %), ``vs_gradcam`` and ``vs_tensorly`` (min ratios); default :data:`GOALS`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``method``, ``shape``, ``ms_per_batch``, ``forward_pct``, ``vs_gradcam`` (pytorch-grad-cam
+        time / method time), ``vs_tensorly`` (tensorly loop time / method time), and ``pass_forward``,
+        ``pass_gradcam``, ``pass_tensorly``: ``"PASS"``/``"FAIL"``, or ``"-"`` where the reference was not
+        timed.
+    """
+    import pandas as pd
+
+    goals = {**GOALS, **(goals or {})}
+    times = dict(zip(df["method"], df["ms_per_batch"]))
+    gradcam = times.get("eigencam (pytorch-grad-cam)")
+    tensorly = times.get("tsm (tensorly loop)")
+
+    def verdict(value, bound, at_most):
+        if value is None:
+            return "-"
+        return "PASS" if (value <= bound if at_most else value >= bound) else "FAIL"
+
+    rows = []
+    for row in df[df["library"] == "tsmlib"].itertuples():
+        pct = 100 * row.ms_per_batch / forward_ms if forward_ms else None
+        vs_g = gradcam / row.ms_per_batch if gradcam else None
+        vs_t = tensorly / row.ms_per_batch if tensorly else None
+        rows.append({
+            "method": row.method, "shape": row.shape, "ms_per_batch": row.ms_per_batch,
+            "forward_pct": pct, "vs_gradcam": vs_g, "vs_tensorly": vs_t,
+            "pass_forward": verdict(pct, goals["forward_pct"], True),
+            "pass_gradcam": verdict(vs_g, goals["vs_gradcam"], False),
+            "pass_tensorly": verdict(vs_t, goals["vs_tensorly"], False),
         })
     return pd.DataFrame(rows)

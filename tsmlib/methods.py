@@ -148,8 +148,17 @@ def eigencam_components(
     K = min(C, H * W) if k is None else _check_k(k, min(C, H * W))
     F = A.flatten(2)  # (B, C, HW)
     Mt = F - F.mean(dim=-1, keepdim=True)  # M^T: centred channels
-    U, s, _ = truncated_svd(Mt.mT, K, solver=solver, precision=precision, need="left")  # U: (B, HW, K)
-    P = _orient((U * s[:, None, :]).mT, Mt.sum(dim=1), sign)
+    # no float32 Gram attempt: centred features often have sigma_1 ~ sigma_2 (noise-like layers), where
+    # it would be wasted; the iteration still runs on the float64 Gram and hands those items to eigh
+    if H * W > C:
+        # Gram matrix on the channel side: the maps M v_k = s_k u_k by one projection in the input
+        # dtype (as the maps are returned), not truncated_svd's float64 u_k = M v_k / s_k
+        _, s, V = truncated_svd(Mt.mT, K, solver=solver, precision=precision, need="right", float32_gram=False)
+        P = V.mT @ Mt
+    else:
+        U, s, _ = truncated_svd(Mt.mT, K, solver=solver, precision=precision, need="left", float32_gram=False)
+        P = (U * s[:, None, :]).mT
+    P = _orient(P, Mt.sum(dim=1), sign)
     out = _mask_below_rank(P, s, A)
     return Components(out.maps.reshape(B, K, H, W), out.weights)
 
@@ -187,7 +196,11 @@ def tsm_components(
     # checked here too: the untruncated path below never calls tucker
     n_iter_max, tol = check_int(n_iter_max, "n_iter_max", minimum=0), check_tol(tol)
     F = A.flatten(2)  # mode-1 unfolding (B, C, HW)
-    if (R2, R3) == (H, W):
+    if (R2, R3) == (H, W) and C <= H * W:
+        # Gram matrix on the channel side: U1^T F by one projection in the input dtype
+        U, s, _ = truncated_svd(F, K, solver=solver, precision=precision, need="left")
+        P = U.mT @ F
+    elif (R2, R3) == (H, W):
         _, s, V = truncated_svd(F, K, solver=solver, precision=precision, need="right")
         P = (V * s[:, None, :]).mT  # U1^T F = S V^T
     else:
