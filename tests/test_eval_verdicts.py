@@ -97,3 +97,12 @@ def test_verdict_of_a_real_family_table():
     assert verdict(table) == "supported"
     assert verdict(S.compare_family(pd.DataFrame(rows), [("a", "b")], ["average_drop", "iou"], n_resamples=500),
                    claim="not worse") == "not supported"
+
+
+def test_verdict_detail_names_each_metric_and_the_family():
+    from tsmlib.evaluation.verdicts import verdict_detail
+
+    t = family((0.1, 0.9), (nan, nan), metrics=["average_drop", "iou"]).assign(confidence=0.99)
+    assert verdict_detail(t, target=0.5) == ("Average Drop better (+50 % inside), mIoU not computable; "
+                                             "2 comparisons, 99.0 % intervals")
+    assert verdict_detail(family()) == "no comparison"

@@ -42,7 +42,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["VERDICTS", "CLAIMS", "metric_outcomes", "verdict"]
+__all__ = ["VERDICTS", "CLAIMS", "metric_outcomes", "verdict", "verdict_detail"]
 
 #: The four possible verdicts.
 VERDICTS = ("supported", "partly supported", "not supported", "not testable here")
@@ -132,3 +132,24 @@ def verdict(family: pd.DataFrame, *, claim: str = "better", target: float | None
     if n_better >= 1 and n_worse == 0 or n_better > majority:
         return "partly supported"
     return "not supported"
+
+
+def verdict_detail(family: pd.DataFrame, *, target: float | None = None) -> str:
+    """One line that says what decided a verdict: each metric's worst-case outcome and the family's size.
+
+    >>> t = pd.DataFrame({"metric": ["average_drop", "iou"], "ci_low": [0.1, -0.2], "ci_high": [0.9, 0.3],
+    ...                   "confidence": [0.975, 0.975]})
+    >>> verdict_detail(t, target=0.5)
+    'Average Drop better (+50 % inside), mIoU undecided; 2 comparisons, 97.5 % intervals'
+    """
+    from .metric_info import METRICS
+
+    per_metric = metric_outcomes(family, target=target)
+    if per_metric.empty:
+        return "no comparison"
+    shown = f"+{100 * target:.0f} % inside" if target is not None else ""
+    parts = [(METRICS[r.metric].display if r.metric in METRICS else str(r.metric)) + f" {r.outcome}"
+             + (f" ({shown})" if r.reaches_target else "") for r in per_metric.itertuples()]
+    level = family["confidence"].dropna() if "confidence" in family else pd.Series(dtype=float)
+    level = f", {100 * float(level.iloc[0]):.1f} % intervals" if len(level) else ""
+    return f"{', '.join(parts)}; {len(family)} comparisons{level}"
