@@ -104,6 +104,46 @@ def test_parameter_files_differ_only_in_values():
         assert len({frozenset(k) for k in keys.values()}) == 1, f"{name}: parameter sets set different names {keys}"
 
 
+_CLAIMS_PAGE = ROOT / "book" / "claims.md"
+
+
+def _glues(notebook: Path, key: str) -> bool:
+    """Whether a notebook's source glues ``key``: `glue("key"` literally, or `glue(f"a_{x}_b"` where the
+    part filling each placeholder appears in the source too (as written or with "-" for "_")."""
+    source = "".join("".join(c["source"]) for c in _read_nb(notebook)["cells"] if c["cell_type"] == "code")
+    if re.search(r'glue\(\s*"' + re.escape(key) + '"', source):
+        return True
+    for template in re.findall(r'glue\(\s*f"([^"]+)"', source):
+        parts = re.split(r"\{[^}]*\}", template)
+        match = re.fullmatch("([A-Za-z0-9_]+)".join(re.escape(x) for x in parts), key)
+        if match and all(g in source or g.replace("_", "-") in source for g in match.groups()):
+            return True
+    return False
+
+
+def test_claims_page_has_no_pending_cell_for_a_chapter_that_exists():
+    chapters = {int(Path(f).name[:2]) for f in _toc_files() if re.match(r"\d\d_", Path(f).name)}
+    text = _CLAIMS_PAGE.read_text()
+    for match in re.finditer(r"pending", text, flags=re.IGNORECASE):
+        named = re.findall(r"\d+", re.split(r"\n\s*(?:\*|-) ", text[match.end():match.end() + 120])[0])
+        stale = sorted(chapters & {int(n) for n in named})
+        assert not stale, f"claims.md still says 'pending' for chapter(s) {stale}, which exist and run"
+
+
+def test_every_verdict_on_the_claims_page_is_glued_by_its_notebook():
+    refs = re.findall(r"executed/([0-9A-Za-z_]+)\.ipynb::(verdict_[a-z0-9_]+)", _CLAIMS_PAGE.read_text())
+    assert len({key for _, key in refs}) >= 5, "the claims page shows a computed verdict per claim of the abstract"
+    for name, key in refs:
+        assert _glues(NOTEBOOK_DIR / f"{name}.ipynb", key), f"{name} glues no {key!r}, which claims.md shows"
+
+
+def test_claims_page_types_no_verdict():
+    """Each verdict word in the page's table sits next to a glued value, never alone in a cell."""
+    for cell in re.findall(r"^  - (.*)$", _CLAIMS_PAGE.read_text(), flags=re.MULTILINE):
+        if re.fullmatch(r"\**(supported|partly supported|not supported|not testable here)\**\.?", cell.strip()):
+            raise AssertionError(f"a typed verdict on the claims page: {cell!r}")
+
+
 def test_load_params_rejects_bad_files(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("shared: {seed: 0}\nnotebook: {}\n")  # typo: notebook

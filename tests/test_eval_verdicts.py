@@ -1,0 +1,108 @@
+"""tsmlib.evaluation.verdicts: every verdict reachable from hand-built family tables, boundaries, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tsmlib.evaluation import stats as S
+from tsmlib.evaluation.verdicts import VERDICTS, metric_outcomes, verdict
+
+nan = float("nan")
+
+
+def family(*intervals, metrics=None):
+    """A family table with one row per (low, high); one metric per row unless ``metrics`` says otherwise."""
+    metrics = metrics or [f"m{i}" for i in range(len(intervals))]
+    return pd.DataFrame({"metric": metrics, "ci_low": [lo for lo, _ in intervals],
+                         "ci_high": [hi for _, hi in intervals]})
+
+
+def test_better_claim_reaches_every_verdict():
+    assert verdict(family((0.1, 0.9), (0.2, 0.4), (-0.1, 0.1))) == "supported"           # 2 of 3 above 0
+    assert verdict(family((0.1, 0.9), (-0.2, 0.4), (-0.1, 0.1))) == "partly supported"   # 1 above, none below
+    assert verdict(family((0.1, 0.9), (-0.2, -0.1), (-0.1, 0.1))) == "not supported"     # 1 above, 1 below
+    assert verdict(family((-0.2, 0.4), (-0.1, 0.1))) == "not supported"                   # none above
+    assert verdict(family((nan, nan))) == "not testable here"
+    assert verdict(family()) == "not testable here"                                        # empty table
+
+
+def test_majority_is_strict_and_uncomputable_metrics_do_not_count():
+    assert verdict(family((0.1, 0.2), (-0.1, 0.1))) == "partly supported"                 # 1 of 2 is not a majority
+    assert verdict(family((0.1, 0.2), (nan, nan))) == "supported"                         # 1 of 1 computable
+    # a majority above 0 with one metric below 0 stays supported (the rule counts the majority)
+    assert verdict(family((0.1, 0.2), (0.1, 0.3), (-0.3, -0.1))) == "supported"
+
+
+def test_boundaries_of_the_interval():
+    # an interval that touches 0 is not above it; touching the target counts as containing it
+    assert metric_outcomes(family((0.0, 0.5)))["outcome"].tolist() == ["undecided"]
+    assert metric_outcomes(family((-0.5, 0.0)))["outcome"].tolist() == ["undecided"]
+    assert metric_outcomes(family((0.2, 0.5)), target=0.5)["reaches_target"].tolist() == [True]
+    assert metric_outcomes(family((0.5, 0.5)), target=0.5)["reaches_target"].tolist() == [True]
+    assert metric_outcomes(family((0.51, 0.9)), target=0.5)["reaches_target"].tolist() == [False]
+
+
+def test_target_size_of_the_claim():
+    around_half = family((0.3, 0.7), (0.4, 0.6), (0.1, 0.2))
+    assert verdict(around_half, target=0.5) == "supported"
+    much_more = family((1.0, 2.0), (1.5, 3.0), (0.1, 0.2))                 # better, but not "about 50 %"
+    assert verdict(much_more) == "supported"
+    assert verdict(much_more, target=0.5) == "partly supported"
+    small_and_mixed = family((0.01, 0.1), (0.02, 0.2), (-0.3, -0.1))
+    assert verdict(small_and_mixed, target=0.5) == "partly supported"     # majority better, size missed
+
+
+def test_the_worst_case_over_pairs_and_models_decides_each_metric():
+    t = family((0.1, 0.3), (-0.4, -0.1), (0.2, 0.3), (0.1, 0.5), metrics=["ad", "ad", "iou", "iou"])
+    out = metric_outcomes(t).set_index("metric")
+    assert out.loc["ad", "outcome"] == "worse" and out.loc["iou", "outcome"] == "better"
+    assert out["comparisons"].tolist() == [2, 2]
+    t = family((0.1, 0.3), (-0.4, 0.1), metrics=["ad", "ad"])
+    assert metric_outcomes(t)["outcome"].tolist() == ["undecided"]
+    assert verdict(t) == "not supported"
+
+
+def test_not_worse_claim_reaches_every_verdict():
+    assert verdict(family((-0.2, 0.1), (0.1, 0.3), (-0.3, -0.1)), claim="not worse") == "supported"
+    assert verdict(family((-0.2, 0.1), (-0.5, -0.1), (-0.3, -0.1)), claim="not worse") == "partly supported"
+    assert verdict(family((-0.5, -0.1), (-0.3, -0.1)), claim="not worse") == "not supported"
+    assert verdict(family((nan, nan)), claim="not worse") == "not testable here"
+    assert verdict(family(), claim="not worse") == "not testable here"
+    # one worse baseline makes the metric worse: competitive must hold against every baseline
+    t = family((-0.1, 0.1), (-0.5, -0.2), metrics=["ad", "ad"])
+    assert verdict(t, claim="not worse") == "not supported"
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="claim must be"):
+        verdict(family((0.1, 0.2)), claim="best")
+    with pytest.raises(ValueError, match="target"):
+        verdict(family((0.1, 0.2)), claim="not worse", target=0.5)
+    with pytest.raises(KeyError, match="ci_low"):
+        verdict(pd.DataFrame({"metric": ["ad"]}))
+    assert set(VERDICTS) == {"supported", "partly supported", "not supported", "not testable here"}
+
+
+def test_verdict_of_a_real_family_table():
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(30):
+        for method, shift in [("a", 0.0), ("b", 5.0)]:
+            rows.append({"image": i, "method": method, "metric": "average_drop", "value": 40 + rng.normal() - shift})
+            rows.append({"image": i, "method": method, "metric": "iou", "value": 0.5 + 0.01 * rng.normal() + shift / 50})
+    table = S.compare_family(pd.DataFrame(rows), [("b", "a")], ["average_drop", "iou"], n_resamples=500)
+    assert table["outcome"].tolist() == ["better", "better"]
+    assert verdict(table) == "supported"
+    assert verdict(S.compare_family(pd.DataFrame(rows), [("a", "b")], ["average_drop", "iou"], n_resamples=500),
+                   claim="not worse") == "not supported"
+
+
+def test_verdict_detail_names_each_metric_and_the_family():
+    from tsmlib.evaluation.verdicts import verdict_detail
+
+    t = family((0.1, 0.9), (nan, nan), metrics=["average_drop", "iou"]).assign(confidence=0.99)
+    assert verdict_detail(t, target=0.5) == ("Average Drop better (+50 % inside), mIoU not computable; "
+                                             "2 comparisons, 99.0 % intervals")
+    assert verdict_detail(family()) == "no comparison"

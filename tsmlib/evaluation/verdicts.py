@@ -1,0 +1,155 @@
+"""Verdicts on the paper's claims, computed from a family of paired comparisons.
+
+A claim of the paper ("TSM is about 50 % better than EigenCAM", "MTSM is the best", "competitive with
+Grad-CAM") is tested in the book by one *family* of comparisons: every (method, reference) pair of the
+claim on every metric of the claim (and every model, where the claim covers several), made by
+:func:`tsmlib.evaluation.stats.compare_family`, whose intervals are Bonferroni-widened so that they hold
+together. :func:`verdict` turns that table into one word, by a rule fixed before the numbers are seen.
+
+The rule, per metric first. A metric's comparisons are all the rows of the family on that metric
+(several pairs, several models); a row whose interval could not be computed (NaN: the reference mean is
+0, or too few images) is left out, and a metric with no row left is *not computable*. On a computable
+metric, the worst case over its rows decides:
+
+* the metric is **better** when every row's corrected interval lies above 0, **worse** when at least one
+  row's interval lies below 0, **undecided** otherwise;
+* with a ``target`` (e.g. ``0.5`` for "50 % better"), the metric **reaches the target** when every row's
+  interval contains it.
+
+Then, with ``n`` the number of computable metrics and "a majority" meaning more than ``n / 2``:
+
+``claim="better"`` (A is better than B; with ``target``, by about that much):
+
+* **supported**: better on a majority of the metrics (and, with a target, reaching it on a majority);
+* **partly supported**: better on at least one metric and worse on none (or supported but for the size
+  of the effect);
+* **not supported**: otherwise;
+* **not testable here**: no computable metric.
+
+``claim="not worse"`` (A is competitive with B):
+
+* **supported**: not worse (better or undecided) on a majority of the metrics;
+* **partly supported**: not worse on at least one metric;
+* **not supported**: worse on every metric;
+* **not testable here**: no computable metric.
+
+"Not worse" is not "equivalent": with few images every interval is wide, and a wide interval that
+contains 0 counts as not worse. The pages say so next to each such verdict.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["VERDICTS", "CLAIMS", "metric_outcomes", "verdict", "verdict_detail"]
+
+#: The four possible verdicts.
+VERDICTS = ("supported", "partly supported", "not supported", "not testable here")
+#: The two kinds of claim :func:`verdict` knows.
+CLAIMS = ("better", "not worse")
+
+
+def metric_outcomes(family: pd.DataFrame, *, target: float | None = None) -> pd.DataFrame:
+    """The per-metric worst case of a family table (the first step of :func:`verdict`).
+
+    Parameters
+    ----------
+    family : pandas.DataFrame
+        A table with the columns ``metric``, ``ci_low``, ``ci_high`` (that of
+        :func:`tsmlib.evaluation.stats.compare_family`); intervals are fractions (0.5 = 50 % better).
+    target : float, optional
+        A relative change the claim states (0.5 for "50 % better").
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per metric, in order of first appearance: ``comparisons`` (rows computed),
+        ``outcome`` (``"better"``, ``"worse"``, ``"undecided"``, or ``"not computable"``), and
+        ``reaches_target`` (bool; False without a target or where not computable).
+    """
+    missing = {"metric", "ci_low", "ci_high"} - set(family.columns)
+    if missing:
+        raise KeyError(f"the family table lacks the column(s) {sorted(missing)}")
+    rows = []
+    for metric in pd.unique(family["metric"]):
+        part = family[family["metric"] == metric]
+        low, high = part["ci_low"].to_numpy(float), part["ci_high"].to_numpy(float)
+        ok = np.isfinite(low) & np.isfinite(high)
+        low, high = low[ok], high[ok]
+        if not low.size:
+            outcome = "not computable"
+        elif (high < 0).any():
+            outcome = "worse"
+        elif (low > 0).all():
+            outcome = "better"
+        else:
+            outcome = "undecided"
+        reaches = bool(low.size and target is not None and ((low <= target) & (target <= high)).all())
+        rows.append({"metric": metric, "comparisons": int(low.size), "outcome": outcome, "reaches_target": reaches})
+    return pd.DataFrame(rows, columns=["metric", "comparisons", "outcome", "reaches_target"])
+
+
+def verdict(family: pd.DataFrame, *, claim: str = "better", target: float | None = None) -> str:
+    """One of :data:`VERDICTS` for a claim tested by ``family`` (the rule is in the module docstring).
+
+    Parameters
+    ----------
+    family : pandas.DataFrame
+        The claim's comparisons, as :func:`tsmlib.evaluation.stats.compare_family` returns them
+        (columns ``metric``, ``ci_low``, ``ci_high``; the intervals already corrected for the family).
+        An empty table is "not testable here".
+    claim : {"better", "not worse"}
+        What the claim says of the method(s) against the reference(s).
+    target : float, optional
+        The size of the claimed effect as a fraction (0.5 for "about 50 % better"); only with
+        ``claim="better"``.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"metric": ["ad", "iou"], "ci_low": [0.1, -0.2], "ci_high": [0.9, 0.3]})
+    >>> verdict(t), verdict(t, claim="not worse")
+    ('partly supported', 'supported')
+    """
+    if claim not in CLAIMS:
+        raise ValueError(f"claim must be one of {CLAIMS}, got {claim!r}")
+    if target is not None and claim != "better":
+        raise ValueError("a target size only applies to claim='better'")
+    per_metric = metric_outcomes(family, target=target)
+    per_metric = per_metric[per_metric["outcome"] != "not computable"]
+    n = len(per_metric)
+    if n == 0:
+        return "not testable here"
+    outcome = per_metric["outcome"]
+    n_better, n_worse = int((outcome == "better").sum()), int((outcome == "worse").sum())
+    majority = n / 2
+    if claim == "not worse":
+        n_ok = n - n_worse
+        return "supported" if n_ok > majority else "partly supported" if n_ok >= 1 else "not supported"
+    reaches = int(per_metric["reaches_target"].sum()) if target is not None else n
+    if n_better > majority and reaches > majority:
+        return "supported"
+    if n_better >= 1 and n_worse == 0 or n_better > majority:
+        return "partly supported"
+    return "not supported"
+
+
+def verdict_detail(family: pd.DataFrame, *, target: float | None = None) -> str:
+    """One line that says what decided a verdict: each metric's worst-case outcome and the family's size.
+
+    >>> t = pd.DataFrame({"metric": ["average_drop", "iou"], "ci_low": [0.1, -0.2], "ci_high": [0.9, 0.3],
+    ...                   "confidence": [0.975, 0.975]})
+    >>> verdict_detail(t, target=0.5)
+    'Average Drop better (+50 % inside), mIoU undecided; 2 comparisons, 97.5 % intervals'
+    """
+    from .metric_info import METRICS
+
+    per_metric = metric_outcomes(family, target=target)
+    if per_metric.empty:
+        return "no comparison"
+    shown = f"+{100 * target:.0f} % inside" if target is not None else ""
+    parts = [(METRICS[r.metric].display if r.metric in METRICS else str(r.metric)) + f" {r.outcome}"
+             + (f" ({shown})" if r.reaches_target else "") for r in per_metric.itertuples()]
+    level = family["confidence"].dropna() if "confidence" in family else pd.Series(dtype=float)
+    level = f", {100 * float(level.iloc[0]):.1f} % intervals" if len(level) else ""
+    return f"{', '.join(parts)}; {len(family)} comparisons{level}"
