@@ -442,6 +442,35 @@ def _position_gram(A: torch.Tensor, precision: Precision) -> torch.Tensor | None
     return K
 
 
+def _hooi_sweeps(factors, core, norm_A, n_iter_max, tol, channel_update, leading, keep):
+    """The HOOI sweeps from a start (``factors``, ``core``) with tensorly's stopping rule, per item.
+
+    ``channel_update(factors) -> (channel factor, Z)`` computes the new channel factor and the
+    projection ``Z`` (B, R1, H, W) of the tensor on it (the two paths of :func:`tucker` differ only
+    there); the spatial updates, the core and the bookkeeping are shared. Items that converged at an
+    earlier sweep keep that sweep's result. Returns ``(core, factors, err, n_iter)``.
+    """
+    err = _sweep_error(core, norm_A)
+    active = torch.ones(core.shape[0], dtype=torch.bool, device=core.device)
+    n_iter = 0
+    for n_iter in range(1, n_iter_max + 1):
+        U1, Z = channel_update(factors)
+        U2 = leading(mode_product(Z, factors[2], 3), 2)
+        Y3 = mode_product(Z, U2, 2)  # (B, R1, R2, W)
+        U3 = leading(Y3, 3)
+        new_core = mode_product(Y3, U3, 3)
+        new_err = _sweep_error(new_core, norm_A)
+        factors = [keep(new, old, active) for new, old in zip((U1, U2, U3), factors)]
+        core = keep(new_core, core, active)
+        was_active = active
+        if n_iter >= 3 and tol > 0:  # tensorly: `if iteration > 1: if tol and |e[-2] - e[-1]| < tol`
+            active = active & ~((err - new_err).abs() < tol)
+        err = keep(new_err, err, was_active)
+        if not bool(active.any()):
+            break
+    return core, factors, err, n_iter
+
+
 def _hooi_on_gram(A, K, R, norm_A, n_iter_max, tol, leading, keep):
     """HOOI sweeps for ``C > H*W`` without touching the (B, C, H, W) tensor: everything through ``K``.
 
@@ -465,37 +494,23 @@ def _hooi_on_gram(A, K, R, norm_A, n_iter_max, tol, leading, keep):
         Wt = _safe_divide_columns(V[..., :R1], s)
         return Wt if P is None else P @ Wt
 
-    def project(Wt, U2, U3):
-        Z = (Wt.mT @ K).reshape(B, R1, H, W)
-        return Z
+    def project(Wt):  # Z = U1^T F = W^T K, (B, R1, H, W)
+        return (Wt.mT @ K).reshape(B, R1, H, W)
 
     K4 = K.reshape(B, H, W, H, W)
     Wt = channel_solve(K, None)
     U2 = flip_signs(_eigh_descending(torch.einsum("bhwgw->bhg", K4))[1][..., :R2])
     U3 = flip_signs(_eigh_descending(torch.einsum("bhwhv->bwv", K4))[1][..., :R3])
-    Z = project(Wt, U2, U3)
+    Z = project(Wt)
     core = mode_product(mode_product(Z, U2, 2), U3, 3)
-    err = _sweep_error(core, norm_A)
-    factors = [Wt, U2, U3]
-    active = torch.ones(B, dtype=torch.bool, device=A.device)
-    n_iter = 0
-    for n_iter in range(1, n_iter_max + 1):
+
+    def channel_update(factors):
         P = torch.einsum("bhi,bwj->bhwij", factors[1], factors[2]).reshape(B, N, -1)
         Wn = channel_solve(P.mT @ K @ P, P)
-        Z = project(Wn, None, None)
-        U2n = leading(mode_product(Z, factors[2], 3), 2)
-        Y3 = mode_product(Z, U2n, 2)
-        U3n = leading(Y3, 3)
-        new_core = mode_product(Y3, U3n, 3)
-        new_err = _sweep_error(new_core, norm_A)
-        factors = [keep(new, old, active) for new, old in zip((Wn, U2n, U3n), factors)]
-        core = keep(new_core, core, active)
-        was_active = active
-        if n_iter >= 3 and tol > 0:  # tensorly: `if iteration > 1: if tol and |e[-2] - e[-1]| < tol`
-            active = active & ~((err - new_err).abs() < tol)
-        err = keep(new_err, err, was_active)
-        if not bool(active.any()):
-            break
+        return Wn, project(Wn)
+
+    core, factors, err, n_iter = _hooi_sweeps([Wt, U2, U3], core, norm_A, n_iter_max, tol, channel_update,
+                                              leading, keep)
     F = A.flatten(2)
     U1 = F.to(K.dtype) @ factors[0]
     U1s = flip_signs(U1)
@@ -571,29 +586,15 @@ def tucker(
         norm_A = _safe_norm(A)
         # HOSVD start (tensorly's init="svd"): leading left singular vectors of each unfolding of A.
         factors = [leading(A, 1), leading(A, 2), leading(A, 3)]
-        core = _project(A, factors)
-        err = _sweep_error(core, norm_A)
-        active = torch.ones(B, dtype=torch.bool, device=A.device)
-        n_iter = 0
-        for n_iter in range(1, n_iter_max + 1):
+
+        def channel_update(factors):
             # Each sweep touches the large channel mode twice: Y1 for the channel factor, then the
-            # projection Z = A x1 U1^T that the two spatial updates and the core share.
+            # projection Z = A x1 U1^T (B, R1, H, W) that the two spatial updates and the core share.
             U1 = leading(mode_product(mode_product(A, factors[1], 2), factors[2], 3), 1)
-            Z = mode_product(A, U1, 1)  # (B, R1, H, W)
-            U2 = leading(mode_product(Z, factors[2], 3), 2)
-            Y3 = mode_product(Z, U2, 2)  # (B, R1, R2, W)
-            U3 = leading(Y3, 3)
-            new_core = mode_product(Y3, U3, 3)
-            new_err = _sweep_error(new_core, norm_A)
-            # items that converged at an earlier sweep keep that sweep's result
-            factors = [keep(new, old, active) for new, old in zip((U1, U2, U3), factors)]
-            core = keep(new_core, core, active)
-            was_active = active
-            if n_iter >= 3 and tol > 0:  # tensorly: `if iteration > 1: if tol and |e[-2] - e[-1]| < tol`
-                active = active & ~((err - new_err).abs() < tol)
-            err = keep(new_err, err, was_active)
-            if not bool(active.any()):
-                break
+            return U1, mode_product(A, U1, 1)
+
+        core, factors, err, n_iter = _hooi_sweeps(factors, _project(A, factors), norm_A, n_iter_max, tol,
+                                                  channel_update, leading, keep)
     singular_values = _safe_norm(core.flatten(0, 1)).reshape(B, -1).to(core.dtype)
     result = TuckerResult(core=core, factors=tuple(factors), singular_values=singular_values, rec_error=err, n_iter=n_iter)
     # The sweeps use the cheap sqrt(||A||^2 - ||G||^2), which bottoms out near sqrt(eps); report the

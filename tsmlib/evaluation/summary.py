@@ -20,27 +20,8 @@ CONFIG_COLUMNS = ("model", "layer", "score_space", "masking")
 
 def bootstrap_ci(values, *, n_boot: int = 2000, ci: float = 0.95, seed: int = 0,
                  method: str = "BCa") -> tuple[float, float]:
-    """Bootstrap confidence interval of the mean: :func:`tsmlib.evaluation.stats.mean_ci` (scipy's
-    ``bootstrap``, BCa by default) under the summary's argument names.
-
-    Parameters
-    ----------
-    values : array-like, shape (n,)
-        Finite values (drop NaN first).
-    n_boot : int
-        Number of resamples.
-    ci : float
-        Coverage in (0, 1).
-    seed : int
-        Seed of the resampling: the interval is deterministic.
-    method : {"BCa", "percentile", "basic"}
-        scipy's interval method.
-
-    Returns
-    -------
-    (low, high) : tuple of float
-        ``(nan, nan)`` for no values; ``(v, v)`` when every value is ``v``.
-    """
+    """:func:`tsmlib.evaluation.stats.mean_ci` (scipy's bootstrap, BCa by default) under the summary's
+    argument names: ``n_boot`` resamples, coverage ``ci``; ``(nan, nan)`` for no values."""
     return mean_ci(values, confidence=ci, n_resamples=n_boot, seed=seed, method=method)
 
 
