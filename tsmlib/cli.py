@@ -192,9 +192,9 @@ def _explain(args) -> int:
     import numpy as np
     import torch
     from PIL import Image
-    from tqdm.auto import tqdm
 
     from .cam import saliency_maps
+    from .progress import progress
     from ._names import UnknownNameError
     from .registry import method_info
     from .models import DEFAULT_MODEL, CheckpointError, WeightsNotFoundError, get_spec, load_model
@@ -247,8 +247,8 @@ def _explain(args) -> int:
     summary = []
     written = set()
     bs = max(1, args.batch_size)
-    with tqdm(total=len(good), desc=f"{model_name}: {', '.join(methods)}", unit="img",
-              disable=args.no_progress, file=sys.stderr) as bar:
+    with progress(total=len(good), desc=f"{model_name}: {', '.join(methods)}", unit="img",
+                  enabled=not args.no_progress, file=sys.stderr) as bar:
         for start in range(0, len(good), bs):
             chunk = good[start:start + bs]
             x = torch.stack([lm.preprocess(img) for _, img in chunk]).to(args.device)

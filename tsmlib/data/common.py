@@ -9,6 +9,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+#: ImageNet channel statistics of RGB images in [0, 1]: the normalisation of the registry's models and
+#: the "mean" masking baseline of the evaluation.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 __all__ = ["Sample", "DatasetNotFoundError", "boxes_to_mask", "read_voc_xml", "open_rgb"]
 
 

@@ -29,10 +29,10 @@ from typing import Callable, Literal, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..data.common import IMAGENET_MEAN
+
 Baseline = Literal["black", "mean", "blur"]
 
-#: ImageNet mean colour in [0, 1] RGB, the ``"mean"`` masking baseline's default.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
 #: VOC's "void" label (object borders, difficult regions), ignored by the mask metrics.
 VOID = 255
 

@@ -33,6 +33,7 @@ from . import metrics as M
 from ._methods import check_map_batch, resolve_methods
 from .metric_info import METRICS, MetricInfo, metric_info
 from ..hooks import capture_activations
+from ..progress import progress as _progress
 from .scores import ClassScore, make_score
 
 #: Bump when a formula or the table layout changes: cached results of older versions are then ignored.
@@ -489,11 +490,8 @@ def evaluate(model: nn.Module, images: Iterable, methods, metrics: Sequence[str]
         total = math.ceil(len(images) / cfg.batch_size)  # type: ignore[arg-type]
     except TypeError:
         pass
-    batches = _batches(images, cfg.batch_size)
-    if progress:
-        from tqdm import tqdm  # plain text bar: tqdm.auto warns in notebooks without ipywidgets
-
-        batches = tqdm(batches, total=total, desc=f"evaluate {model_name}", unit="batch")
+    batches = _progress(_batches(images, cfg.batch_size), enabled=progress, total=total,
+                        desc=f"evaluate {model_name}", unit="batch")
 
     frames = []
     start = 0

@@ -28,6 +28,7 @@ from PIL import Image
 from torch import nn
 
 from .._names import normalize_name, unknown_name
+from ..data.common import IMAGENET_MEAN, IMAGENET_STD
 from .checkpoints import (
     CheckpointError,
     WeightsNotFoundError,
@@ -57,8 +58,6 @@ __all__ = [
     "DEFAULT_MODEL",
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_MODEL = "efficientnet_lite0"
 
 
