@@ -250,7 +250,7 @@ def site(tmp_path_factory):
 def test_notebook_executes_with_ci_parameters(site, name):
     outcome = site["outcomes"][name]
     assert outcome.status == "executed", f"{name} failed under papermill with params/ci.yaml:\n{outcome.error}"
-    # No wall-clock budget here: under a concurrent `make book` on 2 cores chapter 5 took over the old
+    # No wall-clock budget here: under a concurrent `make book` on 2 cores the self-supervised chapter took over the old
     # 60 s limit and failed at random; the runner prints each chapter's time instead.
     nb = _read_nb(site["root"] / "book" / "executed" / f"{name}.ipynb")
     injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
