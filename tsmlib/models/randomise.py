@@ -1,0 +1,218 @@
+"""Random-weight copies of a model: the control a saliency method must fail on.
+
+A saliency method explains a model only if its maps (and their scores) depend on what the model learnt.
+The control is the *same architecture with weights nobody trained*: :func:`randomised_copy` deep-copies a
+model, re-initialises every parameter with a fixed seed and re-estimates the BatchNorm running statistics
+on a few images, so that the random network's activations have the scale a trained network's would
+(without that step a BatchNorm layer would normalise with the trained network's statistics, or with
+``mean 0, var 1`` after a reset, and the activations would explode or vanish through the depth).
+
+The re-initialisation rule (:func:`reinitialise_`, also used by the cascading sanity check of
+:mod:`tsmlib.evaluation.sanity`) is each layer's own ``reset_parameters``, which is the initialisation of
+the architectures this book uses (``efficientnet-lite-pytorch`` and torchvision build their layers with
+PyTorch's defaults: Kaiming-uniform with ``a = sqrt(5)`` for convolution and linear weights, uniform
+biases in ``+-1/sqrt(fan_in)``, BatchNorm ``gamma = 1, beta = 0``). Layers without ``reset_parameters``
+get Kaiming-uniform weights and ``N(0, 0.02^2)`` 1-D parameters.
+
+The calibration images of :func:`calibration_views` are deterministic random crops and flips of given
+images (the registry's ``efficientnet_lite0_random`` uses the book's offline photographs): natural
+images, so that the re-estimated statistics are those of the input distribution the maps are computed on.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["reinitialise_", "reset_batchnorm_statistics_", "estimate_batchnorm_statistics_", "calibration_views",
+           "randomised_copy"]
+
+
+def reinitialise_(module: nn.Module, generator: torch.Generator, *,
+                  batchnorm_affine: Literal["random", "reset"] = "random") -> None:
+    """Re-initialise the parameters a module owns (not its children's), in place.
+
+    Uses the module's own ``reset_parameters`` (under a seed drawn from ``generator``) when it has one;
+    other parameters are drawn from N(0, 0.02^2) (biases and 1-D parameters) or Kaiming-uniform (the
+    rest). Normalisation layers' running statistics are reset too (``reset_parameters`` does it).
+
+    Parameters
+    ----------
+    module : nn.Module
+    generator : torch.Generator
+        Source of the seed: the same generator state gives the same weights.
+    batchnorm_affine : {"random", "reset"}
+        What an affine BatchNorm layer's ``gamma, beta`` become: ``"random"`` (the sanity check's
+        default) draws ``gamma ~ N(1, 0.5^2)``, ``beta ~ N(0, 0.5^2)`` (``reset_parameters``' identity
+        ``gamma = 1, beta = 0`` would keep the maps' structure through a randomised layer);
+        ``"reset"`` keeps the layer's own initialisation ``gamma = 1, beta = 0``.
+    """
+    if batchnorm_affine not in ("random", "reset"):
+        raise ValueError(f"batchnorm_affine must be 'random' or 'reset', got {batchnorm_affine!r}")
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+            if (batchnorm_affine == "random" and isinstance(module, nn.modules.batchnorm._NormBase)
+                    and module.affine):
+                nn.init.normal_(module.weight, 1.0, 0.5)
+                nn.init.normal_(module.bias, 0.0, 0.5)
+            return
+        with torch.no_grad():
+            for p in module.parameters(recurse=False):
+                if p.ndim >= 2:
+                    nn.init.kaiming_uniform_(p, a=5 ** 0.5)
+                else:
+                    p.normal_(0.0, 0.02)
+
+
+def _batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def reset_batchnorm_statistics_(model: nn.Module) -> int:
+    """Reset every BatchNorm layer's running mean (0), variance (1) and batch count; returns their number."""
+    layers = _batchnorms(model)
+    for bn in layers:
+        bn.reset_running_stats()
+    return len(layers)
+
+
+@torch.no_grad()
+def estimate_batchnorm_statistics_(model: nn.Module, images: torch.Tensor, *, batch_size: int = 32) -> nn.Module:
+    """Re-estimate the BatchNorm running statistics of ``model`` on ``images``, in place; returns it in eval mode.
+
+    The statistics are reset, then accumulated as the *exact* average over the batches (``momentum=None``,
+    PyTorch's cumulative moving average) by forward passes with the BatchNorm layers in train mode and
+    every other module in eval mode (so dropout and drop-connect stay off and the passes are
+    deterministic); nothing else changes (no gradient, no parameter update).
+
+    Parameters
+    ----------
+    model : nn.Module
+    images : torch.Tensor, shape (N, 3, S, S)
+        Inputs in the model's input space (for the registry models: RGB in [0, 1]).
+    batch_size : int
+        Images per forward pass; each batch's mean and variance are averaged over batches with equal
+        weight, so batches of equal size give the statistics of the whole set (the last one may be smaller).
+
+    Raises
+    ------
+    ValueError
+        No images, or a batch of one image (BatchNorm cannot estimate a variance from it).
+    """
+    if images.ndim != 4 or images.shape[0] == 0:
+        raise ValueError(f"calibration images must be (N, 3, S, S) with N >= 1, got shape {tuple(images.shape)}")
+    if batch_size < 2:
+        raise ValueError(f"batch_size must be >= 2 (BatchNorm needs two images per batch), got {batch_size}")
+    if images.shape[0] % batch_size == 1:
+        raise ValueError(f"{images.shape[0]} images in batches of {batch_size} leave a batch of one image; "
+                         "choose another batch_size")
+    layers = _batchnorms(model)
+    momenta = [bn.momentum for bn in layers]
+    reset_batchnorm_statistics_(model)
+    device = next((p.device for p in model.parameters()), images.device)
+    try:
+        for bn in layers:
+            bn.momentum = None
+        model.eval()
+        for bn in layers:
+            bn.train()
+        for i in range(0, images.shape[0], batch_size):
+            model(images[i:i + batch_size].to(device))
+    finally:
+        for bn, m in zip(layers, momenta):
+            bn.momentum = m
+        model.eval()
+    return model
+
+
+def calibration_views(images: torch.Tensor, n_views: int = 4, *, seed: int = 0, min_scale: float = 0.25,
+                      flip: bool = True) -> torch.Tensor:
+    """Deterministic random crops (and horizontal flips) of ``images``, resized back to their size.
+
+    Each view is a crop of area ``U(min_scale, 1)`` times the image's and aspect ratio
+    ``exp(U(log 3/4, log 4/3))`` (as torchvision's ``RandomResizedCrop``), bilinearly resized to
+    ``S x S``, flipped with probability 1/2.
+
+    Parameters
+    ----------
+    images : torch.Tensor, shape (N, 3, S, S)
+    n_views : int
+        Views per image.
+    seed : int
+        Seed of the crops and flips (a private generator: the global RNG is untouched).
+
+    Returns
+    -------
+    torch.Tensor, shape (N * n_views, 3, S, S)
+        Image-major order: the ``n_views`` views of image 0 first.
+    """
+    if images.ndim != 4:
+        raise ValueError(f"images must be (N, 3, S, S), got shape {tuple(images.shape)}")
+    if n_views < 1 or not 0 < min_scale <= 1:
+        raise ValueError(f"need n_views >= 1 and 0 < min_scale <= 1, got {n_views}, {min_scale}")
+    gen = torch.Generator().manual_seed(seed)
+    n, _, h, w = images.shape
+    out = []
+    for i in range(n):
+        for _ in range(n_views):
+            area = h * w * float(torch.empty(1).uniform_(min_scale, 1.0, generator=gen))
+            ratio = math.exp(float(torch.empty(1).uniform_(math.log(3 / 4), math.log(4 / 3), generator=gen)))
+            ch = min(h, max(1, round(math.sqrt(area / ratio))))
+            cw = min(w, max(1, round(math.sqrt(area * ratio))))
+            top = int(torch.randint(0, h - ch + 1, (1,), generator=gen))
+            left = int(torch.randint(0, w - cw + 1, (1,), generator=gen))
+            view = images[i:i + 1, :, top:top + ch, left:left + cw]
+            view = F.interpolate(view.float(), size=(h, w), mode="bilinear", align_corners=False)
+            if flip and bool(torch.rand(1, generator=gen) < 0.5):
+                view = view.flip(-1)
+            out.append(view.clamp(0, 1).to(images.dtype))
+    return torch.cat(out)
+
+
+def randomised_copy(model: nn.Module, *, seed: int, calibration_images: torch.Tensor | None,
+                    batch_size: int = 32) -> nn.Module:
+    """A copy of ``model`` with every weight re-initialised and the BatchNorm statistics re-estimated.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Not modified (a deep copy is randomised).
+    seed : int
+        Seed of the re-initialisation: the same seed gives the same weights, bit for bit.
+    calibration_images : torch.Tensor (N, 3, S, S) or None
+        Images whose forward passes in train mode re-estimate the BatchNorm running statistics
+        (:func:`estimate_batchnorm_statistics_`); e.g. :func:`calibration_views` of a few photographs.
+        ``None`` only for a model without BatchNorm layers.
+    batch_size : int
+        Images per calibration forward pass.
+
+    Returns
+    -------
+    nn.Module
+        In eval mode, on the device of ``model``. Every module that owns parameters is re-initialised with
+        :func:`reinitialise_` (``batchnorm_affine="reset"``: the layers' own initialisation), in the order
+        of ``model.named_modules()``, from one generator seeded with ``seed``.
+
+    Raises
+    ------
+    ValueError
+        ``calibration_images`` is None although the model has BatchNorm layers.
+    """
+    random = copy.deepcopy(model)
+    gen = torch.Generator().manual_seed(int(seed))
+    for _, module in random.named_modules():
+        if any(True for _ in module.parameters(recurse=False)):
+            reinitialise_(module, gen, batchnorm_affine="reset")
+    if _batchnorms(random):
+        if calibration_images is None:
+            raise ValueError("the model has BatchNorm layers: pass calibration_images to re-estimate their statistics")
+        estimate_batchnorm_statistics_(random, calibration_images, batch_size=batch_size)
+    return random.eval()
