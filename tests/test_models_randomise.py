@@ -6,8 +6,7 @@ from torch import nn
 
 from tsmlib.fingerprint import state_dict_digest
 from tsmlib.models import LoadedModel, available_models, load_model
-from tsmlib.models.randomise import (calibration_views, estimate_batchnorm_statistics_, randomised_copy,
-                                     reinitialise_)
+from tsmlib.models.randomise import (calibration_views, estimate_batchnorm_statistics_, randomised_copy)
 
 
 def tiny():
@@ -85,17 +84,6 @@ def test_randomised_copy_is_deterministic_under_its_seed():
         randomised_copy(tiny(), seed=0, calibration_images=None)
     no_bn = nn.Sequential(nn.Linear(2, 2))
     assert isinstance(randomised_copy(no_bn, seed=0, calibration_images=None)[0], nn.Linear)
-
-
-def test_reinitialise_batchnorm_rules():
-    gen = torch.Generator().manual_seed(0)
-    bn = nn.BatchNorm1d(64)
-    reinitialise_(bn, gen, batchnorm_affine="reset")
-    assert torch.equal(bn.weight, torch.ones(64)) and torch.equal(bn.bias, torch.zeros(64))
-    reinitialise_(bn, gen)  # the sanity check's rule: a non-identity affine map
-    assert bn.weight.std() > 0.2 and bn.bias.std() > 0.2
-    with pytest.raises(ValueError, match="batchnorm_affine"):
-        reinitialise_(bn, gen, batchnorm_affine="zero")
 
 
 def test_calibration_views():

@@ -19,7 +19,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..models.randomise import reinitialise_  # noqa: F401  (its one home; re-exported for chapter 9)
 from ..progress import progress as _progress
 from ._methods import check_map_batch, resolve_methods
 
@@ -142,6 +141,31 @@ def parameterised_modules_in_call_order(model: nn.Module, x: torch.Tensor) -> li
         for h in handles:
             h.remove()
     return order
+
+
+def reinitialise_(module: nn.Module, generator: torch.Generator) -> None:
+    """Re-initialise the parameters a module owns (not its children's), in place.
+
+    Uses the module's own ``reset_parameters`` (under the given generator's seed) when it has one; other
+    parameters are drawn from N(0, 0.02^2) (biases and 1-D parameters) or Kaiming-uniform (the rest).
+    Normalisation layers' running statistics are reset too.
+    """
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+            if isinstance(module, nn.modules.batchnorm._NormBase) and module.affine:
+                # reset_parameters sets gamma=1, beta=0: an identity that keeps the maps' structure.
+                nn.init.normal_(module.weight, 1.0, 0.5)
+                nn.init.normal_(module.bias, 0.0, 0.5)
+            return
+        with torch.no_grad():
+            for p in module.parameters(recurse=False):
+                if p.ndim >= 2:
+                    nn.init.kaiming_uniform_(p, a=5 ** 0.5)
+                else:
+                    p.normal_(0.0, 0.02)
 
 
 def cascading_randomization(model: nn.Module, x: torch.Tensor, methods, layer, *, targets: torch.Tensor | None = None,

@@ -7,12 +7,14 @@ on a few images, so that the random network's activations have the scale a train
 (without that step a BatchNorm layer would normalise with the trained network's statistics, or with
 ``mean 0, var 1`` after a reset, and the activations would explode or vanish through the depth).
 
-The re-initialisation rule (:func:`reinitialise_`, also used by the cascading sanity check of
-:mod:`tsmlib.evaluation.sanity`) is each layer's own ``reset_parameters``, which is the initialisation of
-the architectures this book uses (``efficientnet-lite-pytorch`` and torchvision build their layers with
+The re-initialisation rule is each layer's own ``reset_parameters``, which is the initialisation of the
+architectures this book uses (``efficientnet-lite-pytorch`` and torchvision build their layers with
 PyTorch's defaults: Kaiming-uniform with ``a = sqrt(5)`` for convolution and linear weights, uniform
-biases in ``+-1/sqrt(fan_in)``, BatchNorm ``gamma = 1, beta = 0``). Layers without ``reset_parameters``
-get Kaiming-uniform weights and ``N(0, 0.02^2)`` 1-D parameters.
+biases in ``+-1/sqrt(fan_in)``, BatchNorm ``gamma = 1, beta = 0``). The layers other than BatchNorm go
+through :func:`tsmlib.evaluation.sanity.reinitialise_`, the re-initialisation of the cascading sanity
+check (one home: ``reset_parameters`` under a seed drawn from one generator; Kaiming-uniform weights and
+``N(0, 0.02^2)`` 1-D parameters for a layer without it); BatchNorm layers get their own
+``reset_parameters`` (``gamma = 1, beta = 0``), not the sanity check's random affine map.
 
 The calibration images of :func:`calibration_views` are deterministic random crops and flips of given
 images (the registry's ``efficientnet_lite0_random`` uses the book's offline photographs): natural
@@ -23,53 +25,12 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["reinitialise_", "reset_batchnorm_statistics_", "estimate_batchnorm_statistics_", "calibration_views",
+__all__ = ["reset_batchnorm_statistics_", "estimate_batchnorm_statistics_", "calibration_views",
            "randomised_copy"]
-
-
-def reinitialise_(module: nn.Module, generator: torch.Generator, *,
-                  batchnorm_affine: Literal["random", "reset"] = "random") -> None:
-    """Re-initialise the parameters a module owns (not its children's), in place.
-
-    Uses the module's own ``reset_parameters`` (under a seed drawn from ``generator``) when it has one;
-    other parameters are drawn from N(0, 0.02^2) (biases and 1-D parameters) or Kaiming-uniform (the
-    rest). Normalisation layers' running statistics are reset too (``reset_parameters`` does it).
-
-    Parameters
-    ----------
-    module : nn.Module
-    generator : torch.Generator
-        Source of the seed: the same generator state gives the same weights.
-    batchnorm_affine : {"random", "reset"}
-        What an affine BatchNorm layer's ``gamma, beta`` become: ``"random"`` (the sanity check's
-        default) draws ``gamma ~ N(1, 0.5^2)``, ``beta ~ N(0, 0.5^2)`` (``reset_parameters``' identity
-        ``gamma = 1, beta = 0`` would keep the maps' structure through a randomised layer);
-        ``"reset"`` keeps the layer's own initialisation ``gamma = 1, beta = 0``.
-    """
-    if batchnorm_affine not in ("random", "reset"):
-        raise ValueError(f"batchnorm_affine must be 'random' or 'reset', got {batchnorm_affine!r}")
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        if hasattr(module, "reset_parameters"):
-            module.reset_parameters()
-            if (batchnorm_affine == "random" and isinstance(module, nn.modules.batchnorm._NormBase)
-                    and module.affine):
-                nn.init.normal_(module.weight, 1.0, 0.5)
-                nn.init.normal_(module.bias, 0.0, 0.5)
-            return
-        with torch.no_grad():
-            for p in module.parameters(recurse=False):
-                if p.ndim >= 2:
-                    nn.init.kaiming_uniform_(p, a=5 ** 0.5)
-                else:
-                    p.normal_(0.0, 0.02)
 
 
 def _batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
@@ -197,20 +158,25 @@ def randomised_copy(model: nn.Module, *, seed: int, calibration_images: torch.Te
     Returns
     -------
     nn.Module
-        In eval mode, on the device of ``model``. Every module that owns parameters is re-initialised with
-        :func:`reinitialise_` (``batchnorm_affine="reset"``: the layers' own initialisation), in the order
-        of ``model.named_modules()``, from one generator seeded with ``seed``.
+        In eval mode, on the device of ``model``. Every module that owns parameters is re-initialised, in
+        the order of ``model.named_modules()``: BatchNorm layers by their ``reset_parameters``
+        (``gamma = 1, beta = 0``), the others by :func:`tsmlib.evaluation.sanity.reinitialise_` from one
+        generator seeded with ``seed``.
 
     Raises
     ------
     ValueError
         ``calibration_images`` is None although the model has BatchNorm layers.
     """
+    from ..evaluation.sanity import reinitialise_  # lazy: tsmlib.evaluation imports the models
+
     random = copy.deepcopy(model)
     gen = torch.Generator().manual_seed(int(seed))
     for _, module in random.named_modules():
-        if any(True for _ in module.parameters(recurse=False)):
-            reinitialise_(module, gen, batchnorm_affine="reset")
+        if isinstance(module, nn.modules.batchnorm._NormBase):
+            module.reset_parameters()  # the layer's own initialisation: gamma = 1, beta = 0, statistics reset
+        elif any(True for _ in module.parameters(recurse=False)):
+            reinitialise_(module, gen)
     if _batchnorms(random):
         if calibration_images is None:
             raise ValueError("the model has BatchNorm layers: pass calibration_images to re-estimate their statistics")
