@@ -138,3 +138,15 @@ def test_registry_random_lite0_outputs_and_preprocessing(pair):
     assert feats.shape == (2, 1280, 7, 7) and torch.isfinite(feats).all() and feats.std() > 0.1
     # rebuilt from scratch it is the same model, bit for bit
     assert state_dict_digest(load_model("efficientnet_lite0_random").model) == state_dict_digest(rnd.model)
+
+
+def test_random_variants_in_the_registry_mirror_their_trained_model():
+    from tsmlib.models import get_spec
+
+    for name in ("efficientnet_lite0", "resnet50"):
+        trained, rnd = get_spec(name), get_spec(f"{name}_random")
+        assert (rnd.architecture, rnd.target_layer, rnd.input_size, rnd.resize_size, rnd.mean, rnd.std,
+                rnd.classes, rnd.weights) == (trained.architecture, trained.target_layer, trained.input_size,
+                                              trained.resize_size, trained.mean, trained.std, trained.classes,
+                                              trained.weights)
+        assert rnd.builder is not trained.builder and "random" in rnd.description

