@@ -26,6 +26,7 @@ from .registry import (
     unregister_model,
     with_architecture,
 )
+from .randomise import calibration_photos, random_variant, randomised_copy
 from . import zoo  # noqa: F401  (registers the default models)
 
 __all__ = [
@@ -45,4 +46,7 @@ __all__ = [
     "register_model",
     "unregister_model",
     "with_architecture",
+    "calibration_photos",
+    "random_variant",
+    "randomised_copy",
 ]
