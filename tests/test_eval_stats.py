@@ -159,3 +159,11 @@ def test_compare_family_widens_intervals_and_corrects():
     assert not fam.significant.any()
     with pytest.raises(ValueError, match="alpha"):
         S.compare_family(_table(), [("a", "b")], ["iou"], alpha=5)
+
+
+def test_interval_outcome_reads_the_side_of_zero():
+    from tsmlib.evaluation import interval_outcome
+
+    out = interval_outcome([0.1, -0.5, -0.1, 0.0, np.nan], [0.3, -0.2, 0.2, 0.4, np.nan])
+    assert out.tolist() == ["better", "worse", "undecided", "undecided", "undecided"]  # 0 inside: undecided
+    assert interval_outcome(0.2, 0.3) == "better"  # scalars too

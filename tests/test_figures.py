@@ -138,6 +138,10 @@ def test_display_name():
     assert display_name("multivec_eigencam") == "Multivec-EigenCAM"
     assert display_name("mtsm[k=5,weighting=uniform]") == "MTSM (k=5, weighting=uniform)"
     assert display_name("Grad-CAM (probe)") == "Grad-CAM (probe)"  # already a display name
+    assert display_name("tsm (tensorly loop)") == "TSM (tensorly loop)"  # a benchmark peer: name, then qualifier
+    assert display_name("multivec_eigencam precision=native") == "Multivec-EigenCAM precision=native"
+    assert display_name("EigenCAM (pytorch-grad-cam)") == "EigenCAM (pytorch-grad-cam)"
+    assert display_name("forward pass") == "forward pass"  # not a method: unchanged
     from tsmlib.plotting import DISPLAY_NAMES
 
     from tsmlib.registry import BUILTIN_DESCRIPTIONS

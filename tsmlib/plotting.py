@@ -38,8 +38,10 @@ _VARIANT = re.compile(r"^(?P<base>[^\[]+)\[(?P<options>.*)\]$")
 
 def display_name(method: str) -> str:
     """The name a reader sees: ``"multivec-eigencam"`` -> ``"Multivec-EigenCAM"``, a variant
-    ``"mtsm[k=5]"`` -> ``"MTSM (k=5)"``, ``"multivec_eigencam"`` (benchmark spelling) as well; any other
-    text (already a display name) is returned unchanged."""
+    ``"mtsm[k=5]"`` -> ``"MTSM (k=5)"``, ``"multivec_eigencam"`` (benchmark spelling) as well, and a
+    method name followed by a qualifier (the benchmark's peers and options: ``"tsm (tensorly loop)"`` ->
+    ``"TSM (tensorly loop)"``, ``"mtsm solver=svd"`` -> ``"MTSM solver=svd"``); any other text (already
+    a display name) is returned unchanged."""
     if not isinstance(method, str):
         return str(method)
     key = method.lower()
@@ -50,6 +52,9 @@ def display_name(method: str) -> str:
     m = _VARIANT.match(method)
     if m and m["base"].lower() in DISPLAY_NAMES:
         return f"{DISPLAY_NAMES[m['base'].lower()]} ({m['options'].replace(',', ', ')})"
+    base, space, rest = method.partition(" ")
+    if space and rest and base.lower().replace("_", "-") in DISPLAY_NAMES:  # "tsm (tensorly loop)", "mtsm solver=svd"
+        return f"{DISPLAY_NAMES[base.lower().replace('_', '-')]} {rest}"
     return method
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "paired_relative_change",
     "paired_test",
     "holm",
+    "interval_outcome",
     "paired_values",
     "compare",
     "compare_family",
@@ -222,6 +223,17 @@ def holm(p_values, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
     return reject, adjusted
 
 
+def interval_outcome(ci_low, ci_high) -> np.ndarray:
+    """What an interval of the relative change says: ``"better"`` when it lies above 0, ``"worse"`` when
+    it lies below 0, ``"undecided"`` otherwise (also for a NaN interval). Element-wise on arrays.
+
+    >>> interval_outcome([0.1, -0.3, -0.1], [0.4, -0.1, 0.2]).tolist()
+    ['better', 'worse', 'undecided']
+    """
+    low, high = np.asarray(ci_low, dtype=np.float64), np.asarray(ci_high, dtype=np.float64)
+    return np.select([low > 0, high < 0], ["better", "worse"], "undecided")
+
+
 def paired_values(results: pd.DataFrame, method: str, reference: str, metric: str) -> pd.DataFrame:
     """The per-image values of two methods on one metric, side by side (images both have a value for).
 
@@ -311,5 +323,5 @@ def compare_family(results: pd.DataFrame, pairs: Iterable[tuple[str, str]], metr
     reject, adjusted = holm(table["p_value"].to_numpy(float), alpha=alpha)
     table["p_holm"] = adjusted
     table["significant"] = reject
-    table["outcome"] = np.select([table["ci_low"] > 0, table["ci_high"] < 0], ["better", "worse"], "undecided")
+    table["outcome"] = interval_outcome(table["ci_low"], table["ci_high"])
     return table

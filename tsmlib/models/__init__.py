@@ -24,6 +24,7 @@ from .registry import (
     load_model,
     register_model,
     unregister_model,
+    weight_status,
     with_architecture,
 )
 from . import zoo  # noqa: F401  (registers the default models)
@@ -44,5 +45,6 @@ __all__ = [
     "load_model",
     "register_model",
     "unregister_model",
+    "weight_status",
     "with_architecture",
 ]
