@@ -142,6 +142,15 @@ def test_display_name():
     assert display_name("multivec_eigencam precision=native") == "Multivec-EigenCAM precision=native"
     assert display_name("EigenCAM (pytorch-grad-cam)") == "EigenCAM (pytorch-grad-cam)"
     assert display_name("forward pass") == "forward pass"  # not a method: unchanged
+    assert display_name("efficientnet_lite0") == "EfficientNet-Lite0"  # registry models too
+    assert display_name("resnet50 (estimated per image)") == "ResNet-50 (estimated per image)"
+
+
+def test_every_registry_model_has_a_display_name():
+    import tsmlib
+    from tsmlib.plotting import MODEL_DISPLAY_NAMES
+
+    assert set(tsmlib.available_models()) <= set(MODEL_DISPLAY_NAMES)
     from tsmlib.plotting import DISPLAY_NAMES
 
     from tsmlib.registry import BUILTIN_DESCRIPTIONS

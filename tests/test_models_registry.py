@@ -104,5 +104,7 @@ def test_weight_status_says_what_is_missing_and_what_is_found_without_loading(tm
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / spec.weights.filename).write_bytes(b"not read")  # found, never loaded
     assert weight_status("DINO-ResNet50") == {"weights": f"found: {spec.weights.filename}", "linear probe": "missing"}
+    # the synthetic benchmark's models are committed with the book, not in the hub cache
+    assert weight_status("synthetic_simclr") == {"weights": "committed: simclr.safetensors", "linear probe": "-"}
     with pytest.raises(KeyError, match="no_such_model"):
         weight_status("no_such_model")

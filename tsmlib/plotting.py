@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["DISPLAY_NAMES", "display_name", "to_numpy_image", "to_numpy_map", "overlay", "mask_outline",
+__all__ = ["DISPLAY_NAMES", "MODEL_DISPLAY_NAMES", "display_name", "to_numpy_image", "to_numpy_map", "overlay", "mask_outline",
            "saliency_grid", "component_figure"]
 
 #: Display names of the registry's methods (``tsmlib.available_methods()``).
@@ -33,6 +33,16 @@ DISPLAY_NAMES = {
     "scorecam": "Score-CAM", "ablationcam": "Ablation-CAM",
 }
 
+#: Display names of the model registry's models (``tsmlib.available_models()``), for legends and titles.
+MODEL_DISPLAY_NAMES = {
+    "efficientnet_lite0": "EfficientNet-Lite0", "resnet50": "ResNet-50", "vgg16": "VGG-16",
+    "dino_resnet50": "DINO ResNet-50", "swav_resnet50": "SwAV ResNet-50",
+    "barlowtwins_resnet50": "Barlow Twins ResNet-50", "mocov2_resnet50": "MoCo v2 ResNet-50",
+    "mocov3_resnet50": "MoCo v3 ResNet-50", "simclr_resnet50": "SimCLR ResNet-50",
+    "synthetic_simclr": "SimCLR (synthetic)", "synthetic_barlow": "Barlow Twins (synthetic)",
+    "synthetic_supervised": "supervised (synthetic)", "synthetic_random": "random weights (synthetic)",
+}
+
 _VARIANT = re.compile(r"^(?P<base>[^\[]+)\[(?P<options>.*)\]$")
 
 
@@ -41,12 +51,15 @@ def display_name(method: str) -> str:
     ``"mtsm[k=5]"`` -> ``"MTSM (k=5)"``, ``"multivec_eigencam"`` (benchmark spelling) as well, and a
     method name followed by a qualifier (the benchmark's peers and options: ``"tsm (tensorly loop)"`` ->
     ``"TSM (tensorly loop)"``, ``"mtsm solver=svd"`` -> ``"MTSM solver=svd"``); any other text (already
-    a display name) is returned unchanged."""
+    a display name) is returned unchanged. Model names of the registry read the same way
+    (:data:`MODEL_DISPLAY_NAMES`: ``"efficientnet_lite0"`` -> ``"EfficientNet-Lite0"``)."""
     if not isinstance(method, str):
         return str(method)
     key = method.lower()
     if key in DISPLAY_NAMES:
         return DISPLAY_NAMES[key]
+    if key.replace("-", "_") in MODEL_DISPLAY_NAMES:
+        return MODEL_DISPLAY_NAMES[key.replace("-", "_")]
     if key.replace("_", "-") in DISPLAY_NAMES:
         return DISPLAY_NAMES[key.replace("_", "-")]
     m = _VARIANT.match(method)
@@ -55,6 +68,8 @@ def display_name(method: str) -> str:
     base, space, rest = method.partition(" ")
     if space and rest and base.lower().replace("_", "-") in DISPLAY_NAMES:  # "tsm (tensorly loop)", "mtsm solver=svd"
         return f"{DISPLAY_NAMES[base.lower().replace('_', '-')]} {rest}"
+    if space and rest and base.lower().replace("-", "_") in MODEL_DISPLAY_NAMES:  # "resnet50 (random weights)"
+        return f"{MODEL_DISPLAY_NAMES[base.lower().replace('-', '_')]} {rest}"
     return method
 
 

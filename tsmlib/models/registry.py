@@ -523,7 +523,8 @@ def weight_status(model_name: str) -> dict[str, str]:
     Returns
     -------
     dict
-        ``{"weights": ..., "linear probe": ...}``, each ``"found: <file name>"``, ``"missing"``,
+        ``{"weights": ..., "linear probe": ...}``, each ``"found: <file name>"`` (in the hub cache),
+        ``"committed: <file name>"`` (the synthetic benchmark's models, in ``data/ssl``), ``"missing"``,
         ``"packaged"`` (weights that ship in a Python package, as ``efficientnet_lite0``'s) or ``"-"``
         (a model without a published probe).
 
@@ -535,6 +536,12 @@ def weight_status(model_name: str) -> dict[str, str]:
     for role, wf in (("weights", spec.weights), ("linear probe", spec.probe)):
         if wf is None:
             status[role] = "packaged" if role == "weights" else "-"
+            continue
+        if spec.architecture == "synthetic-smallresnet":  # the book's own models: committed in data/ssl
+            from ..synthetic.zoo import default_weights_dir
+
+            found = (default_weights_dir() / wf.filename).is_file()
+            status[role] = f"committed: {wf.filename}" if found else "missing"
             continue
         try:
             status[role] = f"found: {resolve_weight_file(model_name, wf, role=role).name}"
