@@ -11,6 +11,9 @@ Every chapter that says "method A is x % better than method B" computes it here,
   (:func:`scipy.stats.bootstrap` with ``paired=True``, BCa by default);
 * its **test** is the Wilcoxon signed-rank test of the per-image differences
   (:func:`scipy.stats.wilcoxon`; ``test="t"`` for the paired t-test);
+* the **paired difference** of two settings on one metric (:func:`paired_difference`) is the mean of
+  the per-image differences ``A - B`` in the metric's own unit, with the BCa interval of that mean and
+  the same test; chapter 3 compares ablation settings with it;
 * a **family** of comparisons (all the metrics and models of one claim) gets Holm-adjusted p-values
   (:func:`statsmodels.stats.multitest.multipletests`) and Bonferroni-widened intervals (each at level
   ``1 - alpha / m``, so that all ``m`` intervals hold together with probability at least ``1 - alpha``).
@@ -36,6 +39,8 @@ __all__ = [
     "holm",
     "interval_outcome",
     "paired_values",
+    "paired_difference",
+    "row_correlation",
     "compare",
     "compare_family",
     "COMPARISON_COLUMNS",
@@ -245,6 +250,58 @@ def paired_values(results: pd.DataFrame, method: str, reference: str, metric: st
     if method not in wide or reference not in wide:
         return pd.DataFrame(columns=["method", "reference"], dtype=float)
     return wide[[method, reference]].set_axis(["method", "reference"], axis=1).dropna()
+
+
+def paired_difference(method_values, reference_values, *, confidence: float = 0.95, n_resamples: int = 9999,
+                      seed: int = 0, test: str = "wilcoxon") -> dict:
+    """The per-image difference ``method - reference`` of one metric, in the metric's own unit.
+
+    Parameters
+    ----------
+    method_values, reference_values : array-like, shape (n,)
+        The two settings' values on the same ``n`` images, in the same order (e.g. the columns of
+        :func:`paired_values`).
+    confidence, n_resamples, seed
+        The bootstrap interval of the mean difference (:func:`mean_ci`, BCa).
+    test : {"wilcoxon", "t"}
+        The paired test (:func:`paired_test`).
+
+    Returns
+    -------
+    dict
+        ``mean difference`` (NaN for no images), ``ci_low``, ``ci_high``, ``n`` and ``p_value``.
+    """
+    a = _finite_1d(method_values, "method_values")
+    b = _finite_1d(reference_values, "reference_values")
+    if a.shape != b.shape:
+        raise ValueError(f"paired values need equal lengths, got {a.size} and {b.size}")
+    d = a - b
+    low, high = mean_ci(d, confidence=confidence, n_resamples=n_resamples, seed=seed)
+    return {"mean difference": float(d.mean()) if d.size else float("nan"), "ci_low": low, "ci_high": high,
+            "n": int(d.size), "p_value": paired_test(a, b, test)}
+
+
+def row_correlation(a, b) -> np.ndarray:
+    """Pearson correlation of each row of ``a`` with the same row of ``b``.
+
+    Parameters
+    ----------
+    a, b : array-like (numpy arrays or CPU tensors), shape (B, ...)
+        Batches of maps; everything after the first axis is flattened.
+
+    Returns
+    -------
+    np.ndarray, shape (B,)
+        ``sum(a_c * b_c) / (||a_c|| ||b_c||)`` with ``a_c``, ``b_c`` the rows minus their means, in float64;
+        0 where a row is constant (no variation to correlate), where :func:`scipy.stats.pearsonr` gives NaN.
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim < 1:
+        raise ValueError(f"row_correlation needs two batches of the same shape, got {a.shape} and {b.shape}")
+    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    a, b = a - a.mean(axis=1, keepdims=True), b - b.mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return (a * b).sum(axis=1) / np.maximum(norms, 1e-30)
 
 
 def _groups(results: pd.DataFrame, by: Sequence[str]):
