@@ -118,7 +118,7 @@ def relative_change(mean_method, mean_reference, higher_is_better: bool):
 
     >>> relative_change(30.0, 60.0, higher_is_better=False)   # Average Drop halved: 50 % better
     0.5
-    >>> relative_change(0.6, 0.4, higher_is_better=True)      # mIoU 0.4 -> 0.6
+    >>> relative_change(0.75, 0.5, higher_is_better=True)     # mIoU 0.5 -> 0.75
     0.5
     """
     a = np.asarray(mean_method, dtype=np.float64)
