@@ -32,19 +32,12 @@ from .registry import (
 )
 
 __all__ = [
-    "ActivationCapture",
-    "capture_activations",
-    "resolve_layer",
-    "MethodInfo",
-    "UnknownNameError",
-    "register_method",
-    "unregister_method",
-    "available_methods",
-    "method_info",
+    # this module
+    "SaliencyResult", "saliency", "saliency_maps",
+    # re-exported from tsmlib.hooks and tsmlib.registry (their home; see the module docstring)
+    "ActivationCapture", "capture_activations", "resolve_layer",
+    "MethodInfo", "UnknownNameError", "register_method", "unregister_method", "available_methods", "method_info",
     "activation_method",
-    "SaliencyResult",
-    "saliency",
-    "saliency_maps",
 ]
 
 

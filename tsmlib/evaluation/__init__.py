@@ -44,10 +44,11 @@ from .runner import (ALL_METRICS, COLUMNS, METRIC_TABLE, PAPER_METRICS, Evaluati
                      config_hash, evaluate, prepare_records, register_metric)
 from .sanity import cascading_randomization, sanity_summary, spearman, ssim
 from .scores import ClassScore, EmbeddingSimilarity, make_score, probe_score
-from .summary import best_iou_threshold, bootstrap_ci, paper_table, summarize
+from .summary import best_iou_threshold, best_method, bootstrap_ci, paper_table, summarize, summary_value
 from . import stats
 from .metric_info import METRICS, MetricInfo, higher_is_better, metric_info, metric_label
-from .stats import compare, compare_family, holm, mean_ci, paired_relative_change, paired_test, relative_change
+from .stats import (compare, compare_family, holm, interval_outcome, mean_ci, paired_relative_change, paired_test,
+                    relative_change)
 
 __all__ = [
     "IMAGENET_MEAN", "VOID", "average_drop", "average_gain", "baseline_image", "best_threshold", "blur",
@@ -55,7 +56,7 @@ __all__ = [
     "iou_curve", "masked_input", "mse", "pointing_game", "ALL_METRICS", "COLUMNS", "PAPER_METRICS", "Record",
     "EvaluationConfig", "MetricSpec", "METRIC_TABLE", "register_metric",
     "as_record", "config_hash", "evaluate", "prepare_records", "cascading_randomization", "sanity_summary", "spearman", "ssim",
-    "ClassScore", "EmbeddingSimilarity", "make_score", "probe_score", "best_iou_threshold", "bootstrap_ci",
+    "ClassScore", "EmbeddingSimilarity", "make_score", "probe_score", "best_iou_threshold", "best_method", "summary_value", "bootstrap_ci",
     "paper_table", "summarize", "stats", "METRICS", "MetricInfo", "higher_is_better", "metric_info", "metric_label",
-    "compare", "compare_family", "holm", "mean_ci", "paired_relative_change", "paired_test", "relative_change",
+    "compare", "compare_family", "holm", "interval_outcome", "mean_ci", "paired_relative_change", "paired_test", "relative_change",
 ]

@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from .metric_info import higher_is_better
 from .stats import mean_ci
 
 #: Configuration columns a summary keeps apart (when present in the table).
@@ -64,6 +65,50 @@ def summarize(results: pd.DataFrame, by: Sequence[str] | None = None, *, n_boot:
         rows.append({**dict(zip(by, key)), "mean": float(finite.mean()) if finite.size else float("nan"),
                      "ci_low": lo, "ci_high": hi, "n": int(finite.size), "n_nan": int(values.size - finite.size)})
     return pd.DataFrame(rows)
+
+
+def _select(summary: pd.DataFrame, metric: str, where: dict) -> pd.DataFrame:
+    missing = [c for c in ["method", "metric", *where] if c not in summary.columns]
+    if missing:
+        raise ValueError(f"the summary lacks column(s) {missing}")
+    rows = summary[summary["metric"] == metric]
+    for column, value in where.items():
+        rows = rows[rows[column] == value]
+    return rows
+
+
+def summary_value(summary: pd.DataFrame, method: str, metric: str, column: str = "mean", **where) -> float:
+    """One number of a :func:`summarize` table: ``column`` of the row of ``method`` and ``metric``.
+
+    ``where`` selects among configurations (``model="simclr"``); exactly one row must remain.
+
+    >>> s = pd.DataFrame({"method": ["tsm", "tsm"], "metric": ["iou", "mse"], "mean": [0.4, 0.1]})
+    >>> summary_value(s, "tsm", "mse")
+    0.1
+    """
+    rows = _select(summary, metric, where)
+    rows = rows[rows["method"] == method]
+    if len(rows) != 1:
+        raise ValueError(f"{len(rows)} summary rows for method {method!r}, metric {metric!r}"
+                         + (f" and {where}" if where else "") + "; want exactly one (select with model=..., ...)")
+    return float(rows[column].iloc[0])
+
+
+def best_method(summary: pd.DataFrame, metric: str, **where) -> str:
+    """The method with the best ``mean`` on ``metric`` in a :func:`summarize` table (the metric's
+    direction from :func:`tsmlib.evaluation.metric_info.higher_is_better`; NaN means are ignored; a tie
+    goes to the method listed first). ``where`` selects a configuration, as in :func:`summary_value`.
+
+    >>> s = pd.DataFrame({"method": ["a", "b"], "metric": ["average_drop"] * 2, "mean": [30.0, 20.0]})
+    >>> best_method(s, "average_drop")  # lower is better
+    'b'
+    """
+    rows = _select(summary, metric, where).dropna(subset=["mean"])
+    if rows.empty:
+        raise ValueError(f"no summary row with a mean for metric {metric!r}" + (f" and {where}" if where else ""))
+    means = rows["mean"].reset_index(drop=True)
+    best = means.idxmax() if higher_is_better(metric) else means.idxmin()
+    return str(rows["method"].iloc[best])
 
 
 def best_iou_threshold(results: pd.DataFrame) -> pd.DataFrame:
