@@ -35,10 +35,13 @@ from .metrics import (
     foreground_and_valid,
     increase_in_confidence,
     iou,
+    iou_auc,
     iou_curve,
     masked_input,
     mse,
     pointing_game,
+    relevance_mass_accuracy,
+    relevance_rank_accuracy,
 )
 from .runner import (ALL_METRICS, COLUMNS, METRIC_TABLE, PAPER_METRICS, EvaluationConfig, MetricSpec, Record, as_record,
                      config_hash, evaluate, prepare_records, register_metric)
@@ -52,7 +55,8 @@ from .stats import compare, compare_family, holm, mean_ci, paired_relative_chang
 __all__ = [
     "IMAGENET_MEAN", "VOID", "average_drop", "average_gain", "baseline_image", "best_threshold", "blur",
     "default_thresholds", "deletion_insertion_auc", "energy_pointing_game", "foreground_and_valid", "increase_in_confidence", "iou",
-    "iou_curve", "masked_input", "mse", "pointing_game", "ALL_METRICS", "COLUMNS", "PAPER_METRICS", "Record",
+    "iou_curve", "iou_auc", "masked_input", "mse", "pointing_game", "relevance_mass_accuracy",
+    "relevance_rank_accuracy", "ALL_METRICS", "COLUMNS", "PAPER_METRICS", "Record",
     "EvaluationConfig", "MetricSpec", "METRIC_TABLE", "register_metric",
     "as_record", "config_hash", "evaluate", "prepare_records", "cascading_randomization", "sanity_summary", "spearman", "ssim",
     "ClassScore", "EmbeddingSimilarity", "make_score", "probe_score", "best_iou_threshold", "bootstrap_ci",
