@@ -47,10 +47,12 @@ from .runner import (ALL_METRICS, COLUMNS, METRIC_TABLE, PAPER_METRICS, Evaluati
                      config_hash, evaluate, prepare_records, register_metric)
 from .sanity import cascading_randomization, sanity_summary, spearman, ssim
 from .scores import ClassScore, EmbeddingSimilarity, make_score, probe_score
-from .summary import best_iou_threshold, bootstrap_ci, paper_table, summarize
+from .summary import (best_iou_threshold, bootstrap_ci, comparison_line, comparison_table, format_relative_change,
+                      interval_cell, interval_table, metric_column, paper_table, ranked_methods, summarize)
 from . import stats
 from .metric_info import METRICS, MetricInfo, higher_is_better, metric_info, metric_label
-from .stats import compare, compare_family, holm, mean_ci, paired_relative_change, paired_test, relative_change
+from .stats import (beats_all_references, compare, compare_family, compare_to_references, holm, mean_ci,
+                    paired_relative_change, paired_test, relative_change)
 
 __all__ = [
     "IMAGENET_MEAN", "VOID", "average_drop", "average_gain", "baseline_image", "best_threshold", "blur",
@@ -60,6 +62,8 @@ __all__ = [
     "EvaluationConfig", "MetricSpec", "METRIC_TABLE", "register_metric",
     "as_record", "config_hash", "evaluate", "prepare_records", "cascading_randomization", "sanity_summary", "spearman", "ssim",
     "ClassScore", "EmbeddingSimilarity", "make_score", "probe_score", "best_iou_threshold", "bootstrap_ci",
-    "paper_table", "summarize", "stats", "METRICS", "MetricInfo", "higher_is_better", "metric_info", "metric_label",
-    "compare", "compare_family", "holm", "mean_ci", "paired_relative_change", "paired_test", "relative_change",
+    "paper_table", "summarize", "comparison_line", "comparison_table", "format_relative_change", "interval_cell",
+    "interval_table", "metric_column", "ranked_methods", "stats", "METRICS", "MetricInfo", "higher_is_better", "metric_info", "metric_label",
+    "compare", "compare_family", "compare_to_references", "beats_all_references",
+    "holm", "mean_ci", "paired_relative_change", "paired_test", "relative_change",
 ]
