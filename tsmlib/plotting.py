@@ -32,6 +32,7 @@ DISPLAY_NAMES = {
     "eigencam": "EigenCAM", "tsm": "TSM", "multivec-eigencam": "Multivec-EigenCAM", "mtsm": "MTSM",
     "lafam": "LaFAM", "gradcam-eigencam": "EigenCAM (pytorch-grad-cam)", "gradcam": "Grad-CAM",
     "gradcam++": "Grad-CAM++", "xgradcam": "XGrad-CAM", "layercam": "LayerCAM", "hirescam": "HiResCAM",
+    "whole-image": "Whole image", "centre-prior": "Centre prior",
     "scorecam": "Score-CAM", "ablationcam": "Ablation-CAM",
 }
 

@@ -43,6 +43,8 @@ __all__ = [
     "row_correlation",
     "compare",
     "compare_family",
+    "compare_to_references",
+    "beats_all_references",
     "COMPARISON_COLUMNS",
 ]
 
@@ -382,3 +384,46 @@ def compare_family(results: pd.DataFrame, pairs: Iterable[tuple[str, str]], metr
     table["significant"] = reject
     table["outcome"] = interval_outcome(table["ci_low"], table["ci_high"])
     return table
+
+
+def compare_to_references(results: pd.DataFrame, methods: Iterable[str], references: Iterable[str],
+                          metrics: Iterable[str], *, by: Sequence[str] = (), alpha: float = 0.05,
+                          n_resamples: int = 9999, seed: int = 0, test: str = "wilcoxon") -> pd.DataFrame:
+    """Every method against every reference map (the yardsticks ``"whole-image"``, ``"centre-prior"``).
+
+    One family per metric: all ``methods x references`` pairs on that metric (and every group of ``by``)
+    go through :func:`compare_family` together, so that a metric's intervals hold jointly at level
+    ``1 - alpha``. A method *beats* a reference on a metric in a group when its corrected interval of the
+    relative change lies above 0 (``outcome == "better"``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows of :func:`compare_family` for all metrics, one after the other (``confidence`` says the
+        corrected level of each metric's family).
+    """
+    methods, references = list(methods), list(references)
+    pairs = [(m, r) for m in methods for r in references if m != r]
+    tables = [compare_family(results, pairs, [metric], by=by, alpha=alpha, n_resamples=n_resamples, seed=seed,
+                             test=test) for metric in metrics]
+    return pd.concat(tables, ignore_index=True) if tables else compare_family(results, [], [], by=by)
+
+
+def beats_all_references(table: pd.DataFrame, by: Sequence[str] = ()) -> pd.DataFrame:
+    """From :func:`compare_to_references`: per method, metric (and group), whether it beats *every*
+    reference (``beats``: all its rows there are ``"better"``), and how many references it beats.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``by`` + ``method``, ``metric``, ``n_references``, ``n_beaten``, ``beats``.
+    """
+    keys = list(by) + ["method", "metric"]
+    if table.empty:
+        return pd.DataFrame(columns=keys + ["n_references", "n_beaten", "beats"])
+    better = table.assign(_better=table["outcome"] == "better")
+    out = better.groupby(keys, observed=True, sort=False).agg(n_references=("reference", "nunique"),
+                                                              n_beaten=("_better", "sum")).reset_index()
+    out["n_beaten"] = out["n_beaten"].astype(int)
+    out["beats"] = out["n_beaten"] == out["n_references"]
+    return out
