@@ -221,3 +221,18 @@ def test_metric_curves_one_panel_per_metric_with_labels_bands_and_display_names(
         plotting.metric_curves(summary.drop(columns="ci_low"), "k", ["iou"])
     with pytest.raises(ValueError, match="metrics is empty"):
         plotting.metric_curves(summary, "k", [])
+
+
+def test_every_yardstick_has_its_own_line_style_and_a_display_name():
+    from tsmlib.plotting import YARDSTICK_STYLES, display_name
+
+    yardsticks = tsmlib.available_methods(family="yardstick")
+    assert sorted(YARDSTICK_STYLES) == sorted(yardsticks)
+    styles = {tuple(sorted(style.items())) for style in YARDSTICK_STYLES.values()}
+    assert len(styles) == len(yardsticks), "two yardsticks share a line style"
+    assert {display_name(y) for y in yardsticks} == {"Whole image", "Centre prior"}
+    fig, ax = plt.subplots()
+    for name in yardsticks:  # the styles are valid matplotlib keywords
+        ax.plot([0, 1], [0, 1], label=display_name(name), **YARDSTICK_STYLES[name])
+    assert [line.get_linestyle() for line in ax.lines] == [YARDSTICK_STYLES[y]["ls"] for y in yardsticks]
+    plt.close(fig)

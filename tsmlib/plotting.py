@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["DISPLAY_NAMES", "MODEL_DISPLAY_NAMES", "display_name", "to_numpy_image", "to_numpy_map", "overlay",
+__all__ = ["DISPLAY_NAMES", "MODEL_DISPLAY_NAMES", "YARDSTICK_STYLES", "display_name", "to_numpy_image", "to_numpy_map", "overlay",
            "mask_outline", "saliency_grid", "component_figure", "metric_curves"]
 
 #: Display names of the registry's methods (``tsmlib.available_methods()``).
@@ -38,12 +38,21 @@ DISPLAY_NAMES = {
 
 #: Display names of the model registry's models (``tsmlib.available_models()``), for legends and titles.
 MODEL_DISPLAY_NAMES = {
-    "efficientnet_lite0": "EfficientNet-Lite0", "resnet50": "ResNet-50", "vgg16": "VGG-16",
+    "efficientnet_lite0": "EfficientNet-Lite0", "efficientnet_lite0_random": "EfficientNet-Lite0 (random weights)",
+    "resnet50": "ResNet-50", "resnet50_random": "ResNet-50 (random weights)", "vgg16": "VGG-16",
     "dino_resnet50": "DINO ResNet-50", "swav_resnet50": "SwAV ResNet-50",
     "barlowtwins_resnet50": "Barlow Twins ResNet-50", "mocov2_resnet50": "MoCo v2 ResNet-50",
     "mocov3_resnet50": "MoCo v3 ResNet-50", "simclr_resnet50": "SimCLR ResNet-50",
     "synthetic_simclr": "SimCLR (synthetic)", "synthetic_barlow": "Barlow Twins (synthetic)",
     "synthetic_supervised": "supervised (synthetic)", "synthetic_random": "random weights (synthetic)",
+}
+
+#: Line styles of the yardsticks (``tsmlib.available_methods(family="yardstick")``) in curve figures: both
+#: black, told apart by the dash pattern, so that they read as references and not as methods
+#: (``ax.plot(x, y, label=display_name(name), **YARDSTICK_STYLES[name])``).
+YARDSTICK_STYLES = {
+    "whole-image": {"color": "black", "ls": ":", "lw": 1.8},
+    "centre-prior": {"color": "black", "ls": "-.", "lw": 1.4},
 }
 
 _VARIANT = re.compile(r"^(?P<base>[^\[]+)\[(?P<options>.*)\]$")
