@@ -200,8 +200,7 @@ ABLATION_PASS_ELEMENTS = 2 ** 26
 
 
 def _ablation_weights(model: nn.Module, module: nn.Module, x: torch.Tensor, A: torch.Tensor,
-                      classes: Sequence[int], batch_size: int, max_elements: int = ABLATION_PASS_ELEMENTS
-                      ) -> np.ndarray:
+                      classes: Sequence[int], batch_size: int, max_elements: int | None = None) -> np.ndarray:
     """Scores (B, C) of ``classes`` with each channel of ``A`` (B, C, h, w) ablated in turn.
 
     The channels are ablated in batches of ``batch_size`` (:func:`ablated_copies`, so the ablation
@@ -211,6 +210,8 @@ def _ablation_weights(model: nn.Module, module: nn.Module, x: torch.Tensor, A: t
     copies do not come out as one row each.
     """
     B, C = A.shape[:2]
+    if max_elements is None:
+        max_elements = ABLATION_PASS_ELEMENTS
     per_pass = batch_size * max(1, int(max_elements) // max(1, batch_size * A[0].numel()))
     state = {"copies": None, "calls": 0}
 
@@ -302,8 +303,10 @@ def fast_ablation_cam(model: nn.Module, x: torch.Tensor, module: nn.Module, targ
     finally:
         handle.remove()
     reason = None
-    if len(captured) != 1 or not isinstance(captured[0], torch.Tensor) or captured[0].ndim != 4:
-        reason = "the target layer's output is not one (B, C, h, w) tensor"
+    if len(captured) != 1:
+        reason = f"the target layer ran {len(captured)} times in one pass"
+    elif not isinstance(captured[0], torch.Tensor) or captured[0].ndim != 4:
+        reason = "the target layer's output is not a (B, C, h, w) tensor"
     elif not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != x.shape[0]:
         reason = "the model's output is not (B, K) logits"
     if reason is None:
