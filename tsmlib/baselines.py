@@ -194,25 +194,28 @@ def _class_scores(out: torch.Tensor, classes: Sequence[int]) -> np.ndarray:
     return out[torch.arange(out.shape[0], device=out.device), cls].detach().float().cpu().numpy()
 
 
-#: Most activation values fed in at the target layer per forward pass of :func:`fast_ablation_cam`
-#: (2**26 float32 values: 256 MiB; whole batches of ``batch_size`` copies, at least one batch).
-ABLATION_PASS_ELEMENTS = 2 ** 26
+#: ``None`` (default): one forward pass per batch of ``batch_size`` ablated copies, the batches of
+#: ``AblationCAM``, so the layers after the target layer compute on the same batches and the maps are
+#: bitwise pytorch-grad-cam's. An int: as many whole batches per pass as fit in that many activation
+#: values (e.g. ``2**26``, 256 MiB of float32), fewer passes through the layers before the target layer
+#: but larger matrix products after it, whose rounding differs (maps within about 1e-5).
+ABLATION_PASS_ELEMENTS: int | None = None
 
 
 def _ablation_weights(model: nn.Module, module: nn.Module, x: torch.Tensor, A: torch.Tensor,
-                      classes: Sequence[int], batch_size: int, max_elements: int | None = None) -> np.ndarray:
+                      classes: Sequence[int], batch_size: int) -> np.ndarray:
     """Scores (B, C) of ``classes`` with each channel of ``A`` (B, C, h, w) ablated in turn.
 
     The channels are ablated in batches of ``batch_size`` (:func:`ablated_copies`, so the ablation
-    values are pytorch-grad-cam's); as many whole batches as fit in ``max_elements`` values go through
-    one forward pass of one image, a forward hook on ``module`` replacing its output by the copies, so
-    the layers before it run once per pass on one image. Raises :class:`AblationShortcutError` when the
-    copies do not come out as one row each.
+    values are pytorch-grad-cam's); each batch (or as many whole batches as
+    :data:`ABLATION_PASS_ELEMENTS` allows) goes through one forward pass of *one* image, a forward hook
+    on ``module`` replacing its output by the copies, so the layers before it see one image per pass.
+    Raises :class:`AblationShortcutError` when the copies do not come out as one row each.
     """
     B, C = A.shape[:2]
-    if max_elements is None:
-        max_elements = ABLATION_PASS_ELEMENTS
-    per_pass = batch_size * max(1, int(max_elements) // max(1, batch_size * A[0].numel()))
+    per_pass = batch_size
+    if ABLATION_PASS_ELEMENTS is not None:
+        per_pass *= max(1, int(ABLATION_PASS_ELEMENTS) // max(1, batch_size * A[0].numel()))
     state = {"copies": None, "calls": 0}
 
     def hook(_module, _inputs, _output):
