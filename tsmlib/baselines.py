@@ -264,8 +264,11 @@ def fast_ablation_cam(model: nn.Module, x: torch.Tensor, module: nn.Module, targ
     resized to the input with OpenCV, min-max scaled again.
 
     The shortcut is exact when nothing after the target layer reads a tensor computed before it (a
-    plain CNN's last block, pooling and classifier). Tensors from before it that are only broadcast
-    against the copies (an added skip connection) give the same result too. Otherwise -- a
+    plain CNN's last block, pooling and classifier): the layers after it then compute on the very
+    batches ``AblationCAM`` feeds them, so the maps are bitwise its maps (with the default
+    :data:`ABLATION_PASS_ELEMENTS`). A tensor from before the layer that is only broadcast against the
+    copies (an added skip connection) gives the same maps up to rounding (it comes from one image, not
+    ``batch_size`` copies). Otherwise -- a
     concatenated skip connection (a shape error), an output with other than ``batch_size`` rows, the
     layer running twice -- it falls back to ``AblationCAM`` itself, with a note on the
     ``tsmlib.baselines`` logger; so do ``reshape_transform`` and ``aug_smooth``.
