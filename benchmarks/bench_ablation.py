@@ -68,12 +68,16 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=None,
                     help="CPU threads for torch and NumPy's BLAS alike (default: each library's own)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--size", type=int, default=None,
+                    help="resize the preprocessed photo to SIZE x SIZE pixels (default: the model's own input size)")
     args = ap.parse_args(argv)
     import tsmlib
 
     with benchmark.thread_limit(args.threads):
         lm = tsmlib.load_model(args.model, device=args.device)
         x = lm.preprocess(tsmlib.data.load_photo(args.photo).image)[None].to(args.device)
+        if args.size is not None:
+            x = torch.nn.functional.interpolate(x, size=(args.size, args.size), mode="bilinear", align_corners=False)
         print(f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}, "
               f"{platform.processor() or platform.machine()}")
         return compare(lm.model, x, lm.target_layer, batch_size=args.batch_size, repeat=args.repeat,
