@@ -55,7 +55,8 @@ def display_name(method: str) -> str:
     method name followed by a qualifier (the benchmark's peers and options: ``"tsm (tensorly loop)"`` ->
     ``"TSM (tensorly loop)"``, ``"mtsm solver=svd"`` -> ``"MTSM solver=svd"``); any other text (already
     a display name) is returned unchanged. Model names of the registry read the same way
-    (:data:`MODEL_DISPLAY_NAMES`: ``"efficientnet_lite0"`` -> ``"EfficientNet-Lite0"``)."""
+    (:data:`MODEL_DISPLAY_NAMES`: ``"efficientnet_lite0"`` -> ``"EfficientNet-Lite0"``, and its random-weight
+    variant ``"efficientnet_lite0_random"`` -> ``"EfficientNet-Lite0 (random weights)"``)."""
     if not isinstance(method, str):
         return str(method)
     key = method.lower()
@@ -63,6 +64,8 @@ def display_name(method: str) -> str:
         return DISPLAY_NAMES[key]
     if key.replace("-", "_") in MODEL_DISPLAY_NAMES:
         return MODEL_DISPLAY_NAMES[key.replace("-", "_")]
+    if key.endswith("_random") and key[: -len("_random")] in MODEL_DISPLAY_NAMES:  # tsmlib.models.random_variant
+        return f"{MODEL_DISPLAY_NAMES[key[: -len('_random')]]} (random weights)"
     if key.replace("_", "-") in DISPLAY_NAMES:
         return DISPLAY_NAMES[key.replace("_", "-")]
     m = _VARIANT.match(method)
