@@ -42,7 +42,8 @@ from .metrics import (
 )
 from .runner import (ALL_METRICS, COLUMNS, METRIC_TABLE, PAPER_METRICS, EvaluationConfig, MetricSpec, Record, as_record,
                      config_hash, evaluate, prepare_records, register_metric)
-from .sanity import cascading_randomization, sanity_summary, spearman, ssim
+from .sanity import (cascading_randomization, independent_randomization, model_randomization, noise_floor,
+                     sanity_summary, sanity_thresholds, sanity_verdicts, spearman, ssim)
 from .scores import ClassScore, EmbeddingSimilarity, make_score, probe_score
 from .summary import best_iou_threshold, bootstrap_ci, paper_table, summarize
 from . import stats
@@ -54,7 +55,9 @@ __all__ = [
     "default_thresholds", "deletion_insertion_auc", "energy_pointing_game", "foreground_and_valid", "increase_in_confidence", "iou",
     "iou_curve", "masked_input", "mse", "pointing_game", "ALL_METRICS", "COLUMNS", "PAPER_METRICS", "Record",
     "EvaluationConfig", "MetricSpec", "METRIC_TABLE", "register_metric",
-    "as_record", "config_hash", "evaluate", "prepare_records", "cascading_randomization", "sanity_summary", "spearman", "ssim",
+    "as_record", "config_hash", "evaluate", "prepare_records", "cascading_randomization",
+    "independent_randomization", "model_randomization", "noise_floor", "sanity_summary", "sanity_thresholds",
+    "sanity_verdicts", "spearman", "ssim",
     "ClassScore", "EmbeddingSimilarity", "make_score", "probe_score", "best_iou_threshold", "bootstrap_ci",
     "paper_table", "summarize", "stats", "METRICS", "MetricInfo", "higher_is_better", "metric_info", "metric_label",
     "compare", "compare_family", "holm", "mean_ci", "paired_relative_change", "paired_test", "relative_change",
