@@ -437,7 +437,8 @@ def perturbed_model(model: nn.Module, scale: float = 0.01, seed: int = 0) -> nn.
     """A copy of ``model`` with every floating-point parameter nudged: ``w + scale * std(w) * N(0, 1)``.
 
     The yardstick of "no change": a method's maps under such a nudge (1 % of each tensor's spread by
-    default) vary only by its noise level. Parameters with one element or no spread use ``scale * |w|``;
+    default) vary only by its noise level. Parameters with one element or no spread use ``scale * |w|``
+    (an all-zero tensor stays zero);
     buffers (batch-norm statistics) are kept. ``model`` is not modified.
     """
     if not scale > 0:
