@@ -424,3 +424,19 @@ def test_method_maps_share_one_capture_for_activation_methods():
     for name in ("eigencam", "lafam"):
         torch.testing.assert_close(maps[name], tsmlib.saliency(model, x, name, "features"))
     torch.testing.assert_close(maps["tsm"], tsmlib.saliency(model, x, "tsm", "features", ranks=(4, 2, 2)))
+
+
+def test_a_constant_map_counts_as_zero_similarity_in_the_verdicts():
+    import pandas as pd
+
+    from tsmlib.evaluation.sanity import similarity_values
+
+    # a Grad-CAM that a random network leaves all zero has an undefined rho (NaN): it kept no ranking
+    rows = _rows({0: [1.0] * 6, 1: [np.nan] * 6}, "flat", "cascading") + _rows({0: [1.0] * 6, 1: [-0.99] * 6}, "flip", "cascading")
+    df = pd.DataFrame(rows)
+    vals = similarity_values(df)
+    assert vals[(vals.method == "flat") & (vals.step == 1)]["value"].tolist() == [0.0] * 6
+    assert vals[(vals.method == "flip") & (vals.step == 1)]["value"].tolist() == pytest.approx([0.99] * 6)
+    v = sanity_verdicts(df, similar=0.95, random=0.2, n_resamples=999)
+    assert v.loc[("cascading", "flat"), "verdict"] == "as different as a random map"
+    assert v.loc[("cascading", "flip"), "verdict"] == "stays similar"  # an inverted map kept its structure

@@ -599,17 +599,24 @@ def noise_floor(model: nn.Module, x: torch.Tensor, methods, layer, *, scale: flo
 SANITY_VERDICTS = ("stays similar", "changes partly", "as different as a random map", "undecided")
 
 
-def _values(df: pd.DataFrame, similarity: str, absolute: bool) -> pd.DataFrame:
+def similarity_values(df: pd.DataFrame, similarity: str = "spearman", *, absolute: bool | None = None) -> pd.DataFrame:
+    """The rows of one similarity, as the verdicts read them: ``|value|`` when ``absolute`` (default: for
+    Spearman only; an inverted map keeps its ranking, while a negative SSIM is a real dissimilarity), and NaN
+    (Spearman's rho of a *constant* map, e.g. a Grad-CAM that a random network leaves all zero) as 0: a
+    constant map keeps no ranking of the trained one's pixels."""
     df = df[df["similarity"] == similarity].copy()
     if df.empty:
         raise ValueError(f"no {similarity!r} rows in the results")
+    df["value"] = df["value"].fillna(0.0)
+    if absolute is None:
+        absolute = similarity == "spearman"
     if absolute:
         df["value"] = df["value"].abs()
     return df
 
 
 def sanity_thresholds(floor: pd.DataFrame, results: pd.DataFrame, *, methods: Sequence[str], random_method: str,
-                      similarity: str = "spearman", absolute: bool = True, quantile: float = 0.05) -> dict:
+                      similarity: str = "spearman", absolute: bool | None = None, quantile: float = 0.05) -> dict:
     """The two thresholds of :func:`sanity_verdicts`, derived from the data rather than chosen.
 
     * ``similar``: the ``quantile`` of the per-image similarities of ``methods`` under a tiny nudge of the
@@ -619,14 +626,15 @@ def sanity_thresholds(floor: pd.DataFrame, results: pd.DataFrame, *, methods: Se
       every randomisation step (``step > 0``) of ``results``: up to this, a map is as unrelated as a
       random one.
 
-    ``absolute`` uses ``|value|`` (for Spearman: an inverted map still has the same structure). Raises
+    Values are read by :func:`similarity_values` (``absolute``: ``|rho|`` for Spearman by default; NaN
+    counts as 0). Raises
     ``ValueError`` when the two overlap (``random >= similar``): the check could not tell the cases apart.
     """
     if not 0 < quantile < 0.5:
         raise ValueError(f"quantile must be in (0, 0.5), got {quantile}")
-    fl = _values(floor, similarity, absolute)
+    fl = similarity_values(floor, similarity, absolute=absolute)
     fl = fl[(fl["step"] > 0) & fl["method"].isin(list(methods))]["value"].dropna()
-    rnd = _values(results, similarity, absolute)
+    rnd = similarity_values(results, similarity, absolute=absolute)
     rnd = rnd[(rnd["step"] > 0) & (rnd["method"] == random_method)]["value"].dropna()
     if fl.empty:
         raise ValueError(f"the noise floor has no rows for {list(methods)}")
@@ -639,14 +647,15 @@ def sanity_thresholds(floor: pd.DataFrame, results: pd.DataFrame, *, methods: Se
 
 
 def sanity_verdicts(results: pd.DataFrame, *, similar: float, random: float, similarity: str = "spearman",
-                    absolute: bool = True, confidence: float = 0.95, n_resamples: int = 9999,
+                    absolute: bool | None = None, confidence: float = 0.95, n_resamples: int = 9999,
                     seed: int = 0) -> pd.DataFrame:
     """Per scheme and method: does the map stay similar once the weights are randomised?
 
     The statistic, per scheme: ``"cascading"``: the similarity at the last step (every listed block
     re-initialised); ``"independent"``: the similarity at the step whose randomisation lowers the method's
     mean similarity most (the block the map depends on most). Its mean over the images gets a bootstrap
-    interval (:func:`tsmlib.evaluation.stats.mean_ci`), and the rule is:
+    interval (:func:`tsmlib.evaluation.stats.mean_ci`; values read by :func:`similarity_values`: ``|rho|``,
+    a constant map as 0), and the rule is:
 
     * **stays similar**: the interval reaches ``similar`` (its upper end >= ``similar``): the change cannot
       be told apart from noise-level change, the check *fails* for this method;
@@ -669,7 +678,7 @@ def sanity_verdicts(results: pd.DataFrame, *, similar: float, random: float, sim
 
     if not random < similar:
         raise ValueError(f"need random < similar, got random={random}, similar={similar}")
-    df = _values(results, similarity, absolute)
+    df = similarity_values(results, similarity, absolute=absolute)
     if "scheme" not in df:
         df = df.assign(scheme="cascading")
     rows = []
@@ -677,7 +686,7 @@ def sanity_verdicts(results: pd.DataFrame, *, similar: float, random: float, sim
         means = d.groupby("step")["value"].mean()
         step = int(means.index.max()) if scheme != "independent" else int(means.idxmin())
         at = d[d["step"] == step]
-        vals = at["value"].dropna().to_numpy()
+        vals = at["value"].to_numpy()
         lo, hi = mean_ci(vals, confidence=confidence, n_resamples=n_resamples, seed=seed)
         reaches_similar, reaches_random = hi >= similar, lo <= random
         verdict = ("undecided" if reaches_similar and reaches_random else "stays similar" if reaches_similar
