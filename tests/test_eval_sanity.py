@@ -20,6 +20,9 @@ def test_average_ranks_and_spearman_match_scipy_with_ties():
     stats = pytest.importorskip("scipy.stats")
     a = torch.tensor([[3.0, 1.0, 3.0, 2.0, 5.0, 1.0]])
     assert average_ranks(a)[0].tolist() == stats.rankdata(a[0].numpy()).tolist()
+    many = torch.randint(0, 6, (5, 40), generator=torch.Generator().manual_seed(1)).double()
+    many[0] = 2.0  # one run of ties over the whole row
+    assert np.array_equal(average_ranks(many).numpy(), stats.rankdata(many.numpy(), axis=-1))
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 4, (3, 5, 5), generator=g).double()  # many ties
     y = x + torch.randint(0, 3, (3, 5, 5), generator=g)

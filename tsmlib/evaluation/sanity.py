@@ -43,6 +43,9 @@ from ._methods import method_maps, resolve_methods
 def average_ranks(values: torch.Tensor) -> torch.Tensor:
     """Ranks ``1..N`` along the last dimension, ties given their average rank (as ``scipy.stats.rankdata``).
 
+    One sort; the first and last position of each run of equal values come from a running maximum and
+    minimum, so ties cost nothing extra.
+
     Parameters
     ----------
     values : torch.Tensor, shape (B, N)
@@ -53,12 +56,32 @@ def average_ranks(values: torch.Tensor) -> torch.Tensor:
     """
     v = values.double()
     sorted_v, order = torch.sort(v, dim=-1)
-    first = torch.searchsorted(sorted_v, sorted_v, right=False)
-    last = torch.searchsorted(sorted_v, sorted_v, right=True) - 1
+    n = v.shape[-1]
+    pos = torch.arange(n, device=v.device).expand_as(sorted_v)
+    starts = torch.ones_like(sorted_v, dtype=torch.bool)
+    starts[..., 1:] = sorted_v[..., 1:] != sorted_v[..., :-1]
+    ends = torch.ones_like(starts)
+    ends[..., :-1] = starts[..., 1:]
+    first = torch.cummax(torch.where(starts, pos, 0), dim=-1).values
+    last = torch.cummin(torch.where(ends, pos, n).flip(-1), dim=-1).values.flip(-1)
     avg_sorted = (first + last).double() / 2 + 1
     ranks = torch.empty_like(avg_sorted)
     ranks.scatter_(-1, order, avg_sorted)
     return ranks
+
+
+def _centred_ranks(a: torch.Tensor):
+    r = average_ranks(a.flatten(1))
+    r = r - r.mean(-1, keepdim=True)
+    return r, (r * r).sum(-1)
+
+
+def _rank_correlation(ra, rb) -> torch.Tensor:
+    (ra, ssa), (rb, ssb) = ra, rb
+    # sqrt of the product (not the product of two norms): a map compared with itself gives exactly 1
+    den = torch.sqrt(ssa * ssb)
+    num = (ra * rb).sum(-1)
+    return torch.where(den > 0, num / den.clamp(min=1e-300), torch.full_like(num, float("nan")))
 
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -71,18 +94,12 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     Returns
     -------
     torch.Tensor, shape (B,), float64
-        In [-1, 1]; NaN where a map is constant (its ranks have no variance).
+        In [-1, 1] (exactly 1 for a map compared with itself); NaN where a map is constant (its ranks
+        have no variance).
     """
     if a.shape != b.shape:
         raise ValueError(f"maps to compare must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
-    ra = average_ranks(a.flatten(1))
-    rb = average_ranks(b.to(a.device).flatten(1))
-    ra = ra - ra.mean(-1, keepdim=True)
-    rb = rb - rb.mean(-1, keepdim=True)
-    # sqrt of the product (not the product of two norms): a map compared with itself gives exactly 1
-    den = torch.sqrt((ra * ra).sum(-1) * (rb * rb).sum(-1))
-    num = (ra * rb).sum(-1)
-    return torch.where(den > 0, num / den.clamp(min=1e-300), torch.full_like(num, float("nan")))
+    return _rank_correlation(_centred_ranks(a), _centred_ranks(b.to(a.device)))
 
 
 def _gaussian_window(size: int, sigma: float, dtype, device) -> torch.Tensor:
@@ -91,8 +108,35 @@ def _gaussian_window(size: int, sigma: float, dtype, device) -> torch.Tensor:
     return g / g.sum()
 
 
-def ssim(a: torch.Tensor, b: torch.Tensor, *, data_range: float = 1.0, sigma: float = 1.5,
-         window_size: int = 11) -> torch.Tensor:
+_SSIM_SIGMA, _SSIM_WINDOW = 1.5, 11
+
+
+def _ssim_stats(a: torch.Tensor, sigma: float = _SSIM_SIGMA, window_size: int = _SSIM_WINDOW):
+    """What SSIM needs of one batch: the maps, the filter, their local means and variances."""
+    x = a.double()[:, None]
+    size = min(window_size, a.shape[-1], a.shape[-2])
+    if size % 2 == 0:
+        size -= 1
+    g = _gaussian_window(size, sigma, x.dtype, x.device)
+    kh, kw = g.view(1, 1, -1, 1), g.view(1, 1, 1, -1)
+
+    def filt(z):
+        return F.conv2d(F.conv2d(z, kh), kw)
+
+    mx = filt(x)
+    return x, filt, mx, filt(x * x) - mx * mx
+
+
+def _ssim_from(sa, sb, data_range: float = 1.0) -> torch.Tensor:
+    (x, filt, mx, vx), (y, _, my, vy) = sa, sb
+    cxy = filt(x * y) - mx * my
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    return s.flatten(1).mean(-1)
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, *, data_range: float = 1.0, sigma: float = _SSIM_SIGMA,
+         window_size: int = _SSIM_WINDOW) -> torch.Tensor:
     """Per-image mean structural similarity (Wang et al. 2004) with a Gaussian window.
 
     Matches ``skimage.metrics.structural_similarity(a, b, data_range=1, gaussian_weights=True,
@@ -106,28 +150,16 @@ def ssim(a: torch.Tensor, b: torch.Tensor, *, data_range: float = 1.0, sigma: fl
 
     Returns
     -------
-    torch.Tensor, shape (B,), float64, in [-1, 1]
+    torch.Tensor, shape (B,), float64, in [-1, 1] (exactly 1 for a map compared with itself)
     """
     if a.shape != b.shape or a.ndim != 3:
         raise ValueError(f"ssim needs two (B, H, W) batches of the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
-    x = a.double()[:, None]
-    y = b.to(a.device).double()[:, None]
-    size = min(window_size, a.shape[-1], a.shape[-2])
-    if size % 2 == 0:
-        size -= 1
-    g = _gaussian_window(size, sigma, x.dtype, x.device)
-    kh, kw = g.view(1, 1, -1, 1), g.view(1, 1, 1, -1)
+    return _ssim_from(_ssim_stats(a, sigma, window_size), _ssim_stats(b.to(a.device), sigma, window_size),
+                      data_range)
 
-    def filt(z):
-        return F.conv2d(F.conv2d(z, kh), kw)
 
-    mx, my = filt(x), filt(y)
-    vx = filt(x * x) - mx * mx
-    vy = filt(y * y) - my * my
-    cxy = filt(x * y) - mx * my
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
-    return s.flatten(1).mean(-1)
+#: similarity name -> (prepare one batch, similarity of two prepared batches); the reference is prepared once
+_PREPARED = {"spearman": (_centred_ranks, _rank_correlation), "ssim": (_ssim_stats, _ssim_from)}
 
 
 SIMILARITIES = {"spearman": spearman, "ssim": ssim}
@@ -480,12 +512,14 @@ def _compare_steps(model, x, fns, layer, targets, steps, similarities, ids, sche
     reference = None
     bar = _progress(steps, enabled=progress, desc=f"{scheme} randomisation", total=total)
     for step, label, net in bar:
-        maps = {n: m.double() for n, m in method_maps(net, x, fns, layer, targets, layer_gradients=True).items()}
+        maps = method_maps(net, x, fns, layer, targets, layer_gradients=True)
+        # each batch's ranks and local statistics are computed once (the reference's once for all steps)
+        prepared = {(mname, sname): _PREPARED[sname][0](m.double()) for mname, m in maps.items() for sname in similarities}
         if reference is None:
-            reference = maps
-        for mname, m in maps.items():
+            reference = prepared
+        for mname in maps:
             for sname in similarities:
-                vals = SIMILARITIES[sname](reference[mname], m).cpu().tolist()
+                vals = _PREPARED[sname][1](reference[mname, sname], prepared[mname, sname]).cpu().tolist()
                 rows.extend({"scheme": scheme, "step": step, "layer_randomized": label, "image": i,
                              "method": mname, "similarity": sname, "value": v} for i, v in zip(ids, vals))
     return pd.DataFrame(rows, columns=["scheme", "step", "layer_randomized", "image", "method", "similarity",
