@@ -159,3 +159,52 @@ def test_compare_family_widens_intervals_and_corrects():
     assert not fam.significant.any()
     with pytest.raises(ValueError, match="alpha"):
         S.compare_family(_table(), [("a", "b")], ["iou"], alpha=5)
+
+
+def test_interval_outcome_reads_the_side_of_zero():
+    from tsmlib.evaluation import interval_outcome
+
+    out = interval_outcome([0.1, -0.5, -0.1, 0.0, np.nan], [0.3, -0.2, 0.2, 0.4, np.nan])
+    assert out.tolist() == ["better", "worse", "undecided", "undecided", "undecided"]  # 0 inside: undecided
+    assert interval_outcome(0.2, 0.3) == "better"  # scalars too
+
+
+# ----------------------------------------------------------------------------- paired differences
+def test_paired_difference_by_hand():
+    a, b = np.array([0.5, 0.7, 0.9, 0.2]), np.array([0.4, 0.4, 0.5, 0.4])  # differences 0.1, 0.3, 0.4, -0.2
+    out = S.paired_difference(a, b, n_resamples=999, seed=0)
+    assert out["n"] == 4 and out["mean difference"] == pytest.approx(0.15)
+    assert out["ci_low"] < 0.15 < out["ci_high"]
+    assert (out["ci_low"], out["ci_high"]) == S.mean_ci(a - b, n_resamples=999, seed=0)
+    # Wilcoxon, exact: ranks of |d| 1, 3, 4 positive and 2 negative, W- = 2; of the 16 sign patterns
+    # 3 give W- <= 2 (sums 0, 1, 2), so the two-sided p = 2 * 3/16
+    assert out["p_value"] == pytest.approx(0.375)
+    assert out["p_value"] == pytest.approx(sps.wilcoxon(a, b).pvalue)
+
+
+def test_paired_difference_degenerate_and_bad_inputs():
+    same = S.paired_difference([1.0, 2.0], [1.0, 2.0])
+    assert same["mean difference"] == 0 and (same["ci_low"], same["ci_high"]) == (0, 0) and same["p_value"] == 1.0
+    empty = S.paired_difference([], [])
+    assert empty["n"] == 0 and np.isnan(empty["mean difference"]) and np.isnan(empty["p_value"])
+    with pytest.raises(ValueError, match="equal lengths"):
+        S.paired_difference([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="test must be"):
+        S.paired_difference([1.0, 2.0], [0.0, 1.0], test="sign")
+
+
+def test_row_correlation_closed_forms():
+    x = np.arange(6.0).reshape(2, 3)
+    np.testing.assert_allclose(S.row_correlation(x, 2 * x + 1), [1.0, 1.0])
+    np.testing.assert_allclose(S.row_correlation(x, -x), [-1.0, -1.0])
+    # (1, 0, -1) against (1, -2, 1): orthogonal after centring
+    assert S.row_correlation([[1.0, 0.0, -1.0]], [[1.0, -2.0, 1.0]])[0] == pytest.approx(0.0)
+    # trailing axes are flattened (maps (B, H, W)); matches scipy row by row
+    rng = np.random.default_rng(0)
+    a, b = rng.random((3, 4, 5)), rng.random((3, 4, 5))
+    expected = [sps.pearsonr(a[i].ravel(), b[i].ravel())[0] for i in range(3)]
+    np.testing.assert_allclose(S.row_correlation(a, b), expected, rtol=1e-12)
+    # a constant row has no variation: 0, not NaN
+    assert S.row_correlation([[1.0, 1.0, 1.0]], [[0.0, 1.0, 2.0]])[0] == 0.0
+    with pytest.raises(ValueError, match="same shape"):
+        S.row_correlation(np.ones((2, 3)), np.ones((3, 2)))

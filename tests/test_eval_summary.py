@@ -60,3 +60,37 @@ def test_best_iou_threshold_and_paper_table():
     table = paper_table(summarize(_table(), n_boot=200))
     assert list(table.columns) == ["average_drop", "iou"]
     assert table.loc["tsm", "average_drop"].startswith("25.00 [")
+
+
+def _summary():
+    return pd.DataFrame({
+        "model": ["a", "a", "b", "b", "a", "a"],
+        "method": ["tsm", "mtsm", "tsm", "mtsm", "tsm", "mtsm"],
+        "metric": ["iou", "iou", "iou", "iou", "average_drop", "average_drop"],
+        "mean": [0.4, 0.5, 0.3, np.nan, 20.0, 30.0],
+    })
+
+
+def test_summary_value_reads_one_cell_and_refuses_an_ambiguous_selection():
+    from tsmlib.evaluation import summary_value
+
+    assert summary_value(_summary(), "mtsm", "iou", model="a") == 0.5
+    assert summary_value(_summary(), "tsm", "average_drop") == 20.0  # one row without a model filter
+    with pytest.raises(ValueError, match="2 summary rows"):
+        summary_value(_summary(), "tsm", "iou")  # two models: say which
+    with pytest.raises(ValueError, match="0 summary rows"):
+        summary_value(_summary(), "gradcam", "iou", model="a")
+    with pytest.raises(ValueError, match="lacks column"):
+        summary_value(_summary(), "tsm", "iou", dataset="x")
+
+
+def test_best_method_follows_the_metric_direction_and_skips_undefined_means():
+    from tsmlib.evaluation import best_method
+
+    assert best_method(_summary(), "iou", model="a") == "mtsm"  # higher is better
+    assert best_method(_summary(), "average_drop", model="a") == "tsm"  # lower is better
+    assert best_method(_summary(), "iou", model="b") == "tsm"  # the NaN mean is not a winner
+    tie = pd.DataFrame({"method": ["x", "y"], "metric": ["iou", "iou"], "mean": [0.5, 0.5]})
+    assert best_method(tie, "iou") == "x"  # a tie goes to the first listed
+    with pytest.raises(ValueError, match="no summary row"):
+        best_method(_summary(), "mse")

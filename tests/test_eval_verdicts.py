@@ -106,3 +106,74 @@ def test_verdict_detail_names_each_metric_and_the_family():
     assert verdict_detail(t, target=0.5) == ("Average Drop better (+50 % inside), mIoU not computable; "
                                              "2 comparisons, 99.0 % intervals")
     assert verdict_detail(family()) == "no comparison"
+
+
+# ------------------------------------------------------------------------- the random-weight control
+def keyed(*intervals, metrics=None, change=None):
+    t = family(*intervals, metrics=metrics).assign(method="tsm", reference="eigencam")
+    return t.assign(relative_change=change if change is not None else [(lo + hi) / 2 for lo, hi in intervals])
+
+
+def test_control_outcomes_flags_a_gain_the_random_model_shows_too():
+    from tsmlib.evaluation.verdicts import control_outcomes
+
+    trained = keyed((0.3, 0.6), (0.3, 0.6), (0.3, 0.6), (-0.1, 0.6), (0.3, 0.6))
+    control = keyed((0.01, 0.1),    # above 0, below the trained interval: the random model gains too
+                    (-0.5, 0.35),   # contains 0 but overlaps the trained interval: not distinguishable
+                    (-0.5, 0.2),    # contains 0, disjoint from the trained interval: a real gain
+                    (0.4, 0.5),     # the trained row is no gain: nothing to explain away
+                    (nan, nan))     # control not computable: the gain stays, unchecked
+    out = control_outcomes(trained, control)
+    assert out["gain"].tolist() == [True, True, True, False, True]
+    assert out["artefact"].tolist() == [True, True, False, False, False]
+    assert out["control_checked"].tolist() == [True, True, True, True, False]
+    assert out["control_low"].tolist()[:4] == [0.01, -0.5, -0.5, 0.4]
+    assert len(out) == len(trained) and out.index.equals(trained.index)
+    # touching intervals overlap (the boundary counts)
+    assert control_outcomes(keyed((0.3, 0.6)), keyed((-0.2, 0.3)))["artefact"].tolist() == [True]
+    assert control_outcomes(keyed((0.3, 0.6)), keyed((-0.2, 0.29)))["artefact"].tolist() == [False]
+
+
+def test_control_matches_rows_by_key_and_several_models_share_one_control_row():
+    from tsmlib.evaluation.verdicts import control_outcomes
+
+    trained = pd.concat([keyed((0.3, 0.6), metrics=["ad"]).assign(model=m) for m in ("simclr", "barlow")]
+                        + [keyed((0.3, 0.6), metrics=["ad"]).assign(method="mtsm", model="simclr")],
+                       ignore_index=True)
+    control = pd.concat([keyed((-0.3, 0.1), metrics=["ad"]), keyed((0.05, 0.2), metrics=["ad"]).assign(method="mtsm")])
+    assert control_outcomes(trained, control)["artefact"].tolist() == [False, False, True]
+
+
+def test_artefact_metrics_do_not_count_as_better():
+    from tsmlib.evaluation.verdicts import verdict_detail
+
+    trained = keyed((0.3, 0.6), (0.3, 0.6), (0.2, 0.7), metrics=["average_drop", "iou", "mse"])
+    clean = keyed((-0.2, 0.1), (-0.2, 0.1), (-0.3, 0.1), metrics=["average_drop", "iou", "mse"])
+    assert verdict(trained, target=0.5) == "supported"
+    assert verdict(trained, target=0.5, control=clean) == "supported"
+    one = keyed((0.01, 0.1), (-0.2, 0.1), (-0.3, 0.1), metrics=["average_drop", "iou", "mse"])
+    out = metric_outcomes(trained, control=one).set_index("metric")
+    assert out["outcome"].tolist() == ["artefact", "better", "better"] and out["artefacts"].tolist() == [1, 0, 0]
+    assert verdict(trained, control=one) == "supported"                  # 2 of 3 still clean gains
+    two = keyed((0.01, 0.1), (0.2, 0.4), (-0.3, 0.1), metrics=["average_drop", "iou", "mse"])
+    assert verdict(trained, control=two) == "partly supported"           # 1 clean gain, none worse
+    every = keyed((0.01, 0.1), (0.2, 0.4), (0.0, 0.3), metrics=["average_drop", "iou", "mse"])
+    assert verdict(trained, control=every) == "not supported"            # no clean gain left
+    assert verdict(trained, claim="not worse", control=every) == "supported"   # artefacts are not worse
+    detail = verdict_detail(trained, control=two)
+    assert detail.startswith("Average Drop artefact of the metric (gain also on the random-weight control), "
+                             "mIoU artefact of the metric")
+    assert "MSE better" in detail
+    # a worse row keeps the metric worse whatever the control says
+    mixed = keyed((0.3, 0.6), (-0.5, -0.1), metrics=["ad", "ad"]).assign(reference=["eigencam", "gradcam"])
+    ctl = keyed((0.1, 0.4), (0.1, 0.4), metrics=["ad", "ad"]).assign(reference=["eigencam", "gradcam"])
+    assert metric_outcomes(mixed, control=ctl)["outcome"].tolist() == ["worse"]
+
+
+def test_control_bad_input():
+    from tsmlib.evaluation.verdicts import control_outcomes
+
+    with pytest.raises(ValueError, match="several rows"):
+        control_outcomes(keyed((0.1, 0.2)), pd.concat([keyed((0.1, 0.2)), keyed((0.1, 0.3))]))
+    with pytest.raises(KeyError, match="method"):
+        control_outcomes(keyed((0.1, 0.2)), family((0.1, 0.2)))

@@ -120,3 +120,48 @@ def test_the_slider_swaps_the_images_in_a_browser(page, tmp_path):
     assert found, f"the check script did not run: {res.stderr[-1500:]}"
     result = json.loads(found.group(1).replace("&quot;", '"'))
     assert result == {"changed": True, "eigencam_unchanged": True, "label": "1"}
+
+
+def test_mtsm_components_caps_k_at_the_channel_rank():
+    from tsmlib.explorer import mtsm_components
+
+    assert [mtsm_components(k, 2) for k in (1, 4, 5, None)] == [1, 4, 4, None]  # R1 <= r * r = 4
+    assert mtsm_components(10, 7) == 10
+    with pytest.raises(ValueError, match="at least 1"):
+        mtsm_components(3, 0)
+
+
+def test_explorer_maps_are_the_methods_called_one_setting_at_a_time():
+    import tsmlib
+    from tsmlib.explorer import METHOD_SLIDERS, explorer_maps
+
+    A = torch.rand(N, 6, 4, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    maps = explorer_maps(A, K_VALUES, RANKS)
+    assert list(maps) == list(METHOD_SLIDERS)
+    assert set(maps["TSM"]) == set(RANKS) and set(maps["Multivec-EigenCAM"]) == set(K_VALUES)
+    assert set(maps["MTSM"]) == {(k, r) for k in K_VALUES for r in RANKS}
+    torch.testing.assert_close(maps["EigenCAM"], tsmlib.eigencam(A))
+    torch.testing.assert_close(maps["TSM"][2], tsmlib.tsm(A, ranks=(None, 2, 2)))
+    torch.testing.assert_close(maps["Multivec-EigenCAM"][3], tsmlib.multivec_eigencam(A, k=3))
+    # k = 3 at rank 4 is 3 components; at rank 2 there are only 4 channel components, so "all" = k 4
+    torch.testing.assert_close(maps["MTSM"][(3, 4)], tsmlib.mtsm(A, ranks=(None, 4, 4), k=3))
+    torch.testing.assert_close(maps["MTSM"][(None, 2)], tsmlib.mtsm(A, ranks=(None, 2, 2), k=4))
+    for r in RANKS:  # one component of MTSM is TSM
+        torch.testing.assert_close(maps["MTSM"][(1, r)], maps["TSM"][r])
+    assert all(m.shape == (N, 4, 4) for m in [maps["EigenCAM"], *maps["TSM"].values()])
+    # the page takes them as they are
+    assert "<table>" in explorer_html(torch.rand(N, 3, 8, 8), maps, K_VALUES, RANKS, thumb_size=8)
+
+
+def test_explorer_maps_pass_options_to_one_method_and_reject_unknown_ones():
+    import tsmlib
+    from tsmlib.explorer import explorer_maps
+
+    A = torch.rand(N, 6, 4, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    plain = explorer_maps(A, [None], [4])
+    uniform = explorer_maps(A, [None], [4], options={"MTSM": {"weighting": "uniform"}})
+    torch.testing.assert_close(uniform["MTSM"][(None, 4)], tsmlib.mtsm(A, weighting="uniform"))
+    torch.testing.assert_close(uniform["TSM"][4], plain["TSM"][4])  # the other methods are untouched
+    assert not torch.allclose(uniform["MTSM"][(None, 4)], plain["MTSM"][(None, 4)])
+    with pytest.raises(ValueError, match="unknown method"):
+        explorer_maps(A, [None], [4], options={"LaFAM": {}})

@@ -138,6 +138,19 @@ def test_display_name():
     assert display_name("multivec_eigencam") == "Multivec-EigenCAM"
     assert display_name("mtsm[k=5,weighting=uniform]") == "MTSM (k=5, weighting=uniform)"
     assert display_name("Grad-CAM (probe)") == "Grad-CAM (probe)"  # already a display name
+    assert display_name("tsm (tensorly loop)") == "TSM (tensorly loop)"  # a benchmark peer: name, then qualifier
+    assert display_name("multivec_eigencam precision=native") == "Multivec-EigenCAM precision=native"
+    assert display_name("EigenCAM (pytorch-grad-cam)") == "EigenCAM (pytorch-grad-cam)"
+    assert display_name("forward pass") == "forward pass"  # not a method: unchanged
+    assert display_name("efficientnet_lite0") == "EfficientNet-Lite0"  # registry models too
+    assert display_name("resnet50 (estimated per image)") == "ResNet-50 (estimated per image)"
+
+
+def test_every_registry_model_has_a_display_name():
+    import tsmlib
+    from tsmlib.plotting import MODEL_DISPLAY_NAMES
+
+    assert set(tsmlib.available_models()) <= set(MODEL_DISPLAY_NAMES)
     from tsmlib.plotting import DISPLAY_NAMES
 
     from tsmlib.registry import BUILTIN_DESCRIPTIONS
@@ -182,3 +195,29 @@ def test_variant_without_options_is_the_registered_method():
     before = tsmlib.cam.method_info("mtsm")
     assert figures.method_variant("mtsm") == "mtsm"
     assert tsmlib.cam.method_info("mtsm") is before
+
+
+def test_metric_curves_one_panel_per_metric_with_labels_bands_and_display_names():
+    import pandas as pd
+
+    from tsmlib import plotting
+
+    rows = [{"method": m, "metric": metric, "k": k, "mean": k * s, "ci_low": k * s - 0.1, "ci_high": k * s + 0.1}
+            for m, s in (("mtsm", 1.0), ("multivec-eigencam", 2.0)) for metric in ("iou", "average_drop")
+            for k in (1, 3, 5)]
+    summary = pd.DataFrame(rows).sample(frac=1, random_state=0)  # order must not matter
+    fig = plotting.metric_curves(summary, "k", ["iou", "average_drop"], xlabel="components k", ncols=3)
+    panels = fig.axes[:2]
+    assert [ax.get_title() for ax in panels] == ["mIoU (higher is better)", "Average Drop (%, lower is better)"]
+    assert panels[0].get_xlabel() == "components k"
+    line = panels[0].get_lines()[0]
+    np.testing.assert_allclose(line.get_xdata(), [1, 3, 5])  # sorted along x
+    np.testing.assert_allclose(line.get_ydata(), [1, 3, 5])
+    assert len(panels[0].collections) == 2  # one band per method
+    legend = fig.axes[-1].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["MTSM", "Multivec-EigenCAM"]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="lacks the columns"):
+        plotting.metric_curves(summary.drop(columns="ci_low"), "k", ["iou"])
+    with pytest.raises(ValueError, match="metrics is empty"):
+        plotting.metric_curves(summary, "k", [])

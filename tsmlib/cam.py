@@ -32,19 +32,12 @@ from .registry import (
 )
 
 __all__ = [
-    "ActivationCapture",
-    "capture_activations",
-    "resolve_layer",
-    "MethodInfo",
-    "UnknownNameError",
-    "register_method",
-    "unregister_method",
-    "available_methods",
-    "method_info",
+    # this module
+    "SaliencyResult", "saliency", "saliency_maps",
+    # re-exported from tsmlib.hooks and tsmlib.registry (their home; see the module docstring)
+    "ActivationCapture", "capture_activations", "resolve_layer",
+    "MethodInfo", "UnknownNameError", "register_method", "unregister_method", "available_methods", "method_info",
     "activation_method",
-    "SaliencyResult",
-    "saliency",
-    "saliency_maps",
 ]
 
 
@@ -71,8 +64,8 @@ def _finish(raw: torch.Tensor, x: torch.Tensor, upsample: bool, normalize: bool)
     return _methods.upsample(maps, x.shape[-2:]) if upsample else maps
 
 
-def _check(x, layer) -> None:
-    if layer is None:
+def _check(x, layer, need_layer: bool = True) -> None:
+    if layer is None and need_layer:
         raise ValueError("layer is required: pass the target layer or its dotted name (e.g. 'layer4' for a ResNet)")
     if not isinstance(x, torch.Tensor) or x.ndim != 4:
         raise ValueError(f"x must be a batch of images (B, C, H, W), got {getattr(x, 'shape', type(x))}")
@@ -118,7 +111,7 @@ def saliency_maps(
             raw = info.map_fn(A, normalize=False, **opts)
         else:
             raw = info.fn(model, x, layer, targets, reshape_transform=reshape_transform, **opts)
-        out[m] = SaliencyResult(_finish(raw, x, upsample, normalize), raw, output)
+        out[m] = SaliencyResult(_finish(raw, x, upsample, normalize and not info.normalized), raw, output)
     return out
 
 
@@ -156,7 +149,9 @@ def saliency(
     normalize : bool
         Min-max normalise each map to [0, 1] at the layer's resolution (default), before upsampling, as
         the evaluation protocol does; bilinear upsampling keeps the values in [0, 1] (the maximum of the
-        upsampled map can be slightly below 1).
+        upsampled map can be slightly below 1). Methods registered with ``normalized=True`` (the
+        whole-image yardstick, whose constant map min-max normalisation would turn into zeros) are
+        returned as they are.
     return_details : bool
         Return a :class:`SaliencyResult` (final maps, raw maps, model output) instead of the maps.
         The model output comes from the same forward pass as the activations (one more no-grad
@@ -169,9 +164,9 @@ def saliency(
     (B, H_in, W_in) tensor on ``x``'s device, or a :class:`SaliencyResult`.
     """
     info = method_info(method)
-    _check(x, layer)
+    _check(x, layer, need_layer=info.family != "yardstick")  # the yardsticks look at no layer
     if return_details:
         return saliency_maps(model, x, [method], layer, targets, upsample=upsample, normalize=normalize,
                              reshape_transform=reshape_transform, options={method: options})[method]
     raw = info.fn(model, x, layer, targets, reshape_transform=reshape_transform, **options)
-    return _finish(raw, x, upsample, normalize)
+    return _finish(raw, x, upsample, normalize and not info.normalized)

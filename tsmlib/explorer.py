@@ -20,7 +20,7 @@ import torch
 from .methods import upsample
 from .style import SALIENCY_CMAP
 
-__all__ = ["METHOD_SLIDERS", "explorer_html", "k_label"]
+__all__ = ["METHOD_SLIDERS", "explorer_html", "explorer_maps", "k_label", "mtsm_components"]
 
 #: The sliders each method depends on (``"k"``: number of components; ``"rank"``: spatial Tucker rank).
 METHOD_SLIDERS: dict[str, tuple[str, ...]] = {
@@ -36,6 +36,58 @@ _SLIDER_TEXT = {"k": "Number of components k", "rank": "Spatial Tucker rank R2 =
 def k_label(k: int | None) -> str:
     """Display label of a number of components: ``None`` (all components) shows as ``"all"``."""
     return "all" if k is None else str(k)
+
+
+def mtsm_components(k: int | None, rank: int) -> int | None:
+    """MTSM's number of components at spatial Tucker rank ``rank``: ``k`` capped at ``rank ** 2``.
+
+    A Tucker model of ranks ``(R1, r, r)`` has at most ``R1 = r * r`` channel components (the channel
+    rank cannot exceed the product of the other two), so a slider position ``k`` larger than that shows
+    all of them; ``None`` (all components) stays ``None``.
+
+    >>> mtsm_components(5, 2), mtsm_components(5, 3), mtsm_components(None, 1)
+    (4, 5, None)
+    """
+    if rank < 1:
+        raise ValueError(f"the spatial rank must be at least 1, got {rank}")
+    return None if k is None else min(k, rank * rank)
+
+
+def explorer_maps(A: torch.Tensor, k_values: Sequence[int | None], ranks: Sequence[int], *,
+                  options: Mapping[str, Mapping] | None = None) -> dict[str, object]:
+    """Every map the explorer shows, batched over the images: the ``maps`` argument of :func:`explorer_html`.
+
+    Parameters
+    ----------
+    A : (B, C, H, W) tensor
+        Activations of one layer (captured once).
+    k_values : sequence of int or None
+        Numbers of components (``None``: all); MTSM's are capped by :func:`mtsm_components`.
+    ranks : sequence of int
+        Spatial Tucker ranks ``R2 = R3``; TSM and MTSM use ranks ``(None, r, r)``.
+    options : dict method name -> keyword arguments, optional
+        Extra options of a method, e.g. ``{"MTSM": {"weighting": "uniform"}}``.
+
+    Returns
+    -------
+    dict
+        ``{"EigenCAM": (B, H, W), "TSM": {r: (B, H, W)}, "Multivec-EigenCAM": {k: (B, H, W)},
+        "MTSM": {(k, r): (B, H, W)}}``, maps in [0, 1] at the layer's resolution.
+    """
+    from . import methods
+
+    options = {name: dict(v) for name, v in (options or {}).items()}
+    unknown = set(options) - set(METHOD_SLIDERS)
+    if unknown:
+        raise ValueError(f"options for unknown method(s) {sorted(unknown)}; the methods are {list(METHOD_SLIDERS)}")
+    opt = lambda name: options.get(name, {})  # noqa: E731
+    return {
+        "EigenCAM": methods.eigencam(A, **opt("EigenCAM")),
+        "TSM": {r: methods.tsm(A, ranks=(None, r, r), **opt("TSM")) for r in ranks},
+        "Multivec-EigenCAM": {k: methods.multivec_eigencam(A, k=k, **opt("Multivec-EigenCAM")) for k in k_values},
+        "MTSM": {(k, r): methods.mtsm(A, ranks=(None, r, r), k=mtsm_components(k, r), **opt("MTSM"))
+                 for k in k_values for r in ranks},
+    }
 
 
 def _photo_array(photo, size: int) -> np.ndarray:

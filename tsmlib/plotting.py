@@ -5,7 +5,9 @@
 * :func:`saliency_grid` -- images in rows, the image then one column per method (``style="paper"``:
   row labels on the left), or a flat gallery of images with optional maps; one colour bar;
 * :func:`component_figure` -- the component maps ``|p_k|`` of each row with their weights ``sigma_k``
-  (optionally the combined map last); one colour bar.
+  (optionally the combined map last); one colour bar;
+* :func:`metric_curves` -- one panel per evaluation metric: each method's mean and confidence band
+  against a swept option (the ablation curves), metric axes labelled with unit and direction.
 
 The rules (issue 14): titles and legends use display names, saliency is drawn in the perceptually
 uniform :data:`tsmlib.style.SALIENCY_CMAP`, every map grid has a colour bar, maps are min-max
@@ -22,15 +24,26 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["DISPLAY_NAMES", "display_name", "to_numpy_image", "to_numpy_map", "overlay", "mask_outline",
-           "saliency_grid", "component_figure"]
+__all__ = ["DISPLAY_NAMES", "MODEL_DISPLAY_NAMES", "display_name", "to_numpy_image", "to_numpy_map", "overlay",
+           "mask_outline", "saliency_grid", "component_figure", "metric_curves"]
 
 #: Display names of the registry's methods (``tsmlib.available_methods()``).
 DISPLAY_NAMES = {
     "eigencam": "EigenCAM", "tsm": "TSM", "multivec-eigencam": "Multivec-EigenCAM", "mtsm": "MTSM",
     "lafam": "LaFAM", "gradcam-eigencam": "EigenCAM (pytorch-grad-cam)", "gradcam": "Grad-CAM",
     "gradcam++": "Grad-CAM++", "xgradcam": "XGrad-CAM", "layercam": "LayerCAM", "hirescam": "HiResCAM",
+    "whole-image": "Whole image", "centre-prior": "Centre prior",
     "scorecam": "Score-CAM", "ablationcam": "Ablation-CAM",
+}
+
+#: Display names of the model registry's models (``tsmlib.available_models()``), for legends and titles.
+MODEL_DISPLAY_NAMES = {
+    "efficientnet_lite0": "EfficientNet-Lite0", "resnet50": "ResNet-50", "vgg16": "VGG-16",
+    "dino_resnet50": "DINO ResNet-50", "swav_resnet50": "SwAV ResNet-50",
+    "barlowtwins_resnet50": "Barlow Twins ResNet-50", "mocov2_resnet50": "MoCo v2 ResNet-50",
+    "mocov3_resnet50": "MoCo v3 ResNet-50", "simclr_resnet50": "SimCLR ResNet-50",
+    "synthetic_simclr": "SimCLR (synthetic)", "synthetic_barlow": "Barlow Twins (synthetic)",
+    "synthetic_supervised": "supervised (synthetic)", "synthetic_random": "random weights (synthetic)",
 }
 
 _VARIANT = re.compile(r"^(?P<base>[^\[]+)\[(?P<options>.*)\]$")
@@ -38,18 +51,28 @@ _VARIANT = re.compile(r"^(?P<base>[^\[]+)\[(?P<options>.*)\]$")
 
 def display_name(method: str) -> str:
     """The name a reader sees: ``"multivec-eigencam"`` -> ``"Multivec-EigenCAM"``, a variant
-    ``"mtsm[k=5]"`` -> ``"MTSM (k=5)"``, ``"multivec_eigencam"`` (benchmark spelling) as well; any other
-    text (already a display name) is returned unchanged."""
+    ``"mtsm[k=5]"`` -> ``"MTSM (k=5)"``, ``"multivec_eigencam"`` (benchmark spelling) as well, and a
+    method name followed by a qualifier (the benchmark's peers and options: ``"tsm (tensorly loop)"`` ->
+    ``"TSM (tensorly loop)"``, ``"mtsm solver=svd"`` -> ``"MTSM solver=svd"``); any other text (already
+    a display name) is returned unchanged. Model names of the registry read the same way
+    (:data:`MODEL_DISPLAY_NAMES`: ``"efficientnet_lite0"`` -> ``"EfficientNet-Lite0"``)."""
     if not isinstance(method, str):
         return str(method)
     key = method.lower()
     if key in DISPLAY_NAMES:
         return DISPLAY_NAMES[key]
+    if key.replace("-", "_") in MODEL_DISPLAY_NAMES:
+        return MODEL_DISPLAY_NAMES[key.replace("-", "_")]
     if key.replace("_", "-") in DISPLAY_NAMES:
         return DISPLAY_NAMES[key.replace("_", "-")]
     m = _VARIANT.match(method)
     if m and m["base"].lower() in DISPLAY_NAMES:
         return f"{DISPLAY_NAMES[m['base'].lower()]} ({m['options'].replace(',', ', ')})"
+    base, space, rest = method.partition(" ")
+    if space and rest and base.lower().replace("_", "-") in DISPLAY_NAMES:  # "tsm (tensorly loop)", "mtsm solver=svd"
+        return f"{DISPLAY_NAMES[base.lower().replace('_', '-')]} {rest}"
+    if space and rest and base.lower().replace("-", "_") in MODEL_DISPLAY_NAMES:  # "resnet50 (random weights)"
+        return f"{MODEL_DISPLAY_NAMES[base.lower().replace('-', '_')]} {rest}"
     return method
 
 
@@ -376,4 +399,70 @@ def component_figure(images: Sequence, components, weights, *, combined: Sequenc
             axes[i, 0].set_ylabel(display_name(row_titles[i]), fontsize=title_fontsize + 1)
     if colorbar:
         _colorbar(fig, axes[:, -1], cmap, f"$|{label}_k|$, min-max", N, title_fontsize)
+    return fig
+
+
+# ----------------------------------------------------------------------------------- metric curves
+def metric_curves(summary, x: str, metrics: Sequence[str], *, xlabel: str | None = None, invert: bool = False,
+                  xticks: Sequence | None = None, xticklabels: Sequence[str] | None = None, logx: bool = False,
+                  method_column: str = "method", metric_column: str = "metric", ncols: int = 3,
+                  size: tuple[float, float] = (10.0, 6.0)):
+    """One panel per metric: each method's mean against ``x``, with its confidence band.
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        One row per method, metric and value of ``x``, with the columns ``x``, ``method_column``,
+        ``metric_column``, ``mean``, ``ci_low`` and ``ci_high`` (what
+        :func:`tsmlib.evaluation.summarize` gives, with the swept option added as a column).
+    x : str
+        The column of the swept option (numbers).
+    metrics : sequence of str
+        Metric code names, one panel each, titled with their display name, unit and direction
+        (:func:`tsmlib.evaluation.metric_info.metric_label`).
+    xlabel, invert, xticks, xticklabels, logx
+        The x axis: its label (default ``x``), reversed, fixed ticks and their labels, log scale.
+    ncols : int
+        Panels per row; the panel after the last metric holds the legend (method display names).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from .evaluation.metric_info import metric_label
+
+    metrics = list(metrics)
+    missing = {x, method_column, metric_column, "mean", "ci_low", "ci_high"} - set(summary.columns)
+    if missing:
+        raise ValueError(f"summary lacks the columns {sorted(missing)}")
+    if not metrics:
+        raise ValueError("metrics is empty: nothing to draw")
+    nrows = -(-(len(metrics) + 1) // ncols)
+    fig, grid = plt.subplots(nrows, ncols, figsize=size, sharex=True, squeeze=False)
+    axes, legend_ax = grid.flat[:len(metrics)], grid.flat[-1]
+    for ax in grid.flat[len(metrics):]:
+        ax.axis("off")
+    methods = sorted(summary[method_column].unique())
+    palette = dict(zip(methods, sns.color_palette("colorblind", len(methods))))
+    for ax, metric in zip(axes, metrics):
+        part = summary[summary[metric_column] == metric].sort_values(x)
+        for method, group in part.groupby(method_column):
+            ax.plot(group[x], group["mean"], marker="o", ms=4, color=palette[method], label=display_name(method))
+            ax.fill_between(group[x], group["ci_low"], group["ci_high"], color=palette[method], alpha=0.2)
+        ax.set_title(metric_label(metric), fontsize=9)
+        ax.set_xlabel(xlabel or x)
+        ax.xaxis.set_tick_params(labelbottom=True)
+        if logx:
+            ax.set_xscale("log")
+        if xticks is not None:
+            ax.set_xticks(list(xticks))
+            ax.set_xticklabels(list(xticklabels) if xticklabels is not None else [str(t) for t in xticks])
+            ax.minorticks_off()
+        if invert:
+            ax.invert_xaxis()
+    handles, labels = axes[0].get_legend_handles_labels()
+    legend_ax.legend(handles, labels, loc="center", fontsize=10, title="method")
     return fig

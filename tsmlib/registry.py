@@ -9,6 +9,11 @@ overwrite=True)`` stays until the user changes it again. Names follow the lookup
 A method is ``fn(model, x, layer, targets, **options) -> (B, h, w)`` raw maps; an *activation* method
 also has ``map_fn(A, normalize=False, **options)``, a function of the layer's activations alone, which
 lets :func:`tsmlib.cam.saliency_maps` serve several such methods from one forward pass.
+
+Every entry belongs to a *family* (:data:`FAMILIES`): ``"ours"`` (the paper's four methods),
+``"baseline"`` (the Grad-CAM family, LaFAM, pytorch-grad-cam's EigenCAM), ``"variant"`` (one of ours with
+options fixed), ``"yardstick"`` (maps that know neither model nor image, :mod:`tsmlib.yardsticks`:
+``"whole-image"``, ``"centre-prior"``), and ``"user"`` for what a user registers.
 """
 
 from __future__ import annotations
@@ -40,7 +45,12 @@ __all__ = [
     "register_variant",
     "VARIANT_BASES",
     "BUILTIN_DESCRIPTIONS",
+    "BUILTIN_YARDSTICKS",
+    "FAMILIES",
 ]
+
+#: The families of registry entries (see the module docstring).
+FAMILIES = ("ours", "baseline", "variant", "yardstick", "user")
 
 
 class MethodFn(Protocol):
@@ -64,7 +74,9 @@ class MethodInfo:
 
     ``fn(model, x, layer, targets, **options) -> (B, h, w)``; ``map_fn(A, normalize=False, **options)``
     for activation methods (None otherwise). Both are imported on first access when registered as
-    ``"module:function"`` strings.
+    ``"module:function"`` strings. ``family`` is one of :data:`FAMILIES`; ``normalized`` marks a method
+    whose maps are already final in [0, 1] at the input resolution (the whole-image yardstick), which
+    :func:`tsmlib.saliency` returns without min-max normalisation.
     """
 
     name: str
@@ -75,6 +87,8 @@ class MethodInfo:
     #: For a variant (:func:`register_variant`): the method it fixes options of, and those options.
     base: str | None = None
     options: tuple = ()
+    family: str = "user"
+    normalized: bool = False
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -96,7 +110,8 @@ _REGISTRY: dict[str, MethodInfo] = {}
 
 
 def register_method(name: str, fn: Target | None = None, *, label_free: bool, description: str = "",
-                    overwrite: bool = False, map_fn: Target | None = None) -> MethodInfo:
+                    overwrite: bool = False, map_fn: Target | None = None, family: str = "user",
+                    normalized: bool = False) -> MethodInfo:
     """Add a saliency method to the registry used by :func:`tsmlib.saliency`; returns its entry.
 
     ``fn(model, x, layer, targets, **options)`` returns maps (B, h, w) at any resolution, raw or
@@ -108,13 +123,17 @@ def register_method(name: str, fn: Target | None = None, *, label_free: bool, de
 
     A name already registered (built-ins included; compared by the lookup rule of
     :mod:`tsmlib._names`) raises ``ValueError`` unless ``overwrite=True``; the new entry then stays.
+    ``family`` (one of :data:`FAMILIES`, default ``"user"``) and ``normalized`` are described in
+    :class:`MethodInfo`.
     """
     if fn is None and map_fn is None:
         raise TypeError("register_method needs fn or map_fn")
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
     key = normalize_name(name)
     if key in _REGISTRY and not overwrite:
         raise ValueError(f"a saliency method named {_REGISTRY[key].name!r} is already registered (pass overwrite=True)")
-    info = MethodInfo(name, fn, bool(label_free), description, map_fn)
+    info = MethodInfo(name, fn, bool(label_free), description, map_fn, family=family, normalized=bool(normalized))
     _REGISTRY[key] = info
     return info
 
@@ -124,9 +143,13 @@ def unregister_method(name: str) -> None:
     _REGISTRY.pop(normalize_name(name), None)
 
 
-def available_methods(label_free: bool | None = None) -> list[str]:
-    """Names of the registered methods (all, or only the label-free / label-dependent ones)."""
-    return [m.name for m in _REGISTRY.values() if label_free is None or m.label_free == label_free]
+def available_methods(label_free: bool | None = None, family: str | None = None) -> list[str]:
+    """Names of the registered methods (all, or only the label-free / label-dependent ones, or one family
+    of :data:`FAMILIES`: ``available_methods(family="yardstick")`` -> ``["whole-image", "centre-prior"]``)."""
+    if family is not None and family not in FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+    return [m.name for m in _REGISTRY.values()
+            if (label_free is None or m.label_free == label_free) and (family is None or m.family == family)]
 
 
 def method_info(name: str) -> MethodInfo:
@@ -268,7 +291,7 @@ def register_variant(base: str, **options) -> str:
     key = normalize_name(name)
     if key not in _REGISTRY:
         _REGISTRY[key] = MethodInfo(name, run, True, description, bound, base=base_info.name,
-                                    options=tuple(sorted(options.items())))
+                                    options=tuple(sorted(options.items())), family="variant")
     return _REGISTRY[key].name
 
 
@@ -294,13 +317,23 @@ BUILTIN_BASELINES = {
     "gradcam-eigencam": ("gradcam_eigencam", True, "pytorch-grad-cam's EigenCAM as is (per-image NumPy SVD, LAPACK's sign)"),
     "lafam": ("lafam", True, "LaFAM: channel mean of the target layer's activations (label-free)"),
 }
+#: The yardsticks of :mod:`tsmlib.yardsticks`: name -> (function there, maps already final, description).
+BUILTIN_YARDSTICKS = {
+    "whole-image": ("whole_image", True, "Yardstick: 1 on every pixel (removes nothing; scores the mask's share of the image)"),
+    "centre-prior": ("centre_prior", False, "Yardstick: isotropic Gaussian centred in the image, sigma = 0.25 x the shorter side"),
+}
 #: name -> description of every built-in method.
-BUILTIN_DESCRIPTIONS = {**{n: d for n, (_, d) in _OURS.items()}, **{n: d for n, (_, _, d) in BUILTIN_BASELINES.items()}}
+BUILTIN_DESCRIPTIONS = {**{n: d for n, (_, d) in _OURS.items()}, **{n: d for n, (_, _, d) in BUILTIN_BASELINES.items()},
+                        **{n: d for n, (_, _, d) in BUILTIN_YARDSTICKS.items()}}
 
 
 def _declare_builtins() -> None:
     for name, (fn_name, description) in _OURS.items():
-        register_method(name, map_fn=f"tsmlib.methods:{fn_name}", label_free=True, description=description)
+        register_method(name, map_fn=f"tsmlib.methods:{fn_name}", label_free=True, description=description,
+                        family="ours")
+    for name, (fn_name, final, description) in BUILTIN_YARDSTICKS.items():
+        register_method(name, f"tsmlib.yardsticks:{fn_name}", label_free=True, description=description,
+                        family="yardstick", normalized=final)
     if importlib.util.find_spec("pytorch_grad_cam") is None:  # pragma: no cover - grad-cam is a dependency
         return
     for name in BUILTIN_BASELINES:
@@ -311,7 +344,7 @@ def baseline_entry(name: str) -> dict:
     """The :func:`register_method` keyword arguments of the built-in baseline ``name`` (lazy targets)."""
     fn_name, label_free, description = BUILTIN_BASELINES[name]
     return {"fn": f"tsmlib.baselines:{fn_name}", "label_free": label_free, "description": description,
-            "map_fn": "tsmlib.baselines:lafam_map" if name == "lafam" else None}
+            "map_fn": "tsmlib.baselines:lafam_map" if name == "lafam" else None, "family": "baseline"}
 
 
 _declare_builtins()

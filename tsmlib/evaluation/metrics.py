@@ -10,8 +10,10 @@ averages them and gives bootstrap confidence intervals). The formulas follow the
 * Average Gain %            ``100 * max(0, O - Y) / (1 - Y)``    (higher is better)
 
 where ``Y`` is the score of the target on the full image and ``O`` the score on the explanation-masked
-image :func:`masked_input`. Against ground-truth foreground masks: :func:`iou` (and :func:`iou_curve`),
-:func:`mse`, :func:`energy_pointing_game` and :func:`pointing_game`. Perturbation curves:
+image :func:`masked_input`. Against ground-truth foreground masks: :func:`iou` (and :func:`iou_curve`,
+its threshold-free summary :func:`iou_auc`), :func:`mse`, :func:`energy_pointing_game`,
+:func:`pointing_game`, and the threshold-free :func:`relevance_mass_accuracy` and
+:func:`relevance_rank_accuracy` (Arras et al. 2022, CLEVR-XAI). Perturbation curves:
 :func:`deletion_insertion_auc` (Petsiuk et al. 2018, RISE).
 
 Masks are integer label images ``(B, H, W)``: 0 is background, any other value is foreground, and
@@ -19,7 +21,9 @@ Masks are integer label images ``(B, H, W)``: 0 is background, any other value i
 
 Undefined values are reported as NaN, never as a division by zero and never silently as 0:
 IoU when neither the mask nor the binarised map has a foreground pixel (or every pixel is void),
-MSE when every pixel is void, the energy pointing game when the map sums to zero on the valid pixels.
+MSE when every pixel is void, the energy pointing game when the map sums to zero on the valid pixels;
+the IoU AUC and the two relevance accuracies when the mask has no foreground on the valid pixels (there
+is nothing to find), the relevance accuracies also when the map has no positive value on them.
 """
 
 from __future__ import annotations
@@ -324,6 +328,119 @@ def best_threshold(curves: torch.Tensor, thresholds: Sequence[float] | torch.Ten
         return float("nan"), float("nan")
     i = int(torch.nan_to_num(means, nan=-1.0).argmax())
     return float(t[i]), float(means[i])
+
+
+def iou_auc(saliency: torch.Tensor, mask: torch.Tensor, thresholds: Sequence[float] | torch.Tensor | None = None,
+            *, void: int | None = VOID) -> torch.Tensor:
+    """Per-image area under the IoU-threshold curve: mask agreement at every threshold at once.
+
+    The IoU of ``S >= t`` with the mask (:func:`iou_curve`) is integrated over ``t`` by the trapezoid
+    rule and divided by the span of the thresholds, so the result is the curve's mean height in [0, 1].
+    With the default thresholds ``0, 0.05, ..., 1`` it is the area under the curve on [0, 1]. The
+    all-ones map scores the mask's share ``f`` of the valid pixels (its IoU is ``f`` at every threshold);
+    a binary map equal to the mask scores ``1 - (1 - f) * dt / 2`` with ``dt`` the first threshold step
+    (at ``t = 0`` every pixel is predicted, so the IoU there is ``f`` for any map): 1 up to that step.
+
+    Parameters
+    ----------
+    saliency, mask : torch.Tensor, shape (B, H, W)
+        As in :func:`iou` (maps in [0, 1]).
+    thresholds : sequence of float, length T >= 2
+        Increasing values in [0, 1]; default :func:`default_thresholds` (21 values).
+    void : int or None
+        Label of ignored pixels.
+
+    Returns
+    -------
+    torch.Tensor, shape (B,)
+        In [0, 1] (higher is better); NaN where the mask has no foreground on the valid pixels (the IoU is
+        then 0 or undefined at every threshold, whatever the map).
+    """
+    t = default_thresholds() if thresholds is None else torch.as_tensor(thresholds, dtype=torch.float64).reshape(-1)
+    if t.numel() < 2 or bool((t[1:] <= t[:-1]).any()) or float(t[0]) < 0 or float(t[-1]) > 1:
+        raise ValueError(f"iou_auc needs at least two increasing thresholds in [0, 1], got {t.tolist()}")
+    saliency = _check_maps(saliency)
+    curves = iou_curve(saliency, mask, t, void=void).double()  # (B, T); checks the range and the mask
+    fg, _ = foreground_and_valid(_check_mask(mask, saliency), void)
+    t = t.to(curves.device)
+    area = ((curves[:, 1:] + curves[:, :-1]) * (t[1:] - t[:-1]) / 2).sum(-1) / (t[-1] - t[0])
+    area = torch.where(fg.flatten(1).any(-1), area, torch.full_like(area, float("nan")))
+    return area.to(saliency.dtype)
+
+
+def _positive_relevance(saliency: torch.Tensor, mask: torch.Tensor, void: int | None):
+    """Shared set-up of the relevance accuracies: positive part of the map, foreground, valid pixels."""
+    saliency = _check_maps(saliency)
+    mask = _check_mask(mask, saliency)
+    fg, valid = foreground_and_valid(mask, void)
+    R = saliency.clamp(min=0) * valid
+    return R.flatten(1), fg.flatten(1), valid.flatten(1)
+
+
+def relevance_mass_accuracy(saliency: torch.Tensor, mask: torch.Tensor, *, void: int | None = VOID) -> torch.Tensor:
+    """Per-image relevance mass accuracy (Arras et al. 2022, CLEVR-XAI): ``sum_fg R / sum R``.
+
+    ``R`` is the positive part of the map on the valid (non-void) pixels: the share of the map's positive
+    relevance that falls inside the mask. No threshold. On a non-negative map (every map of the book, in
+    [0, 1]) it equals :func:`energy_pointing_game` computed against the same mask; the two names come
+    from two literatures (CLEVR-XAI, Score-CAM's bounding-box version).
+
+    Parameters
+    ----------
+    saliency, mask : torch.Tensor, shape (B, H, W)
+        Finite maps (any sign; negative values count as 0); integer masks as in :func:`iou`.
+
+    Returns
+    -------
+    torch.Tensor, shape (B,)
+        In [0, 1] (higher is better). The all-ones map scores the mask's share of the valid pixels, a map
+        that is zero outside the mask scores 1. NaN where the mask has no foreground on the valid pixels, or
+        where the map has no positive value on them (an all-zero map ranks nothing).
+    """
+    R, fg, _ = _positive_relevance(saliency, mask, void)
+    total = R.sum(-1)
+    inside = (R * fg).sum(-1)
+    ok = (total > 0) & fg.any(-1)
+    return torch.where(ok, inside / total.clamp(min=torch.finfo(total.dtype).tiny), torch.full_like(total, float("nan")))
+
+
+def relevance_rank_accuracy(saliency: torch.Tensor, mask: torch.Tensor, *, void: int | None = VOID) -> torch.Tensor:
+    """Per-image relevance rank accuracy (Arras et al. 2022, CLEVR-XAI): share of the top-K pixels in the mask.
+
+    With ``K`` the number of foreground pixels (valid ones), the ``K`` valid pixels of highest relevance
+    ``R`` (the map's positive part) are taken, and the accuracy is the fraction of them inside the mask.
+    No threshold. **Ties** at the K-th value are shared out evenly (the expected value when ties are
+    broken at random), not in raster order: with ``t`` the K-th largest value,
+
+    ``(#{fg : R > t} + (K - #{R > t}) * #{fg : R = t} / #{R = t}) / K``.
+
+    So a constant positive map (the all-ones map) scores the mask's share of the valid pixels, the chance
+    level, and a map whose K largest values are exactly the mask scores 1.
+
+    Parameters
+    ----------
+    saliency, mask : torch.Tensor, shape (B, H, W)
+        Finite maps (negative values count as 0); integer masks as in :func:`iou`.
+
+    Returns
+    -------
+    torch.Tensor, shape (B,)
+        In [0, 1] (higher is better); NaN where the mask has no foreground on the valid pixels (K = 0) or the
+        map has no positive value on them.
+    """
+    R, fg, valid = _positive_relevance(saliency, mask, void)
+    # void pixels rank below every valid one (even a zero-relevance one)
+    ranked = R.masked_fill(~valid, float("-inf"))
+    K = fg.sum(-1)
+    k_idx = (K - 1).clamp(min=0)
+    t = torch.sort(ranked, dim=-1, descending=True).values.gather(-1, k_idx[:, None])  # (B, 1): K-th value
+    above = ranked > t
+    tied = ranked == t
+    n_tied = tied.sum(-1).to(R.dtype)
+    hits = (above & fg).sum(-1).to(R.dtype) + (K - above.sum(-1)).to(R.dtype) * (tied & fg).sum(-1).to(R.dtype) \
+        / n_tied.clamp(min=1)
+    ok = (K > 0) & (R.sum(-1) > 0)
+    return torch.where(ok, hits / K.clamp(min=1).to(R.dtype), torch.full_like(hits, float("nan")))
 
 
 def mse(saliency: torch.Tensor, mask: torch.Tensor, *, void: int | None = VOID) -> torch.Tensor:

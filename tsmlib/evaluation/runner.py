@@ -389,7 +389,8 @@ register_metric("iou", "mask", lambda S, mk, c: M.iou(S, mk, c.iou_threshold, vo
                 threshold=lambda c: c.iou_threshold)
 register_metric("iou_curve", "mask", lambda S, mk, c: M.iou_curve(S, mk, c.thresholds, void=c.void),
                 thresholds=lambda c: c.thresholds.tolist())
-for _name in ("mse", "energy_pointing_game", "pointing_game"):
+register_metric("iou_auc", "mask", lambda S, mk, c: M.iou_auc(S, mk, c.thresholds, void=c.void))
+for _name in ("mse", "energy_pointing_game", "pointing_game", "relevance_mass_accuracy", "relevance_rank_accuracy"):
     register_metric(_name, "mask", lambda S, mk, c, _fn=getattr(M, _name): _fn(S, mk, void=c.void))
 for _name in ("deletion", "insertion"):
     register_metric(_name, "perturbation", lambda curves, c, _key=_name: curves[_key])
@@ -470,8 +471,8 @@ def evaluate(model: nn.Module, images: Iterable, methods, metrics: Sequence[str]
     Returns
     -------
     pandas.DataFrame
-        Columns :data:`COLUMNS` and ``label_free`` (the registry's flag; None for callables without a
-        ``label_free`` attribute), for plots that set label-free and label-dependent methods side by side. ``value`` is the per-image term (percent for AD/IC/AG); ``threshold``
+        Columns :data:`COLUMNS` and ``label_free`` (the registry's flag; None for the yardsticks
+        ``"whole-image"`` and ``"centre-prior"`` and for callables without a ``label_free`` attribute), for plots that set label-free and label-dependent methods side by side. ``value`` is the per-image term (percent for AD/IC/AG); ``threshold``
         is set for ``iou``/``iou_curve`` rows; ``target`` is the explained class (-1 for the cosine score);
         ``note`` explains NaN values (e.g. "mask has no foreground"). ``df.attrs["config"]`` holds the
         cache key (:meth:`EvaluationConfig.key_dict`) and ``df.attrs["config_hash"]`` its hash.
@@ -586,13 +587,15 @@ class _Run:
 
 
 def _label_free(fns, specs) -> dict:
-    """Registry methods: their label_free flag; callables: None (unknown)."""
+    """Registry methods: their label_free flag (None for the yardsticks: references, not explanations);
+    callables: their ``label_free`` attribute, None when they have none (unknown)."""
     out = {}
     for name, spec in zip(fns, specs):
         if isinstance(spec, str):
             from tsmlib.cam import method_info
 
-            out[name] = method_info(spec).label_free
+            info = method_info(spec)
+            out[name] = None if info.family == "yardstick" else info.label_free
         else:
             out[name] = getattr(spec, "label_free", None)
     return out

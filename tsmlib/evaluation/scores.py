@@ -6,8 +6,8 @@ images (it fixes the target: the predicted class, a given label, or the referenc
 called on images with that context to give one score per image:
 
 >>> score = ClassScore(model, space="softmax")          # doctest: +SKIP
->>> ctx = score.prepare(x)                              # targets = argmax of model(x)
->>> Y = score(x, ctx); O = score(masked_input(x, S), ctx)
+>>> ctx = score.prepare(x)     # targets = argmax of model(x)  # doctest: +SKIP
+>>> Y = score(x, ctx); O = score(masked_input(x, S), ctx)  # doctest: +SKIP
 
 * :class:`ClassScore` ``"softmax"`` (the protocol's default) or ``"logit"``: the target class's probability
   or logit. For a self-supervised backbone with a linear probe, :func:`probe_score` chains them.

@@ -11,6 +11,9 @@ Every chapter that says "method A is x % better than method B" computes it here,
   (:func:`scipy.stats.bootstrap` with ``paired=True``, BCa by default);
 * its **test** is the Wilcoxon signed-rank test of the per-image differences
   (:func:`scipy.stats.wilcoxon`; ``test="t"`` for the paired t-test);
+* the **paired difference** of two settings on one metric (:func:`paired_difference`) is the mean of
+  the per-image differences ``A - B`` in the metric's own unit, with the BCa interval of that mean and
+  the same test; chapter 3 compares ablation settings with it;
 * a **family** of comparisons (all the metrics and models of one claim) gets Holm-adjusted p-values
   (:func:`statsmodels.stats.multitest.multipletests`) and Bonferroni-widened intervals (each at level
   ``1 - alpha / m``, so that all ``m`` intervals hold together with probability at least ``1 - alpha``).
@@ -34,9 +37,14 @@ __all__ = [
     "paired_relative_change",
     "paired_test",
     "holm",
+    "interval_outcome",
     "paired_values",
+    "paired_difference",
+    "row_correlation",
     "compare",
     "compare_family",
+    "compare_to_references",
+    "beats_all_references",
     "COMPARISON_COLUMNS",
 ]
 
@@ -112,7 +120,7 @@ def relative_change(mean_method, mean_reference, higher_is_better: bool):
 
     >>> relative_change(30.0, 60.0, higher_is_better=False)   # Average Drop halved: 50 % better
     0.5
-    >>> relative_change(0.6, 0.4, higher_is_better=True)      # mIoU 0.4 -> 0.6
+    >>> relative_change(0.75, 0.5, higher_is_better=True)     # mIoU 0.5 -> 0.75
     0.5
     """
     a = np.asarray(mean_method, dtype=np.float64)
@@ -222,6 +230,17 @@ def holm(p_values, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
     return reject, adjusted
 
 
+def interval_outcome(ci_low, ci_high) -> np.ndarray:
+    """What an interval of the relative change says: ``"better"`` when it lies above 0, ``"worse"`` when
+    it lies below 0, ``"undecided"`` otherwise (also for a NaN interval). Element-wise on arrays.
+
+    >>> interval_outcome([0.1, -0.3, -0.1], [0.4, -0.1, 0.2]).tolist()
+    ['better', 'worse', 'undecided']
+    """
+    low, high = np.asarray(ci_low, dtype=np.float64), np.asarray(ci_high, dtype=np.float64)
+    return np.select([low > 0, high < 0], ["better", "worse"], "undecided")
+
+
 def paired_values(results: pd.DataFrame, method: str, reference: str, metric: str) -> pd.DataFrame:
     """The per-image values of two methods on one metric, side by side (images both have a value for).
 
@@ -233,6 +252,58 @@ def paired_values(results: pd.DataFrame, method: str, reference: str, metric: st
     if method not in wide or reference not in wide:
         return pd.DataFrame(columns=["method", "reference"], dtype=float)
     return wide[[method, reference]].set_axis(["method", "reference"], axis=1).dropna()
+
+
+def paired_difference(method_values, reference_values, *, confidence: float = 0.95, n_resamples: int = 9999,
+                      seed: int = 0, test: str = "wilcoxon") -> dict:
+    """The per-image difference ``method - reference`` of one metric, in the metric's own unit.
+
+    Parameters
+    ----------
+    method_values, reference_values : array-like, shape (n,)
+        The two settings' values on the same ``n`` images, in the same order (e.g. the columns of
+        :func:`paired_values`).
+    confidence, n_resamples, seed
+        The bootstrap interval of the mean difference (:func:`mean_ci`, BCa).
+    test : {"wilcoxon", "t"}
+        The paired test (:func:`paired_test`).
+
+    Returns
+    -------
+    dict
+        ``mean difference`` (NaN for no images), ``ci_low``, ``ci_high``, ``n`` and ``p_value``.
+    """
+    a = _finite_1d(method_values, "method_values")
+    b = _finite_1d(reference_values, "reference_values")
+    if a.shape != b.shape:
+        raise ValueError(f"paired values need equal lengths, got {a.size} and {b.size}")
+    d = a - b
+    low, high = mean_ci(d, confidence=confidence, n_resamples=n_resamples, seed=seed)
+    return {"mean difference": float(d.mean()) if d.size else float("nan"), "ci_low": low, "ci_high": high,
+            "n": int(d.size), "p_value": paired_test(a, b, test)}
+
+
+def row_correlation(a, b) -> np.ndarray:
+    """Pearson correlation of each row of ``a`` with the same row of ``b``.
+
+    Parameters
+    ----------
+    a, b : array-like (numpy arrays or CPU tensors), shape (B, ...)
+        Batches of maps; everything after the first axis is flattened.
+
+    Returns
+    -------
+    np.ndarray, shape (B,)
+        ``sum(a_c * b_c) / (||a_c|| ||b_c||)`` with ``a_c``, ``b_c`` the rows minus their means, in float64;
+        0 where a row is constant (no variation to correlate), where :func:`scipy.stats.pearsonr` gives NaN.
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim < 1:
+        raise ValueError(f"row_correlation needs two batches of the same shape, got {a.shape} and {b.shape}")
+    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    a, b = a - a.mean(axis=1, keepdims=True), b - b.mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return (a * b).sum(axis=1) / np.maximum(norms, 1e-30)
 
 
 def _groups(results: pd.DataFrame, by: Sequence[str]):
@@ -311,5 +382,48 @@ def compare_family(results: pd.DataFrame, pairs: Iterable[tuple[str, str]], metr
     reject, adjusted = holm(table["p_value"].to_numpy(float), alpha=alpha)
     table["p_holm"] = adjusted
     table["significant"] = reject
-    table["outcome"] = np.select([table["ci_low"] > 0, table["ci_high"] < 0], ["better", "worse"], "undecided")
+    table["outcome"] = interval_outcome(table["ci_low"], table["ci_high"])
     return table
+
+
+def compare_to_references(results: pd.DataFrame, methods: Iterable[str], references: Iterable[str],
+                          metrics: Iterable[str], *, by: Sequence[str] = (), alpha: float = 0.05,
+                          n_resamples: int = 9999, seed: int = 0, test: str = "wilcoxon") -> pd.DataFrame:
+    """Every method against every reference map (the yardsticks ``"whole-image"``, ``"centre-prior"``).
+
+    One family per metric: all ``methods x references`` pairs on that metric (and every group of ``by``)
+    go through :func:`compare_family` together, so that a metric's intervals hold jointly at level
+    ``1 - alpha``. A method *beats* a reference on a metric in a group when its corrected interval of the
+    relative change lies above 0 (``outcome == "better"``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows of :func:`compare_family` for all metrics, one after the other (``confidence`` says the
+        corrected level of each metric's family).
+    """
+    methods, references = list(methods), list(references)
+    pairs = [(m, r) for m in methods for r in references if m != r]
+    tables = [compare_family(results, pairs, [metric], by=by, alpha=alpha, n_resamples=n_resamples, seed=seed,
+                             test=test) for metric in metrics]
+    return pd.concat(tables, ignore_index=True) if tables else compare_family(results, [], [], by=by)
+
+
+def beats_all_references(table: pd.DataFrame, by: Sequence[str] = ()) -> pd.DataFrame:
+    """From :func:`compare_to_references`: per method, metric (and group), whether it beats *every*
+    reference (``beats``: all its rows there are ``"better"``), and how many references it beats.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``by`` + ``method``, ``metric``, ``n_references``, ``n_beaten``, ``beats``.
+    """
+    keys = list(by) + ["method", "metric"]
+    if table.empty:
+        return pd.DataFrame(columns=keys + ["n_references", "n_beaten", "beats"])
+    better = table.assign(_better=table["outcome"] == "better")
+    out = better.groupby(keys, observed=True, sort=False).agg(n_references=("reference", "nunique"),
+                                                              n_beaten=("_better", "sum")).reset_index()
+    out["n_beaten"] = out["n_beaten"].astype(int)
+    out["beats"] = out["n_beaten"] == out["n_references"]
+    return out

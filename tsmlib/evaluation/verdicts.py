@@ -35,6 +35,17 @@ Then, with ``n`` the number of computable metrics and "a majority" meaning more 
 
 "Not worse" is not "equivalent": with few images every interval is wide, and a wide interval that
 contains 0 counts as not worse. The pages say so next to each such verdict.
+
+**The random-weight control** (``control=``): the same comparisons made on a model of the same
+architecture whose weights were never trained (:func:`tsmlib.models.randomise.randomised_copy`). A
+*gain* (a row whose corrected interval lies above 0) is an **artefact of the metric** when the control
+shows it too: the control's interval of the same (method, reference, metric) also lies above 0, or
+overlaps the trained model's interval (:func:`control_outcomes`). A gain that a model which learnt nothing
+shows as well, or that the data cannot tell apart from the random model's, is not evidence that the method
+explains what the model learnt. A metric that would be *better* but has an artefact among its rows is
+**artefact** instead; an artefact metric counts as neither better nor worse in the verdicts above (so it
+can keep a "better" claim from being supported, and does not change a "not worse" claim). A gain whose
+control comparison could not be computed stays a gain (``control_checked`` says so).
 """
 
 from __future__ import annotations
@@ -42,15 +53,73 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["VERDICTS", "CLAIMS", "metric_outcomes", "verdict", "verdict_detail"]
+__all__ = ["VERDICTS", "CLAIMS", "CONTROL_KEYS", "control_outcomes", "metric_outcomes", "verdict", "verdict_detail"]
 
 #: The four possible verdicts.
 VERDICTS = ("supported", "partly supported", "not supported", "not testable here")
 #: The two kinds of claim :func:`verdict` knows.
 CLAIMS = ("better", "not worse")
+#: Columns that match a comparison with its counterpart on the control model.
+CONTROL_KEYS = ("method", "reference", "metric")
 
 
-def metric_outcomes(family: pd.DataFrame, *, target: float | None = None) -> pd.DataFrame:
+def control_outcomes(family: pd.DataFrame, control: pd.DataFrame, *, on=CONTROL_KEYS) -> pd.DataFrame:
+    """Each comparison of ``family`` next to the same comparison on the control model, and whether its gain
+    is an artefact (the rule is in the module docstring).
+
+    Parameters
+    ----------
+    family : pandas.DataFrame
+        The claim's comparisons on the trained model(s) (:func:`tsmlib.evaluation.stats.compare_family`;
+        columns ``on``, ``ci_low``, ``ci_high``). Rows for several trained models may share one control row.
+    control : pandas.DataFrame
+        The same comparisons on the control model (columns ``on``, ``relative_change``, ``ci_low``,
+        ``ci_high``), one row per key.
+    on : sequence of str
+        The columns that match a row with its control row.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``family`` (same rows and order) plus ``control_change``, ``control_low``, ``control_high`` (NaN where
+        the control has no finite interval for the key), ``gain`` (the trained interval lies above 0),
+        ``control_checked`` (a finite control interval exists) and ``artefact`` (a gain the control shows too:
+        its interval lies above 0 or overlaps the trained one).
+
+    Examples
+    --------
+    >>> fam = pd.DataFrame({"method": ["tsm"] * 2, "reference": ["eigencam"] * 2, "metric": ["ad", "iou"],
+    ...                     "ci_low": [0.3, 0.2], "ci_high": [0.6, 0.5]})
+    >>> ctl = fam.assign(relative_change=[0.05, 0.0], ci_low=[0.01, -0.1], ci_high=[0.1, 0.1])
+    >>> control_outcomes(fam, ctl)["artefact"].tolist()    # AD: the random model gains too
+    [True, False]
+    """
+    on = list(on)
+    for name, table in (("family", family), ("control", control)):
+        missing = (set(on) | {"ci_low", "ci_high"}) - set(table.columns)
+        if missing:
+            raise KeyError(f"the {name} table lacks the column(s) {sorted(missing)}")
+    if control.duplicated(on).any():
+        raise ValueError(f"the control table has several rows for one key {on}: restrict it to one control model")
+    ctl = control[on].copy()
+    ctl["control_change"] = control["relative_change"] if "relative_change" in control else np.nan
+    ctl["control_low"], ctl["control_high"] = control["ci_low"], control["ci_high"]
+    out = family.drop(columns=[c for c in ("control_change", "control_low", "control_high") if c in family])
+    out = out.reset_index(drop=True).merge(ctl, on=on, how="left", sort=False)
+    low, high = out["ci_low"].to_numpy(float), out["ci_high"].to_numpy(float)
+    c_low, c_high = out["control_low"].to_numpy(float), out["control_high"].to_numpy(float)
+    gain = np.isfinite(low) & np.isfinite(high) & (low > 0)
+    checked = np.isfinite(c_low) & np.isfinite(c_high)
+    overlaps = (c_low <= high) & (c_high >= low)
+    out["gain"] = gain
+    out["control_checked"] = checked
+    out["artefact"] = gain & checked & ((c_low > 0) | overlaps)
+    out.index = family.index
+    return out
+
+
+def metric_outcomes(family: pd.DataFrame, *, target: float | None = None, control: pd.DataFrame | None = None,
+                    on=CONTROL_KEYS) -> pd.DataFrame:
     """The per-metric worst case of a family table (the first step of :func:`verdict`).
 
     Parameters
@@ -60,17 +129,24 @@ def metric_outcomes(family: pd.DataFrame, *, target: float | None = None) -> pd.
         :func:`tsmlib.evaluation.stats.compare_family`); intervals are fractions (0.5 = 50 % better).
     target : float, optional
         A relative change the claim states (0.5 for "50 % better").
+    control : pandas.DataFrame, optional
+        The same comparisons on the random-weight control (see :func:`control_outcomes`).
+    on : sequence of str
+        Columns matching a row with its control row.
 
     Returns
     -------
     pandas.DataFrame
         One row per metric, in order of first appearance: ``comparisons`` (rows computed),
-        ``outcome`` (``"better"``, ``"worse"``, ``"undecided"``, or ``"not computable"``), and
-        ``reaches_target`` (bool; False without a target or where not computable).
+        ``outcome`` (``"better"``, ``"worse"``, ``"undecided"``, ``"artefact"`` (only with a control: better,
+        but a gain of one of its rows is an artefact), or ``"not computable"``), ``reaches_target`` (bool;
+        False without a target or where not computable) and ``artefacts`` (rows whose gain is an artefact).
     """
     missing = {"metric", "ci_low", "ci_high"} - set(family.columns)
     if missing:
         raise KeyError(f"the family table lacks the column(s) {sorted(missing)}")
+    artefact = (control_outcomes(family, control, on=on)["artefact"] if control is not None
+                else pd.Series(False, index=family.index))
     rows = []
     for metric in pd.unique(family["metric"]):
         part = family[family["metric"] == metric]
@@ -85,12 +161,17 @@ def metric_outcomes(family: pd.DataFrame, *, target: float | None = None) -> pd.
             outcome = "better"
         else:
             outcome = "undecided"
+        n_artefacts = int(artefact[part.index].sum())
+        if outcome == "better" and n_artefacts:
+            outcome = "artefact"
         reaches = bool(low.size and target is not None and ((low <= target) & (target <= high)).all())
-        rows.append({"metric": metric, "comparisons": int(low.size), "outcome": outcome, "reaches_target": reaches})
-    return pd.DataFrame(rows, columns=["metric", "comparisons", "outcome", "reaches_target"])
+        rows.append({"metric": metric, "comparisons": int(low.size), "outcome": outcome, "reaches_target": reaches,
+                     "artefacts": n_artefacts})
+    return pd.DataFrame(rows, columns=["metric", "comparisons", "outcome", "reaches_target", "artefacts"])
 
 
-def verdict(family: pd.DataFrame, *, claim: str = "better", target: float | None = None) -> str:
+def verdict(family: pd.DataFrame, *, claim: str = "better", target: float | None = None,
+            control: pd.DataFrame | None = None, on=CONTROL_KEYS) -> str:
     """One of :data:`VERDICTS` for a claim tested by ``family`` (the rule is in the module docstring).
 
     Parameters
@@ -104,6 +185,11 @@ def verdict(family: pd.DataFrame, *, claim: str = "better", target: float | None
     target : float, optional
         The size of the claimed effect as a fraction (0.5 for "about 50 % better"); only with
         ``claim="better"``.
+    control : pandas.DataFrame, optional
+        The same comparisons on the random-weight control: a metric whose gain is an artefact
+        (:func:`control_outcomes`) is not counted as better.
+    on : sequence of str
+        Columns matching a row with its control row.
 
     Examples
     --------
@@ -115,7 +201,7 @@ def verdict(family: pd.DataFrame, *, claim: str = "better", target: float | None
         raise ValueError(f"claim must be one of {CLAIMS}, got {claim!r}")
     if target is not None and claim != "better":
         raise ValueError("a target size only applies to claim='better'")
-    per_metric = metric_outcomes(family, target=target)
+    per_metric = metric_outcomes(family, target=target, control=control, on=on)
     per_metric = per_metric[per_metric["outcome"] != "not computable"]
     n = len(per_metric)
     if n == 0:
@@ -134,8 +220,11 @@ def verdict(family: pd.DataFrame, *, claim: str = "better", target: float | None
     return "not supported"
 
 
-def verdict_detail(family: pd.DataFrame, *, target: float | None = None) -> str:
-    """One line that says what decided a verdict: each metric's worst-case outcome and the family's size.
+def verdict_detail(family: pd.DataFrame, *, target: float | None = None, control: pd.DataFrame | None = None,
+                   on=CONTROL_KEYS) -> str:
+    """One line that says what decided a verdict: each metric's worst-case outcome and the family's size
+    (with a ``control``, a metric whose gain is an artefact reads "artefact of the metric (gain also on the
+    random-weight control)").
 
     >>> t = pd.DataFrame({"metric": ["average_drop", "iou"], "ci_low": [0.1, -0.2], "ci_high": [0.9, 0.3],
     ...                   "confidence": [0.975, 0.975]})
@@ -144,11 +233,12 @@ def verdict_detail(family: pd.DataFrame, *, target: float | None = None) -> str:
     """
     from .metric_info import METRICS
 
-    per_metric = metric_outcomes(family, target=target)
+    per_metric = metric_outcomes(family, target=target, control=control, on=on)
     if per_metric.empty:
         return "no comparison"
     shown = f"+{100 * target:.0f} % inside" if target is not None else ""
-    parts = [(METRICS[r.metric].display if r.metric in METRICS else str(r.metric)) + f" {r.outcome}"
+    words = {"artefact": "artefact of the metric (gain also on the random-weight control)"}
+    parts = [(METRICS[r.metric].display if r.metric in METRICS else str(r.metric)) + f" {words.get(r.outcome, r.outcome)}"
              + (f" ({shown})" if r.reaches_target else "") for r in per_metric.itertuples()]
     level = family["confidence"].dropna() if "confidence" in family else pd.Series(dtype=float)
     level = f", {100 * float(level.iloc[0]):.1f} % intervals" if len(level) else ""

@@ -1,9 +1,14 @@
 """Model registry: named CNNs that follow the tsmlib model contract.
 
+>>> from tsmlib.data.photos import load_photo
 >>> from tsmlib.models import load_model
 >>> lm = load_model("efficientnet_lite0")          # works offline
->>> x = lm.preprocess(pil_image)[None]              # (1, 3, 224, 224) in [0, 1]
+>>> x = lm.preprocess(load_photo("cat").image)[None]
+>>> tuple(x.shape)                                  # (1, 3, 224, 224) in [0, 1]
+(1, 3, 224, 224)
 >>> logits = lm.model(x)                            # normalisation happens inside
+>>> tuple(logits.shape)
+(1, 1000)
 """
 
 from .checkpoints import (
@@ -24,8 +29,10 @@ from .registry import (
     load_model,
     register_model,
     unregister_model,
+    weight_status,
     with_architecture,
 )
+from .randomise import calibration_photos, random_variant, randomised_copy
 from . import zoo  # noqa: F401  (registers the default models)
 
 __all__ = [
@@ -44,5 +51,9 @@ __all__ = [
     "load_model",
     "register_model",
     "unregister_model",
+    "weight_status",
     "with_architecture",
+    "calibration_photos",
+    "random_variant",
+    "randomised_copy",
 ]

@@ -57,3 +57,4 @@ def build_efficientnet_lite(spec, weights, probe_weights, allow_download, probe)
         raise CheckpointError(f"weights in {path} do not fit {spec.architecture}: {exc}") from exc
     model = EfficientNetLiteModel(net, Normalize(spec.mean, spec.std))
     return model, {"backbone": path}
+

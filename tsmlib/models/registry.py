@@ -55,6 +55,7 @@ __all__ = [
     "load_model",
     "imagenet_classes",
     "resolve_weight_file",
+    "weight_status",
     "DEFAULT_MODEL",
 ]
 
@@ -512,3 +513,38 @@ def load_model(
 def with_architecture(spec: ModelSpec, architecture: str, name: str | None = None) -> ModelSpec:
     """A copy of ``spec`` with another torchvision architecture (tests use ``"resnet18"``)."""
     return dataclasses.replace(spec, architecture=architecture, name=name or f"{spec.name}@{architecture}")
+
+
+def weight_status(model_name: str) -> dict[str, str]:
+    """Which files a registry model needs and whether this machine has them, without loading anything.
+
+    Looks only where :func:`load_model` looks without arguments (the torch hub cache); never downloads.
+
+    Returns
+    -------
+    dict
+        ``{"weights": ..., "linear probe": ...}``, each ``"found: <file name>"`` (in the hub cache),
+        ``"committed: <file name>"`` (the synthetic benchmark's models, in ``data/ssl``), ``"missing"``,
+        ``"packaged"`` (weights that ship in a Python package, as ``efficientnet_lite0``'s) or ``"-"``
+        (a model without a published probe).
+
+    >>> weight_status("efficientnet_lite0")
+    {'weights': 'packaged', 'linear probe': '-'}
+    """
+    spec = get_spec(model_name)
+    status = {}
+    for role, wf in (("weights", spec.weights), ("linear probe", spec.probe)):
+        if wf is None:
+            status[role] = "packaged" if role == "weights" else "-"
+            continue
+        if spec.architecture == "synthetic-smallresnet":  # the book's own models: committed in data/ssl
+            from ..synthetic.zoo import default_weights_dir
+
+            found = (default_weights_dir() / wf.filename).is_file()
+            status[role] = f"committed: {wf.filename}" if found else "missing"
+            continue
+        try:
+            status[role] = f"found: {resolve_weight_file(model_name, wf, role=role).name}"
+        except WeightsNotFoundError:
+            status[role] = "missing"
+    return status

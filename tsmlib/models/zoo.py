@@ -9,6 +9,7 @@ says all three.
 from __future__ import annotations
 
 from .efficientnet import LITE_MEAN, LITE_STD, build_efficientnet_lite
+from .randomise import random_variant
 from .registry import ModelSpec, WeightFile, register_model
 
 _FB = "https://dl.fbaipublicfiles.com"
@@ -191,6 +192,8 @@ def _synthetic_specs() -> list[ModelSpec]:
 
 
 SPECS = SPECS + _synthetic_specs()
+# the random-weight controls of the supervised classifiers of chapters 4 and 10 (same weight files needed)
+SPECS = SPECS + [random_variant(s) for s in SPECS if s.name in ("efficientnet_lite0", "resnet50")]
 
 for _spec in SPECS:
     register_model(_spec, overwrite=True)

@@ -1,0 +1,95 @@
+"""The formatting helpers of tsmlib.evaluation.summary and the yardstick comparisons of stats, on hand-built tables."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tsmlib.evaluation import (beats_all_references, compare, compare_to_references, comparison_line, comparison_table,
+                               format_relative_change, interval_cell, interval_table, metric_column, ranked_methods)
+
+nan = float("nan")
+
+
+def _summary():
+    return pd.DataFrame([
+        {"method": "tsm", "metric": "average_drop", "mean": 12.345, "ci_low": 10.0, "ci_high": 14.5, "n": 10},
+        {"method": "tsm", "metric": "iou", "mean": 0.41234, "ci_low": 0.4, "ci_high": 0.43, "n": 8},
+        {"method": "eigencam", "metric": "average_drop", "mean": 20.0, "ci_low": 18.0, "ci_high": 22.0, "n": 10},
+        {"method": "eigencam", "metric": "iou", "mean": nan, "ci_low": nan, "ci_high": nan, "n": 0},
+        {"method": "mtsm", "metric": "average_drop", "mean": 12.345, "ci_low": 11.0, "ci_high": 13.0, "n": 10},
+    ])
+
+
+def test_cells_and_columns():
+    assert interval_cell(0.41234, 0.4, 0.43, 3) == "0.412 [0.400, 0.430]"
+    assert interval_cell(nan, nan, nan) == "n/a"
+    assert interval_cell(0.5, nan, nan, 2) == "0.50"
+    assert format_relative_change(0.5, 0.123, 0.789) == "+50 % [+12, +79]"
+    assert format_relative_change(-0.034) == "-3 %"
+    assert format_relative_change(nan, 0.1, 0.2) == "n/a"
+    assert metric_column("average_drop") == "Average Drop ↓" and metric_column("iou_auc") == "IoU AUC ↑"
+    assert metric_column("similarity_increase") == "similarity_increase"  # unknown: the code name
+
+
+def test_interval_table_uses_the_metric_digits_and_order():
+    t = interval_table(_summary(), ["iou", "average_drop"], order=["eigencam", "tsm", "absent"])
+    assert list(t.index) == ["eigencam", "tsm"]
+    assert list(t.columns) == ["n", "mIoU ↑", "Average Drop ↓"]
+    assert t.loc["tsm", "Average Drop ↓"] == "12.3 [10.0, 14.5]"  # 1 digit for a percentage
+    assert t.loc["tsm", "mIoU ↑"] == "0.412 [0.400, 0.430]"       # 3 for a fraction
+    assert t.loc["eigencam", "mIoU ↑"] == "n/a"
+    assert t.loc["tsm", "n"] == 10
+    with pytest.raises(ValueError, match="one configuration"):
+        interval_table(pd.concat([_summary(), _summary()]), ["iou"])
+
+
+def test_ranked_methods_follow_the_direction():
+    s = _summary()
+    # Average Drop: lower is better; tsm and mtsm tie at 12.345 and keep the given order
+    assert ranked_methods(s, "average_drop", ["mtsm", "eigencam", "tsm"]) == ["mtsm", "tsm", "eigencam"]
+    assert ranked_methods(s, "average_drop") == ["tsm", "mtsm", "eigencam"]
+    # mIoU: higher is better; a NaN mean goes last
+    assert ranked_methods(s, "iou") == ["tsm", "eigencam"]
+
+
+def _results():
+    # 6 images; metric iou (higher is better). "good" beats both references on every image, "same" equals
+    # the whole image, "mixed" is better than the centre prior only.
+    rows = []
+    whole = [0.2, 0.3, 0.25, 0.2, 0.3, 0.25]
+    centre = [0.1, 0.15, 0.1, 0.12, 0.1, 0.11]
+    values = {"whole-image": whole, "centre-prior": centre, "good": [w + 0.3 for w in whole], "same": whole,
+              "mixed": [c + 0.05 for c in centre]}
+    for model in ("a", "b"):
+        for method, vals in values.items():
+            rows += [{"model": model, "image": i, "method": method, "metric": "iou", "value": v}
+                     for i, v in enumerate(vals)]
+    return pd.DataFrame(rows)
+
+
+def test_compare_to_references_and_beats_all():
+    r = _results()
+    table = compare_to_references(r, ["good", "same", "mixed"], ["whole-image", "centre-prior"], ["iou"], by=["model"],
+                                  n_resamples=500)
+    assert len(table) == 3 * 2 * 2  # methods x references x models, one family
+    assert np.allclose(table["confidence"], 1 - 0.05 / 12)  # Bonferroni over the family of the metric
+    beats = beats_all_references(table, by=["model"]).set_index(["model", "method"])
+    assert beats.loc[("a", "good"), "beats"] and beats.loc[("b", "good"), "beats"]
+    assert not beats.loc[("a", "same"), "beats"] and beats.loc[("a", "same"), "n_beaten"] == 1  # beats the centre only
+    assert not beats.loc[("a", "mixed"), "beats"]
+    assert (beats["n_references"] == 2).all()
+    # the relative change of "good" over the whole image, by hand: +0.3 on a mean of 0.25 -> +120 %
+    good = table[(table.method == "good") & (table.reference == "whole-image") & (table.model == "a")].iloc[0]
+    assert np.isclose(good["relative_change"], 0.3 / 0.25)
+
+
+def test_comparison_table_and_line():
+    r = _results()
+    c = compare(r, "good", "whole-image", ["iou"], by=["model"], n_resamples=200)
+    t = comparison_table(c, labels={"a": "model A"})
+    assert list(t.index) == ["model A", "b"] and list(t.columns) == ["mIoU ↑"]
+    assert t.iloc[0, 0].startswith("+120 % [")
+    line = comparison_line(c, labels={"a": "model A"})
+    assert line.startswith("model A: mIoU +120 % [") and "; b: mIoU +120 %" in line
+    with pytest.raises(ValueError, match="one method pair"):
+        comparison_table(pd.concat([c, c]))
