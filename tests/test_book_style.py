@@ -83,3 +83,14 @@ def test_reuse_freed_memory_applies_on_glibc_and_is_a_no_op_elsewhere(monkeypatc
 
     monkeypatch.setattr(ctypes, "CDLL", no_libc)
     assert tsmlib.style.reuse_freed_memory() is False
+
+
+def test_setup_keeps_freed_memory_unless_told_not_to(monkeypatch):
+    import tsmlib.style
+
+    calls = []
+    monkeypatch.setattr(tsmlib.style, "reuse_freed_memory", lambda *a, **k: calls.append(1) or True)
+    tsmlib.style.setup(seed=0)
+    assert calls == [1]
+    tsmlib.style.setup(seed=0, keep_freed_memory=False)
+    assert calls == [1]
