@@ -32,3 +32,29 @@ def left_half(model, x, layer, targets):
 def everywhere(model, x, layer, targets):
     """Map = 1 everywhere (the masked image is the image)."""
     return torch.ones(x.shape[0], *x.shape[-2:], dtype=x.dtype, device=x.device)
+
+
+class CountingConvNet(nn.Module):
+    """A 3 -> 6 channel conv layer (stride 4, ReLU), global mean pooling and a 4-class linear head, with
+    fixed weights (seed 0); ``calls`` counts its forward passes (for cache and capture tests)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Sequential(nn.Conv2d(3, 6, 3, stride=4, padding=1), nn.ReLU())
+        self.head = nn.Linear(6, 4)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.head(self.conv(x).mean(dim=(2, 3)))
+
+
+def counting(method, calls: list):
+    """``method`` (a saliency function ``(model, x, layer, targets)``) that appends each batch size to ``calls``."""
+
+    def counted(model, x, layer, targets):
+        calls.append(x.shape[0])
+        return method(model, x, layer, targets)
+
+    return counted

@@ -63,3 +63,34 @@ def test_cached_computes_once_per_key(tmp_path):
 def test_cached_rejects_names_that_are_not_file_names(tmp_path, bad):
     with pytest.raises(ValueError, match="name"):
         style.cached(bad, lambda: 1, root=tmp_path)
+
+
+def test_reuse_freed_memory_applies_on_glibc_and_is_a_no_op_elsewhere(monkeypatch):
+    import ctypes
+    import platform
+
+    import tsmlib.style
+
+    applied = tsmlib.style.reuse_freed_memory()
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert applied is True
+    assert tsmlib.style.reuse_freed_memory() is applied  # idempotent
+    with pytest.raises(ValueError, match="positive"):
+        tsmlib.style.reuse_freed_memory(0)
+
+    def no_libc(*args, **kwargs):
+        raise OSError("no C library here")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_libc)
+    assert tsmlib.style.reuse_freed_memory() is False
+
+
+def test_setup_keeps_freed_memory_unless_told_not_to(monkeypatch):
+    import tsmlib.style
+
+    calls = []
+    monkeypatch.setattr(tsmlib.style, "reuse_freed_memory", lambda *a, **k: calls.append(1) or True)
+    tsmlib.style.setup(seed=0)
+    assert calls == [1]
+    tsmlib.style.setup(seed=0, keep_freed_memory=False)
+    assert calls == [1]

@@ -188,3 +188,46 @@ def test_saliency_details_and_one_forward_for_many_methods(model, x):
     g = tsmlib.saliency(model, x, "gradcam", layer="features", return_details=True)
     torch.testing.assert_close(g.maps, tsmlib.saliency(model, x, "gradcam", layer="features",
                                                        targets=model(x).argmax(1)))
+
+
+def test_layer_gradients_only_gives_the_same_layer_gradients_and_the_same_grad_cams():
+    from tsmlib.hooks import layer_gradients_only
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 3)).eval()
+    x = torch.rand(2, 3, 8, 8)
+
+    def layer_grad(cut):
+        store = {}
+
+        def keep(module, inputs, output):
+            output.retain_grad()
+            store["A"] = output
+
+        handle = model[3].register_forward_hook(keep)
+        try:
+            if cut:
+                with layer_gradients_only(model, "3"):
+                    out = model(x)
+            else:
+                out = model(x)
+            out[:, 1].sum().backward()
+        finally:
+            handle.remove()
+        return out.detach(), store["A"].grad.clone(), model[0].weight.grad
+
+    model.zero_grad(set_to_none=True)
+    out_full, g_full, w_full = layer_grad(cut=False)
+    model.zero_grad(set_to_none=True)
+    out_cut, g_cut, w_cut = layer_grad(cut=True)
+    assert torch.equal(out_full, out_cut)           # the forward values are untouched
+    torch.testing.assert_close(g_cut, g_full)       # d(out)/d(activations) as with the full graph
+    assert w_full is not None and w_cut is None     # nothing flowed to the weights before the layer
+    assert not model[3]._forward_hooks              # the hook is gone after the block
+    pytest.importorskip("pytorch_grad_cam")
+    for method in ("gradcam", "gradcam++"):
+        ref = tsmlib.saliency(model, x, method, layer="3")
+        with layer_gradients_only(model, "3"):
+            cut = tsmlib.saliency(model, x, method, layer="3")
+        torch.testing.assert_close(cut, ref)

@@ -10,7 +10,7 @@ import torch
 from tsmlib.evaluation import ALL_METRICS, COLUMNS, Record, evaluate
 from tsmlib.evaluation.runner import as_record
 
-from _eval_helpers import MeanProbabilityModel, everywhere, left_half
+from _eval_helpers import MeanProbabilityModel, counting, everywhere, left_half
 
 
 def _records(values=(0.8, 0.6, 0.4), size=4, masks=None):
@@ -116,10 +116,7 @@ def test_runner_cache_reused_invalidated_and_resumed(tmp_path):
     model = MeanProbabilityModel()
     calls = []
 
-    def counted(model, x, layer, targets):
-        calls.append(x.shape[0])
-        return left_half(model, x, layer, targets)
-
+    counted = counting(left_half, calls)
     kw = dict(layer="x", batch_size=2, cache_dir=tmp_path, progress=False)
     recs = _records(values=(0.8, 0.7, 0.6, 0.9, 0.75))
     first = evaluate(model, recs, {"m": counted}, ["average_drop", "iou"], **kw)
@@ -353,10 +350,7 @@ def test_config_cache_key_hit_and_miss(tmp_path):
     model = MeanProbabilityModel()
     calls = []
 
-    def counted(model, x, layer, targets):
-        calls.append(x.shape[0])
-        return left_half(model, x, layer, targets)
-
+    counted = counting(left_half, calls)
     cfg = EvaluationConfig(layer="x", steps=2, batch_size=2)
     run = lambda **kw: evaluate(model, _records(), {"m": counted}, ["deletion"], config=cfg, cache_dir=tmp_path,  # noqa: E731
                                 progress=False, **kw)

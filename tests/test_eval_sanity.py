@@ -20,6 +20,9 @@ def test_average_ranks_and_spearman_match_scipy_with_ties():
     stats = pytest.importorskip("scipy.stats")
     a = torch.tensor([[3.0, 1.0, 3.0, 2.0, 5.0, 1.0]])
     assert average_ranks(a)[0].tolist() == stats.rankdata(a[0].numpy()).tolist()
+    many = torch.randint(0, 6, (5, 40), generator=torch.Generator().manual_seed(1)).double()
+    many[0] = 2.0  # one run of ties over the whole row
+    assert np.array_equal(average_ranks(many).numpy(), stats.rankdata(many.numpy(), axis=-1))
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 4, (3, 5, 5), generator=g).double()  # many ties
     y = x + torch.randint(0, 3, (3, 5, 5), generator=g)
@@ -140,3 +143,303 @@ def test_blocks_randomise_groups_of_modules():
     assert res.groupby("step")["layer_randomized"].first().tolist() == ["(none)", "head", "features"]
     with pytest.raises(ValueError, match="no submodule 'nope'"):
         cascading_randomization(model, x, [channel_mean_cam], "features", blocks=["nope"])
+
+
+# ------------------------------------------------------------------ independent scheme, anchors, verdicts
+from tsmlib.evaluation._methods import method_maps, resolve_methods  # noqa: E402
+from tsmlib.evaluation.sanity import (  # noqa: E402
+    block_label,
+    block_of,
+    edge_map,
+    group_blocks,
+    independent_randomization,
+    model_randomization,
+    noise_floor,
+    perturbed_model,
+    random_map,
+    randomisation_blocks,
+    randomised_models,
+    sanity_thresholds,
+    sanity_verdicts,
+)
+
+
+def _structured_images(n=4, size=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    blob = torch.exp(-((xx - 0.3) ** 2 + (yy + 0.2) ** 2) / 0.1)
+    return (0.6 * blob[None, None] + 0.4 * torch.rand(n, 3, size, size, generator=g)).clamp(0, 1)
+
+
+def _changed(net, model):
+    """Names of the state-dict entries of ``net`` that differ (bitwise) from ``model``'s."""
+    ref = model.state_dict()
+    return {k for k, v in net.state_dict().items() if not torch.equal(v, ref[k])}
+
+
+def test_independent_scheme_changes_only_the_chosen_block():
+    torch.manual_seed(0)
+    model = SmallConvNet().eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    blocks = ["head", "features.3", ("features.2", "features.0")]
+    seen = {}
+    for step, group, net in randomised_models(model, blocks, scheme="independent", seed=0):
+        changed = _changed(net, model)
+        if step == 0:
+            assert group == () and changed == set()
+            continue
+        owned = {k for k in before if any(k.startswith(name + ".") for name in group)}
+        # every parameter of the chosen block(s) is new, nothing else moved by a single bit
+        params = {k for k in owned if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+        assert params <= changed <= owned, (group, changed, owned)
+        seen[step] = {k: net.state_dict()[k].clone() for k in changed}
+    assert sorted(seen) == [1, 2, 3]
+    # the trained model is untouched
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    # a block gets the same random weights in both schemes (one generator per block name)
+    for step, group, net in randomised_models(model, blocks, scheme="cascading", seed=0):
+        if step == 2:
+            for k, v in seen[2].items():
+                assert torch.equal(net.state_dict()[k], v)
+
+
+def test_cascading_scheme_accumulates():
+    torch.manual_seed(0)
+    model = SmallConvNet().eval()
+    blocks = ["head", "features.5", "features.3"]
+    sizes = []
+    for step, group, net in randomised_models(model, blocks, scheme="cascading", seed=1):
+        changed = _changed(net, model)
+        sizes.append(len(changed))
+        for name in blocks[:step]:
+            assert any(k.startswith(name + ".") for k in changed)
+        for name in blocks[step:]:
+            assert not any(k.startswith(name + ".") for k in changed)
+    assert sizes == sorted(sizes) and sizes[0] == 0
+
+
+def test_independent_randomization_rows_and_label_free_invariance():
+    torch.manual_seed(0)
+    model = SmallConvNet().eval()
+    x = _structured_images()
+    res = independent_randomization(model, x, [channel_mean_cam], "features", blocks=["head", "features.5"], seed=0)
+    assert set(res["scheme"]) == {"independent"}
+    assert res.groupby("step")["layer_randomized"].first().tolist() == ["(none)", "head", "features.5"]
+    sp = res[(res.similarity == "spearman")].set_index(["step", "image"])["value"]
+    # the head is above the target layer: a label-free map cannot change; the last conv changes it
+    assert sp.loc[1].to_numpy() == pytest.approx(1.0)
+    assert sp.loc[2].mean() < 0.99
+    # the same step in the cascade (step 1 = head alone) gives the same numbers
+    casc = cascading_randomization(model, x, [channel_mean_cam], "features", blocks=["head", "features.5"], seed=0)
+    assert np.allclose(casc[casc.step == 1]["value"], res[res.step == 1]["value"])
+
+
+def test_edge_anchor_is_exactly_one_under_any_randomisation():
+    torch.manual_seed(0)
+    model = SmallConvNet().eval()
+    x = _structured_images()
+    for scheme in ("cascading", "independent"):
+        res = model_randomization(model, x, {"edges": edge_map, "cam": channel_mean_cam}, "features",
+                                  scheme=scheme, blocks=["head", "features.5", ("features.3", "features.2", "features.0")])
+        edges = res[res.method == "edges"]["value"]
+        assert (edges == 1.0).all(), edges.unique()  # exactly, not approximately
+        assert (res[(res.method == "cam") & (res.step == 3)]["value"].abs() < 1).all()
+
+
+def test_edge_map_is_sobel_of_grey_and_ignores_the_model():
+    filters = pytest.importorskip("skimage.filters")
+    color = pytest.importorskip("skimage.color")
+    x = _structured_images(2)
+    e = edge_map(None, x)
+    assert e.shape == (2, 16, 16) and e.dtype == x.dtype
+    ref = filters.sobel(color.rgb2gray(x[1].permute(1, 2, 0).double().numpy()))
+    ref = (ref - ref.min()) / (ref.max() - ref.min())
+    assert np.allclose(e[1].numpy(), ref, atol=1e-6)
+    # a vertical step edge: the map peaks on the edge columns and is zero far from it
+    step = torch.zeros(1, 3, 8, 8)
+    step[..., 4:] = 1.0
+    m = edge_map(SmallConvNet(), step)[0]
+    assert m[:, 3:5].min() == pytest.approx(1.0) and m[:, 0].max() == 0.0
+    with pytest.raises(ValueError, match="RGB"):
+        edge_map(None, torch.rand(1, 1, 8, 8))
+
+
+def test_random_anchor_is_low_deterministic_and_new_for_new_weights():
+    torch.manual_seed(0)
+    model = SmallConvNet().eval()
+    x = _structured_images(8)
+    a, b = random_map(model, x), random_map(model, x)
+    assert torch.equal(a, b)                        # same model, same images: same map
+    assert a.shape == (8, 16, 16) and float(a.amin()) == 0.0 and float(a.amax()) == 1.0
+    assert not torch.equal(random_map(model, x, seed=1), a)
+    res = cascading_randomization(model, x, {"random": random_map}, "features",
+                                  blocks=["head", "features.5", "features.3"], seed=0)
+    later = res[(res.step > 0)]
+    # a fresh draw at every step: low similarity at every step, on average and for most images
+    assert (later.groupby(["step", "similarity"])["value"].apply(lambda v: v.abs().mean()) < 0.35).all()
+    floor = noise_floor(model, x, {"random": random_map}, "features")
+    assert floor[floor.step == 1]["value"].abs().mean() < 0.35
+    with pytest.raises(ValueError, match="grid"):
+        random_map(model, x, grid=1)
+
+
+def test_randomisation_is_deterministic_under_a_seed():
+    torch.manual_seed(0)
+    model = SmallConvNet().eval()
+    x = _structured_images()
+    kw = dict(blocks=["features.5", "features.3", "features.0"], similarities=("spearman",))
+    r1 = independent_randomization(model, x, [channel_mean_cam], "features", seed=3, **kw)
+    r2 = independent_randomization(model, x, [channel_mean_cam], "features", seed=3, **kw)
+    r3 = independent_randomization(model, x, [channel_mean_cam], "features", seed=4, **kw)
+    assert r1.equals(r2)
+    assert not np.allclose(r1[r1.step > 0]["value"], r3[r3.step > 0]["value"])
+
+
+def test_randomisation_bad_inputs():
+    model = SmallConvNet().eval()
+    x = torch.rand(2, 3, 8, 8)
+    with pytest.raises(ValueError, match="scheme"):
+        model_randomization(model, x, [channel_mean_cam], "features", scheme="sideways", blocks=["head"])
+    with pytest.raises(ValueError, match="no submodule 'nope'"):
+        independent_randomization(model, x, [channel_mean_cam], "features", blocks=[("head", "nope")])
+    with pytest.raises(ValueError, match="non-empty"):
+        independent_randomization(model, x, [channel_mean_cam], "features", blocks=[()])
+    with pytest.raises(ValueError, match="image ids"):
+        independent_randomization(model, x, [channel_mean_cam], "features", blocks=["head"], image_ids=["a"])
+    with pytest.raises(ValueError, match="batch of images"):
+        independent_randomization(model, x[0], [channel_mean_cam], "features", blocks=["head"])
+    with pytest.raises(ValueError, match="scale"):
+        perturbed_model(model, scale=0.0)
+
+
+def test_perturbed_model_nudges_every_parameter_a_little():
+    torch.manual_seed(0)
+    model = SmallConvNet().eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    net = perturbed_model(model, scale=0.01, seed=0)
+    for (name, p), (_, q) in zip(model.named_parameters(), net.named_parameters()):
+        p, q = p.detach(), q.detach()
+        if not p.any():  # an all-zero tensor (an untrained bias) has no scale to nudge by: it stays 0
+            assert not q.any(), name
+            continue
+        assert not torch.equal(p, q), name
+        # 1 % of the tensor's spread; a tensor with no spread (batch-norm scales at 1) uses 1 % of |w|
+        size = float(p.std()) if float(p.std()) > 0 else float(p.abs().mean())
+        assert float((q - p).std()) == pytest.approx(0.01 * size, rel=0.5)
+    for name, buf in model.named_buffers():
+        assert torch.equal(buf, dict(net.named_buffers())[name])
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    floor = noise_floor(model, _structured_images(), [channel_mean_cam], "features", scale=0.01)
+    assert floor[floor.step == 1]["value"].min() > 0.95  # a 1 % nudge barely moves a CAM
+
+
+def test_blocks_groups_and_labels():
+    model = SmallConvNet().eval()
+    x = torch.rand(1, 3, 8, 8)
+    assert block_of(model, "features.3") == "features.3"
+    assert randomisation_blocks(model, x) == ["head", "features.5", "features.3", "features.2", "features.0"]
+    blocks = ["fc", "b6", "b5", "b4", "b3", "b2", "b1"]
+    assert group_blocks(blocks, None) == [(b,) for b in blocks]
+    assert group_blocks(blocks, 3) == [("fc",), ("b6", "b5", "b4"), ("b3", "b2", "b1")]
+    assert group_blocks(blocks, 4) == [("fc",), ("b6", "b5"), ("b4", "b3"), ("b2", "b1")]
+    assert group_blocks(blocks, 3, n_single=2) == [("fc",), ("b6",), ("b5", "b4", "b3", "b2", "b1")]
+    with pytest.raises(ValueError, match="n_steps"):
+        group_blocks(blocks, 1)
+    with pytest.raises(ValueError, match="no blocks"):
+        group_blocks([], 2)
+    assert block_label(None, "net._fc") == "classifier"
+    assert block_label(None, "net._blocks.15") == "block 16"
+    assert block_label(None, ("net._bn1", "net._conv_head", "net._blocks.15", "net._blocks.14")) == "head, blocks 15\u201316"
+    assert block_label(None, ("net._blocks.0", "net._bn0", "net._conv_stem")) == "block 1, stem"
+    assert block_label(None, "net.layer4.2") == "layer4 block 3"
+    assert block_label(None, ()) == "none (trained)"
+    assert block_label(None, "(none)") == "none (trained)"
+
+
+def test_spearman_of_a_map_with_itself_is_exactly_one():
+    a = torch.rand(5, 13, 17, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert (spearman(a, a) == 1.0).all()
+    assert (ssim(a, a) == 1.0).all()
+
+
+def _rows(values_by_step, method, scheme):
+    return [{"scheme": scheme, "step": s, "layer_randomized": f"b{s}", "image": i, "method": method,
+             "similarity": "spearman", "value": v} for s, vals in values_by_step.items() for i, v in enumerate(vals)]
+
+
+def test_sanity_thresholds_and_verdicts_by_hand():
+    import pandas as pd
+
+    # noise floor: two methods, 10 images each; 5 % quantile of the pooled 20 values
+    floor_vals = np.linspace(0.90, 0.99, 10)
+    floor = pd.DataFrame(_rows({0: [1.0] * 10, 1: floor_vals}, "m1", "perturbation")
+                         + _rows({0: [1.0] * 10, 1: floor_vals + 0.005}, "m2", "perturbation"))
+    pooled = np.concatenate([floor_vals, floor_vals + 0.005])
+    rnd = np.linspace(-0.2, 0.2, 9)
+    results = pd.DataFrame(
+        _rows({0: [1.0] * 9, 1: rnd, 2: rnd[::-1]}, "random", "cascading")
+        + _rows({0: [1.0] * 9, 1: [0.97] * 9, 2: [0.99, 0.98, 0.97, 0.96, 0.99, 0.98, 0.97, 0.96, 0.98]}, "same", "cascading")
+        + _rows({0: [1.0] * 9, 1: [0.9] * 9, 2: [0.5, 0.55, 0.6, 0.45, 0.5, 0.52, 0.48, 0.5, 0.5]}, "partly", "cascading")
+        + _rows({0: [1.0] * 9, 1: [0.4] * 9, 2: rnd * 0.5}, "gone", "cascading")
+        + _rows({0: [1.0] * 9, 1: [0.3] * 9, 2: [0.99] * 9}, "gone", "independent"))
+    th = sanity_thresholds(floor, results, methods=["m1", "m2"], random_method="random", quantile=0.05)
+    assert th["similar"] == pytest.approx(np.quantile(pooled, 0.05))
+    # |rho| of the random anchor over steps 1 and 2, 95 % quantile
+    assert th["random"] == pytest.approx(np.quantile(np.abs(np.concatenate([rnd, rnd])), 0.95))
+    v = sanity_verdicts(results, similar=th["similar"], random=th["random"], n_resamples=999)
+    assert v.loc[("cascading", "same"), "verdict"] == "stays similar"
+    assert v.loc[("cascading", "partly"), "verdict"] == "changes partly"
+    assert v.loc[("cascading", "gone"), "verdict"] == "as different as a random map"
+    assert v.loc[("cascading", "partly"), "step"] == 2
+    assert v.loc[("cascading", "partly"), "mean"] == pytest.approx(np.mean([0.5, 0.55, 0.6, 0.45, 0.5, 0.52, 0.48, 0.5, 0.5]))
+    lo, hi = v.loc[("cascading", "partly"), ["ci_low", "ci_high"]]
+    assert lo < 0.51 < hi
+    # independent scheme: the statistic is the step that lowers the mean most (step 1 here, not the last)
+    assert v.loc[("independent", "gone"), "step"] == 1
+    assert v.loc[("independent", "gone"), "mean"] == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="overlap"):
+        sanity_thresholds(floor.assign(value=0.1), results, methods=["m1"], random_method="random")
+    with pytest.raises(ValueError, match="random anchor"):
+        sanity_thresholds(floor, results, methods=["m1"], random_method="nope")
+    with pytest.raises(ValueError, match="random < similar"):
+        sanity_verdicts(results, similar=0.2, random=0.5)
+    with pytest.raises(ValueError, match="quantile"):
+        sanity_thresholds(floor, results, methods=["m1"], random_method="random", quantile=0.7)
+
+
+class _CountingNet(SmallConvNet):
+    calls = 0
+
+    def forward(self, x):
+        type(self).calls += 1
+        return super().forward(x)
+
+
+def test_method_maps_share_one_capture_for_activation_methods():
+    model = _CountingNet().eval()
+    x = torch.rand(2, 3, 16, 16)
+    fns = resolve_methods(["eigencam", "tsm", "lafam"], {"tsm": {"ranks": (4, 2, 2)}})
+    _CountingNet.calls = 0
+    maps = method_maps(model, x, fns, "features")
+    assert _CountingNet.calls == 1
+    import tsmlib
+
+    for name in ("eigencam", "lafam"):
+        torch.testing.assert_close(maps[name], tsmlib.saliency(model, x, name, "features"))
+    torch.testing.assert_close(maps["tsm"], tsmlib.saliency(model, x, "tsm", "features", ranks=(4, 2, 2)))
+
+
+def test_a_constant_map_counts_as_zero_similarity_in_the_verdicts():
+    import pandas as pd
+
+    from tsmlib.evaluation.sanity import similarity_values
+
+    # a Grad-CAM that a random network leaves all zero has an undefined rho (NaN): it kept no ranking
+    rows = _rows({0: [1.0] * 6, 1: [np.nan] * 6}, "flat", "cascading") + _rows({0: [1.0] * 6, 1: [-0.99] * 6}, "flip", "cascading")
+    df = pd.DataFrame(rows)
+    vals = similarity_values(df)
+    assert vals[(vals.method == "flat") & (vals.step == 1)]["value"].tolist() == [0.0] * 6
+    assert vals[(vals.method == "flip") & (vals.step == 1)]["value"].tolist() == pytest.approx([0.99] * 6)
+    v = sanity_verdicts(df, similar=0.95, random=0.2, n_resamples=999)
+    assert v.loc[("cascading", "flat"), "verdict"] == "as different as a random map"
+    assert v.loc[("cascading", "flip"), "verdict"] == "stays similar"  # an inverted map kept its structure

@@ -13,20 +13,9 @@ from torch import nn
 import tsmlib
 from tsmlib import figures
 
+from _eval_helpers import CountingConvNet
 
-class Tiny(nn.Module):
-    """A conv layer then a linear head; counts its forward passes."""
 
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv = nn.Sequential(nn.Conv2d(3, 6, 3, stride=4, padding=1), nn.ReLU())
-        self.head = nn.Linear(6, 4)
-        self.calls = 0
-
-    def forward(self, x):
-        self.calls += 1
-        return self.head(self.conv(x).mean(dim=(2, 3)))
 
 
 def test_variant_name_is_canonical():
@@ -36,7 +25,7 @@ def test_variant_name_is_canonical():
 
 
 def test_variant_equals_saliency_with_options_and_shares_the_forward_pass():
-    model = Tiny().eval()
+    model = CountingConvNet().eval()
     x = torch.rand(2, 3, 16, 16)
     figures.clear_activation_memo()
     names = [figures.method_variant("mtsm", k=k) for k in (1, 2, 3)]
@@ -150,7 +139,12 @@ def test_every_registry_model_has_a_display_name():
     import tsmlib
     from tsmlib.plotting import MODEL_DISPLAY_NAMES
 
-    assert set(tsmlib.available_models()) <= set(MODEL_DISPLAY_NAMES)
+    from tsmlib.plotting import display_name
+
+    for name in tsmlib.available_models():
+        assert display_name(name) != name, f"model {name!r} has no display name"
+    assert display_name("efficientnet_lite0_random") == "EfficientNet-Lite0 (random weights)"
+    assert set(MODEL_DISPLAY_NAMES) >= {n for n in tsmlib.available_models() if not n.endswith("_random")}
     from tsmlib.plotting import DISPLAY_NAMES
 
     from tsmlib.registry import BUILTIN_DESCRIPTIONS

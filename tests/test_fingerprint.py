@@ -20,7 +20,7 @@ from tsmlib import figures, style
 from tsmlib import fingerprint as F
 from tsmlib.evaluation import evaluate
 
-from _eval_helpers import MeanProbabilityModel, left_half
+from _eval_helpers import CountingConvNet, MeanProbabilityModel, counting, left_half
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -270,10 +270,7 @@ def test_evaluate_shards_miss_on_weights_and_source_and_survive_truncation(tmp_p
     model = MeanProbabilityModel()
     calls = []
 
-    def counted(model, x, layer, targets):
-        calls.append(x.shape[0])
-        return left_half(model, x, layer, targets)
-
+    counted = counting(left_half, calls)
     kw = dict(layer="x", batch_size=2, cache_dir=tmp_path, progress=False)
     run = lambda: evaluate(model, _recs(), {"m": counted}, ["average_drop"], **kw)  # noqa: E731
     first = run()
@@ -337,21 +334,10 @@ def test_execution_key_misses_on_source_data_and_parameters(tmp_path):
 
 
 # ----------------------------------------------------------------------------- the activation memo
-class _Tiny(nn.Module):
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv = nn.Sequential(nn.Conv2d(3, 6, 3, stride=4, padding=1), nn.ReLU())
-        self.head = nn.Linear(6, 4)
-        self.calls = 0
-
-    def forward(self, x):
-        self.calls += 1
-        return self.head(self.conv(x).mean(dim=(2, 3)))
 
 
 def test_activation_memo_misses_when_weights_change_in_place():
-    model = _Tiny().eval()
+    model = CountingConvNet().eval()
     x = torch.rand(2, 3, 16, 16)
     figures.clear_activation_memo()
     name = figures.method_variant("mtsm", k=2)
@@ -370,7 +356,7 @@ def test_activation_memo_misses_when_weights_change_in_place():
 def test_cascading_randomisation_changes_a_variant_map():
     from tsmlib.evaluation import cascading_randomization
 
-    model = _Tiny().eval()
+    model = CountingConvNet().eval()
     x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     figures.clear_activation_memo()
     name = figures.method_variant("mtsm", k=2)

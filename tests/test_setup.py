@@ -166,3 +166,26 @@ def test_listed_packages_own_what_they_are_said_to_provide():
         checked += 1
     if checked == 0:
         pytest.skip("none of the listed packages is installed here")
+
+
+def test_no_merge_conflict_markers_in_tracked_files():
+    """A merge that leaves `<<<<<<<` / `>>>>>>>` lines in a notebook, a page or a parameter file would
+    still import; this catches it."""
+    import re
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    files = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout.split()
+    marker = re.compile(r"^(<{7}|>{7})( |$)", re.M)
+    text_suffixes = {".py", ".md", ".ipynb", ".yaml", ".yml", ".txt", ".sh", ".bib", ".cfg", ".toml", ""}
+    bad = []
+    for name in files:
+        path = root / name
+        if path.suffix not in text_suffixes or not path.is_file() or path.stat().st_size > 5_000_000:
+            continue
+        try:
+            if marker.search(path.read_text(encoding="utf-8")):
+                bad.append(name)
+        except UnicodeDecodeError:
+            continue
+    assert not bad, f"merge conflict markers left in: {bad}"

@@ -290,6 +290,10 @@ def _explain(args) -> int:
 def main(argv=None) -> int:
     """Entry point of the ``tsmlib`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
+    if args.command in ("evaluate", "explain"):
+        from .style import reuse_freed_memory
+
+        reuse_freed_memory()  # batched forward passes: reuse freed memory instead of faulting it in again
     if args.command == "models":
         return _list_models()
     if args.command == "methods":

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 __all__ = ["resolve_layer", "ActivationCapture", "capture_activations", "memoised_activations",
-           "clear_activation_memo"]
+           "clear_activation_memo", "layer_gradients_only"]
 
 
 def resolve_layer(model: nn.Module, layer: nn.Module | str) -> nn.Module:
@@ -125,6 +125,45 @@ def capture_activations(model: nn.Module, x: torch.Tensor, layer: nn.Module | st
         output = model(x)
     A = cap.result()
     return (A, output) if return_output else A
+
+
+class layer_gradients_only:
+    """Context manager: a backward pass from the model's output stops at ``layer``.
+
+    A forward hook, registered first, makes the layer's output a fresh leaf tensor (same values,
+    ``requires_grad=True``), so autograd records only the part of the network *after* the layer. The
+    forward values do not change; the gradients with respect to the layer's activations are exactly
+    those of the full graph (the chain rule never looks upstream for them). That is all the Grad-CAM
+    family needs, and it saves the backward pass through everything before the layer (about two
+    thirds of a Grad-CAM's cost on a CNN whose target layer is its last block). Gradients with respect
+    to the input or to earlier weights are *not* available inside the context.
+
+    Hooks registered later on the same layer (pytorch-grad-cam's) see the leaf. Removed on exit, also
+    on error.
+
+    >>> with layer_gradients_only(model, "layer4"):           # doctest: +SKIP
+    ...     maps = tsmlib.saliency(model, x, "gradcam", "layer4")
+    """
+
+    def __init__(self, model: nn.Module, layer: nn.Module | str):
+        self.module = resolve_layer(model, layer)
+        self._handle = None
+
+    @staticmethod
+    def _hook(module, inputs, output):
+        if isinstance(output, torch.Tensor) and output.is_floating_point():
+            return output.detach().requires_grad_(True)
+        return None
+
+    def __enter__(self) -> "layer_gradients_only":
+        # prepend: the leaf must exist before any other hook on the layer (the CAM's) sees the output
+        self._handle = self.module.register_forward_hook(self._hook, prepend=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
 
 
 _MEMO: dict = {}

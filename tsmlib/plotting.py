@@ -38,8 +38,7 @@ DISPLAY_NAMES = {
 
 #: Display names of the model registry's models (``tsmlib.available_models()``), for legends and titles.
 MODEL_DISPLAY_NAMES = {
-    "efficientnet_lite0": "EfficientNet-Lite0", "efficientnet_lite0_random": "EfficientNet-Lite0 (random weights)",
-    "resnet50": "ResNet-50", "resnet50_random": "ResNet-50 (random weights)", "vgg16": "VGG-16",
+    "efficientnet_lite0": "EfficientNet-Lite0", "resnet50": "ResNet-50", "vgg16": "VGG-16",
     "dino_resnet50": "DINO ResNet-50", "swav_resnet50": "SwAV ResNet-50",
     "barlowtwins_resnet50": "Barlow Twins ResNet-50", "mocov2_resnet50": "MoCo v2 ResNet-50",
     "mocov3_resnet50": "MoCo v3 ResNet-50", "simclr_resnet50": "SimCLR ResNet-50",
@@ -64,7 +63,8 @@ def display_name(method: str) -> str:
     method name followed by a qualifier (the benchmark's peers and options: ``"tsm (tensorly loop)"`` ->
     ``"TSM (tensorly loop)"``, ``"mtsm solver=svd"`` -> ``"MTSM solver=svd"``); any other text (already
     a display name) is returned unchanged. Model names of the registry read the same way
-    (:data:`MODEL_DISPLAY_NAMES`: ``"efficientnet_lite0"`` -> ``"EfficientNet-Lite0"``)."""
+    (:data:`MODEL_DISPLAY_NAMES`: ``"efficientnet_lite0"`` -> ``"EfficientNet-Lite0"``, and its random-weight
+    variant ``"efficientnet_lite0_random"`` -> ``"EfficientNet-Lite0 (random weights)"``)."""
     if not isinstance(method, str):
         return str(method)
     key = method.lower()
@@ -72,6 +72,8 @@ def display_name(method: str) -> str:
         return DISPLAY_NAMES[key]
     if key.replace("-", "_") in MODEL_DISPLAY_NAMES:
         return MODEL_DISPLAY_NAMES[key.replace("-", "_")]
+    if key.endswith("_random") and key[: -len("_random")] in MODEL_DISPLAY_NAMES:  # tsmlib.models.random_variant
+        return f"{MODEL_DISPLAY_NAMES[key[: -len('_random')]]} (random weights)"
     if key.replace("_", "-") in DISPLAY_NAMES:
         return DISPLAY_NAMES[key.replace("_", "-")]
     m = _VARIANT.match(method)

@@ -45,7 +45,8 @@ from .metrics import (
 )
 from .runner import (ALL_METRICS, COLUMNS, METRIC_TABLE, PAPER_METRICS, EvaluationConfig, MetricSpec, Record, as_record,
                      config_hash, evaluate, prepare_records, register_metric)
-from .sanity import cascading_randomization, sanity_summary, spearman, ssim
+from .sanity import (cascading_randomization, independent_randomization, model_randomization, noise_floor,
+                     sanity_summary, sanity_thresholds, sanity_verdicts, spearman, ssim)
 from .scores import ClassScore, EmbeddingSimilarity, make_score, probe_score
 from .summary import (best_iou_threshold, best_method, bootstrap_ci, comparison_line, comparison_table,
                       format_relative_change, interval_cell, interval_table, metric_column, paper_table,
@@ -61,7 +62,9 @@ __all__ = [
     "iou_curve", "iou_auc", "masked_input", "mse", "pointing_game", "relevance_mass_accuracy",
     "relevance_rank_accuracy", "ALL_METRICS", "COLUMNS", "PAPER_METRICS", "Record",
     "EvaluationConfig", "MetricSpec", "METRIC_TABLE", "register_metric",
-    "as_record", "config_hash", "evaluate", "prepare_records", "cascading_randomization", "sanity_summary", "spearman", "ssim",
+    "as_record", "config_hash", "evaluate", "prepare_records", "cascading_randomization",
+    "independent_randomization", "model_randomization", "noise_floor", "sanity_summary", "sanity_thresholds",
+    "sanity_verdicts", "spearman", "ssim",
     "ClassScore", "EmbeddingSimilarity", "make_score", "probe_score", "best_iou_threshold", "best_method",
     "summary_value", "bootstrap_ci", "paper_table", "summarize", "comparison_line", "comparison_table",
     "format_relative_change", "interval_cell", "interval_table", "metric_column", "ranked_methods", "stats",

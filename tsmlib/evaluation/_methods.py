@@ -63,3 +63,54 @@ def check_map_batch(maps: torch.Tensor, x: torch.Tensor, name: str) -> torch.Ten
     if not bool(torch.isfinite(maps).all()):
         raise ValueError(f"method {name!r} returned NaN/Inf maps")
     return maps
+
+
+def method_maps(model, x: torch.Tensor, fns: Mapping[str, MapFunction], layer, targets=None, *,
+                layer_gradients: bool = False) -> dict[str, torch.Tensor]:
+    """Every method's maps for one batch, the activation methods served by one shared capture.
+
+    Registry methods resolved by name (:func:`resolve_methods`) that have an activation-level function
+    (``MethodInfo.map_fn``: EigenCAM, TSM, Multivec-EigenCAM, MTSM, LaFAM and their variants) are computed
+    from one no-grad forward pass of ``model`` on ``x`` (:func:`tsmlib.hooks.capture_activations`),
+    normalised and upsampled exactly as :func:`tsmlib.saliency` does; every other method runs as
+    ``fn(model, x, layer, targets)``.
+
+    Parameters
+    ----------
+    model : nn.Module
+    x : torch.Tensor, shape (B, 3, H, W)
+    fns : dict name -> callable
+        As returned by :func:`resolve_methods`.
+    layer : str or nn.Module
+    targets : LongTensor (B,), optional
+        Classes for the label-dependent methods.
+    layer_gradients : bool
+        Run the registry's other methods under :class:`tsmlib.hooks.layer_gradients_only`: their
+        backward passes stop at ``layer``. Exact for every registered method (the Grad-CAM family needs
+        gradients at the layer only; the rest use none) and about three times cheaper for a late layer;
+        callables given by the user always run without it (they may need input gradients).
+
+    Returns
+    -------
+    dict name -> torch.Tensor, shape (B, H, W), detached, validated by :func:`check_map_batch`
+    """
+    from tsmlib.cam import _finish, method_info
+    from tsmlib.hooks import capture_activations, layer_gradients_only
+
+    shared = {}
+    for name, fn in fns.items():
+        registry_name = getattr(fn, "registry_name", None)
+        if registry_name is not None and method_info(registry_name).map_fn is not None:
+            shared[name] = method_info(registry_name).map_fn
+    A = capture_activations(model, x, layer) if shared else None
+    out = {}
+    for name, fn in fns.items():
+        if name in shared:
+            maps = _finish(shared[name](A, normalize=False, **fn.registry_options), x, True, True)
+        elif layer_gradients and getattr(fn, "registry_name", None) is not None:
+            with layer_gradients_only(model, layer):
+                maps = fn(model, x, layer, targets)
+        else:
+            maps = fn(model, x, layer, targets)
+        out[name] = check_map_batch(maps, x, name)
+    return out
