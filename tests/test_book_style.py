@@ -94,3 +94,20 @@ def test_setup_keeps_freed_memory_unless_told_not_to(monkeypatch):
     assert calls == [1]
     tsmlib.style.setup(seed=0, keep_freed_memory=False)
     assert calls == [1]
+
+
+def test_setup_gives_numpy_blas_the_same_thread_count_as_torch():
+    import torch
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import tsmlib.style
+
+    before = torch.get_num_threads()
+    with threadpool_limits(limits=None):  # restores every pool afterwards
+        try:
+            tsmlib.style.setup(seed=0, torch_threads=1)
+            assert torch.get_num_threads() == 1
+            blas = [p for p in threadpool_info() if p["user_api"] == "blas"]
+            assert blas and all(p["num_threads"] == 1 for p in blas)
+        finally:
+            torch.set_num_threads(before)

@@ -93,7 +93,8 @@ def setup(seed: int = 0, *, dpi: int = FIGURE_DPI, context: str = "notebook", to
     context : str
         seaborn plotting context: ``"paper"``, ``"notebook"``, ``"talk"`` or ``"poster"``.
     torch_threads : int or None
-        If given, ``torch.set_num_threads(torch_threads)``.
+        If given, ``torch.set_num_threads(torch_threads)``, and the same limit for every BLAS/OpenMP
+        pool (``threadpoolctl``), NumPy's included.
     keep_freed_memory : bool
         Call :func:`reuse_freed_memory` (glibc only; the kernel then keeps its peak memory until it exits).
 
@@ -131,6 +132,12 @@ def setup(seed: int = 0, *, dpi: int = FIGURE_DPI, context: str = "notebook", to
         versions["torch"] = torch.__version__
         if torch_threads is not None:
             torch.set_num_threads(int(torch_threads))
+            # NumPy's OpenBLAS keeps its own pool (one thread per core): for the small per-image SVDs of
+            # the NumPy-based baselines (pytorch-grad-cam's EigenCAM) a busy pool on a loaded 2-core machine
+            # made each SVD about 100 times slower than on one thread. One thread count for both.
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(limits=int(torch_threads))
         torch_threads = torch.get_num_threads()
     except ImportError:  # pragma: no cover
         pass
