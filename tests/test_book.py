@@ -476,3 +476,31 @@ def test_readers_are_never_sent_outside_the_repository():
             if re.search(r"shared/|\bmethod\.md\b|\benvironment\.md\b", text):
                 offenders.append(str(f.relative_to(ROOT)))
     assert not offenders, f"these files refer readers to files outside the repository: {offenders}"
+
+
+def _labels_and_references(text: str, metadata: dict | None = None) -> tuple[set, set]:
+    refs = set(re.findall(r"\{(?:numref|ref)\}`(?:[^`<]*<)?([\w-]+)>?`", text))
+    defs = set(re.findall(r"^\((\S+)\)=\s*$", text, re.M)) | set(re.findall(r"^:(?:name|label):\s*(\S+)", text, re.M))
+    if metadata:
+        defs |= set(re.findall(r'"name":\s*"([\w-]+)"', json.dumps(metadata.get("mystnb", {}))))
+    return defs, refs
+
+
+def test_every_figure_and_section_reference_has_its_label():
+    """A {numref}/{ref} whose target lost its label (e.g. a cell's ``mystnb.figure.name`` metadata dropped by
+    an edit) fails the -W build only in the slow build test; this finds it in a second, and says where."""
+    defs, refs_by_file = set(), {}
+    for nb_path in sorted((ROOT / "notebooks").glob("[0-9]*.ipynb")):
+        nb = json.loads(nb_path.read_text())
+        for cell in nb["cells"]:
+            d, r = _labels_and_references("".join(cell["source"]), cell.get("metadata"))
+            defs |= d
+            refs_by_file.setdefault(nb_path.name, set()).update(r)
+    for page in sorted((ROOT / "book").glob("*.md")):
+        d, r = _labels_and_references(page.read_text())
+        defs |= d
+        refs_by_file.setdefault(page.name, set()).update(r)
+    missing = {name: sorted(r - defs) for name, r in refs_by_file.items() if r - defs}
+    assert not missing, f"references without a label: {missing}"
+    # the check itself can fail
+    assert _labels_and_references("{numref}`fig-x`")[1] - _labels_and_references("")[0] == {"fig-x"}

@@ -443,3 +443,28 @@ def test_a_constant_map_counts_as_zero_similarity_in_the_verdicts():
     v = sanity_verdicts(df, similar=0.95, random=0.2, n_resamples=999)
     assert v.loc[("cascading", "flat"), "verdict"] == "as different as a random map"
     assert v.loc[("cascading", "flip"), "verdict"] == "stays similar"  # an inverted map kept its structure
+
+
+def _verdict_table(rows):
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=["scheme", "method", "verdict"]).set_index(["scheme", "method"])
+
+
+def test_label_free_verdict_follows_its_rule_case_by_case():
+    from tsmlib.evaluation import label_free_verdict
+
+    chance, partly, similar = "as different as a random map", "changes partly", "stays similar"
+    both = lambda a, b: _verdict_table([("cascading", "tsm", a), ("independent", "tsm", b),  # noqa: E731
+                                        ("cascading", "gradcam", similar), ("independent", "gradcam", similar)])
+    assert label_free_verdict(both(chance, chance), ["tsm"])["verdict"] == "supported"
+    r = label_free_verdict(both(partly, chance), ["tsm"])
+    assert (r["verdict"], r["partly"], r["at_chance"]) == ("partly supported", {"tsm": ["cascading"]},
+                                                          {"tsm": ["independent"]})
+    assert label_free_verdict(both(chance, similar), ["tsm"])["verdict"] == "not supported"
+    assert label_free_verdict(both(partly, "undecided"), ["tsm"])["failing"] == ["tsm"]
+    # a label-dependent method that stays similar does not enter the label-free claim
+    assert label_free_verdict(both(chance, chance), ["tsm"])["failing"] == []
+    assert label_free_verdict(both(chance, chance), [])["verdict"] == "not testable here"
+    with pytest.raises(KeyError, match="no verdict"):
+        label_free_verdict(both(chance, chance), ["mtsm"])

@@ -46,7 +46,7 @@ from .metrics import (
 from .runner import (ALL_METRICS, COLUMNS, METRIC_TABLE, PAPER_METRICS, EvaluationConfig, MetricSpec, Record, as_record,
                      config_hash, evaluate, prepare_records, register_metric)
 from .sanity import (cascading_randomization, independent_randomization, model_randomization, noise_floor,
-                     sanity_summary, sanity_thresholds, sanity_verdicts, spearman, ssim)
+                     sanity_summary, sanity_thresholds, sanity_verdicts, spearman, ssim, label_free_verdict)
 from .scores import ClassScore, EmbeddingSimilarity, make_score, probe_score
 from .summary import (best_iou_threshold, best_method, bootstrap_ci, comparison_line, comparison_table,
                       format_relative_change, interval_cell, interval_table, metric_column, paper_table,
@@ -64,7 +64,7 @@ __all__ = [
     "EvaluationConfig", "MetricSpec", "METRIC_TABLE", "register_metric",
     "as_record", "config_hash", "evaluate", "prepare_records", "cascading_randomization",
     "independent_randomization", "model_randomization", "noise_floor", "sanity_summary", "sanity_thresholds",
-    "sanity_verdicts", "spearman", "ssim",
+    "sanity_verdicts", "label_free_verdict", "spearman", "ssim",
     "ClassScore", "EmbeddingSimilarity", "make_score", "probe_score", "best_iou_threshold", "best_method",
     "summary_value", "bootstrap_ci", "paper_table", "summarize", "comparison_line", "comparison_table",
     "format_relative_change", "interval_cell", "interval_table", "metric_column", "ranked_methods", "stats",

@@ -733,6 +733,51 @@ def sanity_verdicts(results: pd.DataFrame, *, similar: float, random: float, sim
     return pd.DataFrame(rows).set_index(["scheme", "method"])
 
 
+def label_free_verdict(verdicts: pd.DataFrame, label_free: Sequence[str]) -> dict:
+    """The verdict on "the label-free maps explain the model", from :func:`sanity_verdicts`.
+
+    The rule: **not testable here** without label-free methods; **not supported** when one of them stays
+    similar (or is undecided) under any scheme; **partly supported** when none does but some change only
+    partly; **supported** when every one is as different as a random map under every scheme.
+
+    Parameters
+    ----------
+    verdicts : DataFrame
+        :func:`sanity_verdicts` output, indexed by ``(scheme, method)``.
+    label_free : sequence of str
+        The label-free methods the claim is about (each must be in ``verdicts`` under every scheme).
+
+    Returns
+    -------
+    dict
+        ``verdict``; ``failing`` (methods that stay similar or are undecided somewhere); ``partly``
+        (method -> the schemes where it changes only partly); ``at_chance`` (method -> the schemes where
+        it is as different as a random map); methods in the order given.
+
+    >>> v = pd.DataFrame({"scheme": ["cascading"] * 2 + ["independent"] * 2, "method": ["a", "b"] * 2,
+    ...                   "verdict": ["changes partly", "as different as a random map"] + ["as different as a random map"] * 2}
+    ...                  ).set_index(["scheme", "method"])
+    >>> r = label_free_verdict(v, ["a", "b"])
+    >>> r["verdict"], r["partly"], r["failing"]
+    ('partly supported', {'a': ['cascading']}, [])
+    """
+    schemes = list(dict.fromkeys(verdicts.index.get_level_values("scheme")))
+    missing = [(s, m) for s in schemes for m in label_free if (s, m) not in verdicts.index]
+    if missing:
+        raise KeyError(f"no verdict for {missing}; the verdicts cover {sorted(set(verdicts.index))}")
+
+    def where(method, wanted):
+        return [s for s in schemes if verdicts.loc[(s, method), "verdict"] in wanted]
+
+    failing = [m for m in label_free if where(m, ("stays similar", "undecided"))]
+    partly = {m: where(m, ("changes partly",)) for m in label_free if where(m, ("changes partly",))}
+    at_chance = {m: where(m, ("as different as a random map",)) for m in label_free
+                 if where(m, ("as different as a random map",))}
+    verdict = ("not testable here" if not label_free else "not supported" if failing
+               else "partly supported" if partly else "supported")
+    return {"verdict": verdict, "failing": failing, "partly": partly, "at_chance": at_chance}
+
+
 def sanity_summary(results: pd.DataFrame, *, similarity: str = "spearman", threshold: float = 0.9,
                    absolute: bool = True) -> pd.DataFrame:
     """Per method: mean similarity to the trained maps once *every* module is re-initialised, and a flag.
