@@ -111,3 +111,26 @@ def test_setup_gives_numpy_blas_the_same_thread_count_as_torch():
             assert blas and all(p["num_threads"] == 1 for p in blas)
         finally:
             torch.set_num_threads(before)
+
+
+def test_tables_show_display_names_in_a_notebook_and_the_data_stay_as_they_are(monkeypatch):
+    import pandas as pd
+    from IPython.core.interactiveshell import InteractiveShell
+
+    import tsmlib.style
+    from tsmlib.plotting import display_label
+
+    assert tsmlib.style.show_tables_with_display_names() is False  # no IPython shell: nothing to do
+    shell = InteractiveShell.instance()
+    try:
+        monkeypatch.setattr("IPython.get_ipython", lambda: shell)
+        assert tsmlib.style.show_tables_with_display_names() is True
+        df = pd.DataFrame({"average_drop": [12.5], "iou": [0.4], "n": [3]}, index=["multivec-eigencam"])
+        html = shell.display_formatter.format(df)[0]["text/html"]
+        assert "Average Drop (%)" in html and "Multivec-EigenCAM" in html and "mIoU" in html
+        assert "average_drop" not in html and list(df.columns) == ["average_drop", "iou", "n"]
+        assert display_label(3) == 3 and display_label("some text") == "some text"
+        styled = shell.display_formatter.format(df.style.format("{:.1f}"))[0]["text/html"]
+        assert "Average Drop (%)" in styled and "Multivec-EigenCAM" in styled and "12.5" in styled
+    finally:
+        InteractiveShell.clear_instance()

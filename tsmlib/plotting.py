@@ -87,6 +87,30 @@ def display_name(method: str) -> str:
     return method
 
 
+def display_label(label):
+    """A table label as a reader sees it: a metric's code name becomes its display name with its unit
+    (``"average_drop"`` -> ``"Average Drop (%)"``), a method or model name its :func:`display_name`; any
+    other label (numbers, tuples, text) is returned unchanged."""
+    if not isinstance(label, str):
+        return label
+    from .evaluation.metric_info import METRICS
+
+    if label in METRICS:
+        return METRICS[label].axis_label
+    return display_name(label)
+
+
+def readable_table(df):
+    """``df`` with every row and column label (all levels) passed through :func:`display_label`; the
+    values are untouched. The book's chapters show every DataFrame this way (``tsmlib.style.setup``).
+
+    >>> import pandas as pd
+    >>> readable_table(pd.DataFrame({"average_drop": [1.0]}, index=["multivec-eigencam"])).to_dict()
+    {'Average Drop (%)': {'Multivec-EigenCAM': 1.0}}
+    """
+    return df.rename(index=display_label, columns=display_label)
+
+
 def _cmap(cmap: str | None) -> str:
     from .style import SALIENCY_CMAP
 

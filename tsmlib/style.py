@@ -31,6 +31,7 @@ __all__ = [
     "cache_dir",
     "cached",
     "reuse_freed_memory",
+    "show_tables_with_display_names",
 ]
 
 #: Resolution of the figures embedded in the executed notebooks (and so in the site).
@@ -75,7 +76,7 @@ def seed_everything(seed: int = 0) -> None:
 
 
 def setup(seed: int = 0, *, dpi: int = FIGURE_DPI, context: str = "notebook", torch_threads: int | None = None,
-          keep_freed_memory: bool = True) -> dict:
+          keep_freed_memory: bool = True, readable_tables: bool = True) -> dict:
     """Apply the book's house style; call it first in every chapter.
 
     Seeds every random generator (:func:`seed_everything`), sets the matplotlib/seaborn style
@@ -97,6 +98,9 @@ def setup(seed: int = 0, *, dpi: int = FIGURE_DPI, context: str = "notebook", to
         pool (``threadpoolctl``), NumPy's included.
     keep_freed_memory : bool
         Call :func:`reuse_freed_memory` (glibc only; the kernel then keeps its peak memory until it exits).
+    readable_tables : bool
+        Call :func:`show_tables_with_display_names`: in a notebook, every DataFrame is shown with display
+        names for its method and metric labels.
 
     Returns
     -------
@@ -120,6 +124,8 @@ def setup(seed: int = 0, *, dpi: int = FIGURE_DPI, context: str = "notebook", to
     seed_everything(seed)
     if keep_freed_memory:
         reuse_freed_memory()
+    if readable_tables:
+        show_tables_with_display_names()
     sns.set_theme(context=context, style="whitegrid", palette="colorblind")
     mpl.rcParams.update(_RC)
     mpl.rcParams["figure.dpi"] = dpi
@@ -142,6 +148,41 @@ def setup(seed: int = 0, *, dpi: int = FIGURE_DPI, context: str = "notebook", to
     except ImportError:  # pragma: no cover
         pass
     return {"seed": seed, "dpi": dpi, "context": context, "torch_threads": torch_threads, "versions": versions}
+
+
+def show_tables_with_display_names() -> bool:
+    """In IPython, show every DataFrame with :func:`tsmlib.plotting.readable_table` labels ("Average Drop
+    (%)", "Multivec-EigenCAM") instead of code names; the DataFrame itself is unchanged. Returns False
+    outside IPython. Should the renaming fail for a table, that table is shown as it is."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return False
+    shell = get_ipython()
+    if shell is None:
+        return False
+    import pandas as pd
+
+    import pandas.io.formats.style  # noqa: F401 - pd.io.formats.style.Styler
+
+    from .plotting import display_label, readable_table
+
+    def html(df):
+        try:
+            return readable_table(df)._repr_html_()
+        except Exception:  # noqa: BLE001 - a table is never lost to its labels
+            return df._repr_html_()
+
+    def styled_html(styler):
+        try:  # Styler.format_index changes only how the labels are printed
+            return styler.format_index(display_label, axis=0).format_index(display_label, axis=1)._repr_html_()
+        except Exception:  # noqa: BLE001
+            return styler._repr_html_()
+
+    formatter = shell.display_formatter.formatters["text/html"]
+    formatter.for_type(pd.DataFrame, html)
+    formatter.for_type(pd.io.formats.style.Styler, styled_html)
+    return True
 
 
 def reuse_freed_memory(threshold: int = 1 << 30) -> bool:
