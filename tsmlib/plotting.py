@@ -100,6 +100,21 @@ def display_label(label):
     return display_name(label)
 
 
+def names_in_words(names, *, last: str = ", ", empty: str = "none") -> str:
+    """Method (or model, metric) names as a reader sees them in a sentence: display names joined by
+    ``", "``, the last one by ``last`` (e.g. ``" and "``); ``empty`` when there are none.
+
+    >>> names_in_words(["tsm", "multivec-eigencam", "mtsm"], last=" and ")
+    'TSM, Multivec-EigenCAM and MTSM'
+    >>> names_in_words([])
+    'none'
+    """
+    words = [display_label(n) for n in names]
+    if not words:
+        return empty
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + last + words[-1]
+
+
 def readable_table(df):
     """``df`` with every row and column label (all levels) passed through :func:`display_label`; the
     values are untouched. The book's chapters show every DataFrame this way (``tsmlib.style.setup``).
