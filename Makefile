@@ -10,10 +10,12 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: install system-deps test book clean-book
 
-$(STAMP): pyproject.toml
+# tsmlib (the library, with the sanity check's scikit-image and the test tools) and tsmbook (the book's
+# own package, book/pyproject.toml: figures, house style, jupyter-book, papermill), both editable.
+$(STAMP): pyproject.toml book/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[book,test]'
+	$(PY) -m pip install -q -e '.[sanity,test]' -e ./book
 	touch $(STAMP)
 
 # The Debian packages of tools/system-packages.txt, only those missing (needs root or password-less sudo;

@@ -20,7 +20,7 @@ import platform
 
 import torch
 
-from tsmlib import benchmark
+from tsmbook import benchmark
 
 
 def compare(model: torch.nn.Module, x: torch.Tensor, layer, *, batch_size: int = 32, repeat: int = 1,

@@ -33,7 +33,7 @@ METRICS = ["average_drop", "increase_in_confidence", "average_gain", "mse", "iou
 def forward_time(model, batch_size: int, n_images: int, n_forwards: int, repeat: int = 5) -> float:
     """Seconds of ``n_forwards`` no-grad forward passes per image, in batches, for ``n_images`` images
     (from the median of ``repeat`` timings of one batch)."""
-    from tsmlib.synthetic import load_benchmark_split
+    from tsmbook.synthetic import load_benchmark_split
 
     x = load_benchmark_split("test", n=batch_size).float_images()
     times = []

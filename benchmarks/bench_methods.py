@@ -1,6 +1,6 @@
 """Speed of tsmlib's saliency methods against the peers, measured in one run on the same tensors.
 
-A thin command line over :mod:`tsmlib.benchmark` (the book's chapter 8 uses the same functions).
+A thin command line over :mod:`tsmbook.benchmark` (the book's chapter 8 uses the same functions).
 Prints one table per activation shape with the time per batch, maps per second and the speed-up
 ratios against:
 
@@ -27,7 +27,7 @@ import platform
 
 import torch
 
-from tsmlib import benchmark
+from tsmbook import benchmark
 
 FOUR = ("eigencam", "tsm", "multivec_eigencam", "mtsm")
 

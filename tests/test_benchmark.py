@@ -1,4 +1,4 @@
-"""tsmlib.benchmark: the peers compute the same maps as tsmlib, and the timing helpers behave.
+"""tsmbook.benchmark: the peers compute the same maps as tsmlib, and the timing helpers behave.
 
 No test asserts a speed: timings depend on the machine and its load.
 """
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import tsmlib
-from tsmlib import benchmark
+from tsmbook import benchmark
 
 
 @pytest.fixture

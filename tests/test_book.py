@@ -84,7 +84,7 @@ def test_notebook_follows_the_template(name):
         assert re.search(rf"^{re.escape(heading)}\s*$", markdown, re.M), f"missing section {heading!r}"
     assert "{dropdown}" in markdown or "toggle" in markdown, "exercise solutions must be folded away"
     code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
-    assert "tsmlib.style.setup(" in code, "every chapter starts with tsmlib.style.setup(seed=...)"
+    assert "tsmbook.style.setup(" in code, "every chapter starts with tsmbook.style.setup(seed=...)"
 
 
 @pytest.mark.parametrize("params_file", sorted((ROOT / "params").glob("*.yaml")), ids=lambda p: p.name)
@@ -470,7 +470,7 @@ def test_search_finds_the_chapters_offline(site):
 def test_readers_are_never_sent_outside_the_repository():
     """The project's internal notes (its shared/ folder) are not part of the repository readers get."""
     offenders = []
-    for pattern in ("README.md", "book/*.md", "notebooks/*.ipynb", "tsmlib/**/*.py", "tools/*.py", "params/*.yaml"):
+    for pattern in ("README.md", "book/*.md", "notebooks/*.ipynb", "tsmlib/**/*.py", "book/tsmbook/**/*.py", "tools/*.py", "params/*.yaml"):
         for f in ROOT.glob(pattern):
             text = f.read_text()
             if re.search(r"shared/|\bmethod\.md\b|\benvironment\.md\b", text):

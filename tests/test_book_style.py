@@ -1,4 +1,4 @@
-"""tsmlib.style: seeds, plot style, cache helpers."""
+"""tsmbook.style: seeds, plot style, cache helpers."""
 
 import random
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-import tsmlib.style as style
+import tsmbook.style as style
 
 
 def test_seed_everything_makes_every_generator_repeat():
@@ -40,8 +40,8 @@ def test_setup_sets_the_house_style_and_reports_it():
 
 def test_repo_root_finds_the_checkout(tmp_path):
     root = style.repo_root()
-    assert (root / "pyproject.toml").is_file() and (root / "tsmlib" / "style.py").is_file()
-    assert style.repo_root(tmp_path) == root  # outside any checkout: falls back to tsmlib's location
+    assert (root / "pyproject.toml").is_file() and (root / "book" / "tsmbook" / "style.py").is_file()
+    assert style.repo_root(tmp_path) == root  # outside any checkout: falls back to tsmbook's location
 
 
 def test_cached_computes_once_per_key(tmp_path):
@@ -69,30 +69,30 @@ def test_reuse_freed_memory_applies_on_glibc_and_is_a_no_op_elsewhere(monkeypatc
     import ctypes
     import platform
 
-    import tsmlib.style
+    import tsmbook.style
 
-    applied = tsmlib.style.reuse_freed_memory()
+    applied = tsmbook.style.reuse_freed_memory()
     if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
         assert applied is True
-    assert tsmlib.style.reuse_freed_memory() is applied  # idempotent
+    assert tsmbook.style.reuse_freed_memory() is applied  # idempotent
     with pytest.raises(ValueError, match="positive"):
-        tsmlib.style.reuse_freed_memory(0)
+        tsmbook.style.reuse_freed_memory(0)
 
     def no_libc(*args, **kwargs):
         raise OSError("no C library here")
 
     monkeypatch.setattr(ctypes, "CDLL", no_libc)
-    assert tsmlib.style.reuse_freed_memory() is False
+    assert tsmbook.style.reuse_freed_memory() is False
 
 
 def test_setup_keeps_freed_memory_unless_told_not_to(monkeypatch):
-    import tsmlib.style
+    import tsmbook.style
 
     calls = []
-    monkeypatch.setattr(tsmlib.style, "reuse_freed_memory", lambda *a, **k: calls.append(1) or True)
-    tsmlib.style.setup(seed=0)
+    monkeypatch.setattr(tsmbook.style, "reuse_freed_memory", lambda *a, **k: calls.append(1) or True)
+    tsmbook.style.setup(seed=0)
     assert calls == [1]
-    tsmlib.style.setup(seed=0, keep_freed_memory=False)
+    tsmbook.style.setup(seed=0, keep_freed_memory=False)
     assert calls == [1]
 
 
@@ -100,12 +100,12 @@ def test_setup_gives_numpy_blas_the_same_thread_count_as_torch():
     import torch
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    import tsmlib.style
+    import tsmbook.style
 
     before = torch.get_num_threads()
     with threadpool_limits(limits=None):  # restores every pool afterwards
         try:
-            tsmlib.style.setup(seed=0, torch_threads=1)
+            tsmbook.style.setup(seed=0, torch_threads=1)
             assert torch.get_num_threads() == 1
             blas = [p for p in threadpool_info() if p["user_api"] == "blas"]
             assert blas and all(p["num_threads"] == 1 for p in blas)
@@ -117,14 +117,14 @@ def test_tables_show_display_names_in_a_notebook_and_the_data_stay_as_they_are(m
     import pandas as pd
     from IPython.core.interactiveshell import InteractiveShell
 
-    import tsmlib.style
-    from tsmlib.plotting import display_label
+    import tsmbook.style
+    from tsmbook.plotting import display_label
 
-    assert tsmlib.style.show_tables_with_display_names() is False  # no IPython shell: nothing to do
+    assert tsmbook.style.show_tables_with_display_names() is False  # no IPython shell: nothing to do
     shell = InteractiveShell.instance()
     try:
         monkeypatch.setattr("IPython.get_ipython", lambda: shell)
-        assert tsmlib.style.show_tables_with_display_names() is True
+        assert tsmbook.style.show_tables_with_display_names() is True
         df = pd.DataFrame({"average_drop": [12.5], "iou": [0.4], "n": [3]}, index=["multivec-eigencam"])
         html = shell.display_formatter.format(df)[0]["text/html"]
         assert "Average Drop (%)" in html and "Multivec-EigenCAM" in html and "mIoU" in html

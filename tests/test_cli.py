@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 
 from tsmlib.cli import main
+from tsmlib.data import photos_root
 
-PHOTOS = Path(__file__).resolve().parents[1] / "data" / "photos"
+PHOTOS = photos_root()  # the photo set installed with tsmlib
 
 
 def test_explain_two_photos_and_a_bad_file(tmp_path, capsys):
@@ -113,10 +114,10 @@ def test_open_image_composites_onto_white(tmp_path):
 
 def test_overlay_is_the_saved_map_and_one_forward_serves_the_label_free_methods(tmp_path, monkeypatch, capsys):
     import tsmlib.models
-    import tsmlib.viz
+    import tsmlib.overlay
 
     forwards, overlays = [], []
-    load_model, overlay = tsmlib.models.load_model, tsmlib.viz.overlay
+    load_model, overlay = tsmlib.models.load_model, tsmlib.overlay.overlay
 
     def counting_load_model(*args, **kwargs):
         lm = load_model(*args, **kwargs)
@@ -128,7 +129,7 @@ def test_overlay_is_the_saved_map_and_one_forward_serves_the_label_free_methods(
         return overlay(image, saliency, **kwargs)
 
     monkeypatch.setattr(tsmlib.models, "load_model", counting_load_model)
-    monkeypatch.setattr(tsmlib.viz, "overlay", recording_overlay)
+    monkeypatch.setattr(tsmlib.overlay, "overlay", recording_overlay)
     out = tmp_path / "out"
     methods = ["tsm", "mtsm", "eigencam", "lafam"]
     rc = main(["explain", str(PHOTOS / "cat.jpg"), str(PHOTOS / "squirrel.jpg"), "--method", *methods,

@@ -11,7 +11,7 @@ from PIL import Image
 from tsmlib.data import DatasetNotFoundError, PhotoSet, load_photo, load_photos, photo_manifest, photos_root
 from tsmlib.data.voc import VOC_CLASSES
 
-ROOT = Path(__file__).resolve().parents[1] / "data" / "photos"
+ROOT = Path(__file__).resolve().parents[1] / "tsmlib" / "data" / "photoset"
 
 
 def test_manifest_matches_files():

@@ -18,11 +18,12 @@ import pytest
 import torch
 import yaml
 
+import tsmbook  # noqa: F401 - registers the book's synthetic models and data set, which these runs use
 from tsmlib.evaluation import evaluate
 from tsmlib.evaluation.command import load_config, run_evaluation
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = {"model": "synthetic_simclr", "dataset": "synthetic", "n_images": 12, "shard_size": 4, "batch_size": 2,
+TINY = {"imports": ["tsmbook"], "model": "synthetic_simclr", "dataset": "synthetic", "n_images": 12, "shard_size": 4, "batch_size": 2,
         "methods": ["eigencam", "tsm"], "metrics": ["average_drop", "increase_in_confidence", "mse", "iou"],
         "n_boot": 20, "progress": False}
 
@@ -60,7 +61,7 @@ def test_run_writes_fingerprinted_shards_and_merged_files(reference):
 def test_merged_table_equals_evaluate(reference):
     """The command's numbers are the runner's: the same images through evaluate() in one call."""
     from tsmlib.models import load_model
-    from tsmlib.synthetic import load_benchmark_split
+    from tsmbook.synthetic import load_benchmark_split
 
     lm = load_model("synthetic_simclr")
     data = load_benchmark_split("test", n=12)

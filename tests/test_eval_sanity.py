@@ -6,14 +6,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tsmlib.evaluation.sanity import (
-    average_ranks,
-    cascading_randomization,
-    parameterised_modules_in_call_order,
-    sanity_summary,
-    spearman,
-    ssim,
-)
+from tsmlib.evaluation.sanity import average_ranks, cascading_randomization, sanity_summary, spearman, ssim
+from tsmlib.models.randomise import parameterised_modules_in_call_order
 
 
 def test_average_ranks_and_spearman_match_scipy_with_ties():
@@ -149,18 +143,20 @@ def test_blocks_randomise_groups_of_modules():
 from tsmlib.evaluation._methods import method_maps, resolve_methods  # noqa: E402
 from tsmlib.evaluation.sanity import (  # noqa: E402
     block_label,
-    block_of,
     edge_map,
-    group_blocks,
     independent_randomization,
     model_randomization,
     noise_floor,
-    perturbed_model,
     random_map,
-    randomisation_blocks,
-    randomised_models,
     sanity_thresholds,
     sanity_verdicts,
+)
+from tsmlib.models.randomise import (  # noqa: E402
+    block_of,
+    group_blocks,
+    perturbed_model,
+    randomisation_blocks,
+    randomised_models,
 )
 
 

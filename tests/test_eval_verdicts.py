@@ -1,4 +1,4 @@
-"""tsmlib.evaluation.verdicts: every verdict reachable from hand-built family tables, boundaries, bad input."""
+"""tsmbook.verdicts: every verdict reachable from hand-built family tables, boundaries, bad input."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from tsmlib.evaluation import stats as S
-from tsmlib.evaluation.verdicts import VERDICTS, metric_outcomes, verdict
+from tsmbook.verdicts import VERDICTS, metric_outcomes, verdict
 
 nan = float("nan")
 
@@ -100,7 +100,7 @@ def test_verdict_of_a_real_family_table():
 
 
 def test_verdict_detail_names_each_metric_and_the_family():
-    from tsmlib.evaluation.verdicts import verdict_detail
+    from tsmbook.verdicts import verdict_detail
 
     t = family((0.1, 0.9), (nan, nan), metrics=["average_drop", "iou"]).assign(confidence=0.99)
     assert verdict_detail(t, target=0.5) == ("Average Drop better (+50 % inside), mIoU not computable; "
@@ -115,7 +115,7 @@ def keyed(*intervals, metrics=None, change=None):
 
 
 def test_control_outcomes_flags_a_gain_the_random_model_shows_too():
-    from tsmlib.evaluation.verdicts import control_outcomes
+    from tsmbook.verdicts import control_outcomes
 
     trained = keyed((0.3, 0.6), (0.3, 0.6), (0.3, 0.6), (-0.1, 0.6), (0.3, 0.6))
     control = keyed((0.01, 0.1),    # above 0, below the trained interval: the random model gains too
@@ -135,7 +135,7 @@ def test_control_outcomes_flags_a_gain_the_random_model_shows_too():
 
 
 def test_control_matches_rows_by_key_and_several_models_share_one_control_row():
-    from tsmlib.evaluation.verdicts import control_outcomes
+    from tsmbook.verdicts import control_outcomes
 
     trained = pd.concat([keyed((0.3, 0.6), metrics=["ad"]).assign(model=m) for m in ("simclr", "barlow")]
                         + [keyed((0.3, 0.6), metrics=["ad"]).assign(method="mtsm", model="simclr")],
@@ -145,7 +145,7 @@ def test_control_matches_rows_by_key_and_several_models_share_one_control_row():
 
 
 def test_artefact_metrics_do_not_count_as_better():
-    from tsmlib.evaluation.verdicts import verdict_detail
+    from tsmbook.verdicts import verdict_detail
 
     trained = keyed((0.3, 0.6), (0.3, 0.6), (0.2, 0.7), metrics=["average_drop", "iou", "mse"])
     clean = keyed((-0.2, 0.1), (-0.2, 0.1), (-0.3, 0.1), metrics=["average_drop", "iou", "mse"])
@@ -171,7 +171,7 @@ def test_artefact_metrics_do_not_count_as_better():
 
 
 def test_control_bad_input():
-    from tsmlib.evaluation.verdicts import control_outcomes
+    from tsmbook.verdicts import control_outcomes
 
     with pytest.raises(ValueError, match="several rows"):
         control_outcomes(keyed((0.1, 0.2)), pd.concat([keyed((0.1, 0.2)), keyed((0.1, 0.3))]))

@@ -1,4 +1,4 @@
-"""tsmlib.explorer: the offline slider explorer of chapter 11 (static HTML, data URIs, inline JS)."""
+"""tsmbook.explorer: the offline slider explorer of chapter 11 (static HTML, data URIs, inline JS)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import tempfile
 import pytest
 import torch
 
-from tsmlib.explorer import explorer_html
+from tsmbook.explorer import explorer_html
 
 K_VALUES = [1, 3, None]
 RANKS = [4, 2]
@@ -123,7 +123,7 @@ def test_the_slider_swaps_the_images_in_a_browser(page, tmp_path):
 
 
 def test_mtsm_components_caps_k_at_the_channel_rank():
-    from tsmlib.explorer import mtsm_components
+    from tsmbook.explorer import mtsm_components
 
     assert [mtsm_components(k, 2) for k in (1, 4, 5, None)] == [1, 4, 4, None]  # R1 <= r * r = 4
     assert mtsm_components(10, 7) == 10
@@ -133,7 +133,7 @@ def test_mtsm_components_caps_k_at_the_channel_rank():
 
 def test_explorer_maps_are_the_methods_called_one_setting_at_a_time():
     import tsmlib
-    from tsmlib.explorer import METHOD_SLIDERS, explorer_maps
+    from tsmbook.explorer import METHOD_SLIDERS, explorer_maps
 
     A = torch.rand(N, 6, 4, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     maps = explorer_maps(A, K_VALUES, RANKS)
@@ -155,7 +155,7 @@ def test_explorer_maps_are_the_methods_called_one_setting_at_a_time():
 
 def test_explorer_maps_pass_options_to_one_method_and_reject_unknown_ones():
     import tsmlib
-    from tsmlib.explorer import explorer_maps
+    from tsmbook.explorer import explorer_maps
 
     A = torch.rand(N, 6, 4, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     plain = explorer_maps(A, [None], [4])

@@ -1,4 +1,4 @@
-"""tsmlib.figures: method variants (names, options, shared forward pass), the orientation check, grids."""
+"""tsmbook.figures: method variants (names, options, shared forward pass), the orientation check, grids."""
 
 import matplotlib
 
@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import tsmlib
-from tsmlib import figures
+from tsmbook import figures
 
 from _eval_helpers import CountingConvNet
 
@@ -97,7 +97,7 @@ def test_saliency_grid_layout_and_errors():
 
 
 def test_the_one_grid_draws_one_image_per_cell_with_a_colour_bar_and_display_names():
-    from tsmlib import plotting
+    from tsmbook import plotting
 
     images = [torch.rand(3, 16, 16) for _ in range(3)]
     maps = {m: torch.rand(3, 4, 4) for m in ("eigencam", "multivec-eigencam", "mtsm[k=5]", "gradcam++")}
@@ -121,7 +121,7 @@ def test_the_one_grid_draws_one_image_per_cell_with_a_colour_bar_and_display_nam
 
 
 def test_display_name():
-    from tsmlib.plotting import display_name
+    from tsmbook.plotting import display_name
 
     assert display_name("multivec-eigencam") == "Multivec-EigenCAM"
     assert display_name("multivec_eigencam") == "Multivec-EigenCAM"
@@ -137,15 +137,15 @@ def test_display_name():
 
 def test_every_registry_model_has_a_display_name():
     import tsmlib
-    from tsmlib.plotting import MODEL_DISPLAY_NAMES
+    from tsmbook.plotting import MODEL_DISPLAY_NAMES
 
-    from tsmlib.plotting import display_name
+    from tsmbook.plotting import display_name
 
     for name in tsmlib.available_models():
         assert display_name(name) != name, f"model {name!r} has no display name"
     assert display_name("efficientnet_lite0_random") == "EfficientNet-Lite0 (random weights)"
     assert set(MODEL_DISPLAY_NAMES) >= {n for n in tsmlib.available_models() if not n.endswith("_random")}
-    from tsmlib.plotting import DISPLAY_NAMES
+    from tsmbook.plotting import DISPLAY_NAMES
 
     from tsmlib.registry import BUILTIN_DESCRIPTIONS
 
@@ -174,7 +174,7 @@ def test_no_rainbow_colour_map_in_the_library():
     import re
     from pathlib import Path
 
-    from tsmlib import style
+    from tsmbook import style
 
     root = Path(tsmlib.__file__).parent
     offenders = [str(f.relative_to(root)) for f in root.rglob("*.py") if re.search(r"\bjet\b", f.read_text())]
@@ -194,7 +194,7 @@ def test_variant_without_options_is_the_registered_method():
 def test_metric_curves_one_panel_per_metric_with_labels_bands_and_display_names():
     import pandas as pd
 
-    from tsmlib import plotting
+    from tsmbook import plotting
 
     rows = [{"method": m, "metric": metric, "k": k, "mean": k * s, "ci_low": k * s - 0.1, "ci_high": k * s + 0.1}
             for m, s in (("mtsm", 1.0), ("multivec-eigencam", 2.0)) for metric in ("iou", "average_drop")
@@ -218,7 +218,7 @@ def test_metric_curves_one_panel_per_metric_with_labels_bands_and_display_names(
 
 
 def test_every_yardstick_has_its_own_line_style_and_a_display_name():
-    from tsmlib.plotting import YARDSTICK_STYLES, display_name
+    from tsmbook.plotting import YARDSTICK_STYLES, display_name
 
     yardsticks = tsmlib.available_methods(family="yardstick")
     assert sorted(YARDSTICK_STYLES) == sorted(yardsticks)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 import tsmlib
-from tsmlib import figures, style
+from tsmbook import figures, style
 from tsmlib import fingerprint as F
 from tsmlib.evaluation import evaluate
 
@@ -39,8 +39,8 @@ def _edit(path: Path):
 
 
 # ------------------------------------------------------------------------------------- the digests
-@pytest.mark.parametrize("module", ["_validation.py", "figures.py", "style.py", "evaluation/metrics.py",
-                                    "data/ilsvrc2012_wnids.txt"])
+@pytest.mark.parametrize("module", ["_validation.py", "overlay.py", "runtime.py", "evaluation/metrics.py",
+                                    "data/ilsvrc2012_wnids.txt", "data/photoset/manifest.json"])
 def test_source_digest_covers_every_file_of_the_package(source_copy, module):
     before = F.source_digest()
     assert before == F.source_digest(ROOT / "tsmlib") and F.fingerprint(1) == F.fingerprint(1)
@@ -200,7 +200,7 @@ def _counter():
     return calls, compute
 
 
-def test_cached_misses_on_every_dependency_and_hits_otherwise(tmp_path, source_copy):
+def test_cached_misses_on_every_dependency_and_hits_otherwise(tmp_path, source_copy, monkeypatch):
     calls, compute = _counter()
     model = nn.Linear(2, 2)
     data = tmp_path / "image.bin"
@@ -221,11 +221,19 @@ def test_cached_misses_on_every_dependency_and_hits_otherwise(tmp_path, source_c
     assert len(calls) == 3
     style.cached("r", compute, key={**key(), "k": 4}, root=root)  # a parameter changed
     assert len(calls) == 4
-    _edit(source_copy / "viz.py")  # a line of any tsmlib module changed
+    _edit(source_copy / "overlay.py")  # a line of any tsmlib module changed
     style.cached("r", compute, key=key(), root=root)
     assert len(calls) == 5
     style.cached("r", compute, key=key(), root=root)
     assert len(calls) == 5
+    book_copy = tmp_path / "tsmbook_copy"  # a line of the book's own package changed
+    shutil.copytree(ROOT / "book" / "tsmbook", book_copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(style, "BOOK_SOURCE_ROOT", book_copy)
+    style.cached("r", compute, key=key(), root=root)
+    assert len(calls) == 5  # an identical copy: the same digest
+    _edit(book_copy / "figures.py")
+    style.cached("r", compute, key=key(), root=root)
+    assert len(calls) == 6
 
 
 def test_cached_is_silent_and_never_prints_a_path(tmp_path, capsys):
@@ -311,7 +319,8 @@ def _runner():
 def test_execution_key_misses_on_source_data_and_parameters(tmp_path):
     runner = _runner()
     book = tmp_path / "book"
-    shutil.copytree(ROOT / "tsmlib", book / "tsmlib", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in runner.PACKAGES:
+        shutil.copytree(ROOT / package, book / package, ignore=shutil.ignore_patterns("__pycache__"))
     for d in runner.DATA_DIRS:
         (book / d).mkdir(parents=True)
         (book / d / "a.txt").write_text("data")
@@ -321,13 +330,16 @@ def test_execution_key_misses_on_source_data_and_parameters(tmp_path):
     k0 = key()
     assert key() == k0
     assert key({"seed": 1}) != k0
-    _edit(book / "tsmlib" / "figures.py")
+    _edit(book / "book" / "tsmbook" / "figures.py")  # the book's package
     k1 = key()
     assert k1 != k0
+    _edit(book / "tsmlib" / "methods.py")  # the library
+    k1b = key()
+    assert k1b != k1
     (book / "data" / "ssl" / "a.txt").write_text("new weights")
     k2 = key()
-    assert k2 != k1
-    (book / "data" / "photos" / "b.txt").write_text("a new photo")
+    assert k2 != k1b
+    (book / "tsmlib" / "data" / "photoset" / "b.txt").write_text("a new photo")
     assert key() != k2
     nb.write_text('{"cells": []}')
     assert key() != k2

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from tsmlib.data import load_photos
-from tsmlib.models import DEFAULT_MODEL, available_models, get_spec, imagenet_classes, load_model
+from tsmlib.data import imagenet_classes
+from tsmlib.models import DEFAULT_MODEL, available_models, get_spec, load_model
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +105,5 @@ def test_weight_status_says_what_is_missing_and_what_is_found_without_loading(tm
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / spec.weights.filename).write_bytes(b"not read")  # found, never loaded
     assert weight_status("DINO-ResNet50") == {"weights": f"found: {spec.weights.filename}", "linear probe": "missing"}
-    # the synthetic benchmark's models are committed with the book, not in the hub cache
-    assert weight_status("synthetic_simclr") == {"weights": "committed: simclr.safetensors", "linear probe": "-"}
     with pytest.raises(KeyError, match="no_such_model"):
         weight_status("no_such_model")

@@ -1,4 +1,4 @@
-"""tsmlib.paper_figures: the schematic's tensors against the methods and by hand; the plots' layout and errors."""
+"""tsmbook.paper_figures: the schematic's tensors against the methods and by hand; the plots' layout and errors."""
 
 import matplotlib
 
@@ -11,7 +11,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import tsmlib  # noqa: E402
-from tsmlib import paper_figures as pf  # noqa: E402
+from tsmbook import paper_figures as pf  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

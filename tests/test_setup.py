@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 INSTALLER = ROOT / "tools" / "install_system_deps.sh"
 MANIFEST = ROOT / "tools" / "system-packages.txt"
 #: Where the code that runs on a user's machine lives (scanned for system paths and commands).
-CODE_DIRS = ("tsmlib", "tools", "tests", "notebooks", "book/_ext", "benchmarks", ".ci")
+CODE_DIRS = ("book/tsmbook", "tsmlib", "tools", "tests", "notebooks", "book/_ext", "benchmarks", ".ci")
 SYSTEM_PATH = re.compile(r"(?<![\w./])/(?:usr|opt|etc|var)/[\w.+-]+(?:/[\w.+-]+)*")
 WHICH_CALL = re.compile(r"""shutil\.which\(\s*["']([\w.+-]+)["']""")
 

@@ -6,8 +6,8 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from tsmlib.synthetic import data as sd
-from tsmlib.synthetic.data import SceneConfig, generate, load_fashion_mnist, render_scene
+from tsmbook.synthetic import data as sd
+from tsmbook.synthetic.data import SceneConfig, generate, load_fashion_mnist, render_scene
 
 
 def test_fashion_mnist_files():

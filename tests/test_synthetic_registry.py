@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from tsmlib.models import available_models, load_model
+from tsmlib.models import available_models, load_model, weight_status
 from tsmlib.models.registry import ModelSpec, get_spec, register_model, unregister_model
-from tsmlib.synthetic import FASHION_MNIST_CLASSES, zoo
-from tsmlib.synthetic.train import accuracy
+from tsmbook.synthetic import FASHION_MNIST_CLASSES, zoo
+from tsmbook.synthetic.train import accuracy
 
 MANIFEST = zoo.read_manifest()
 NAMES = [f"synthetic_{k}" for k in zoo.KINDS]
@@ -67,3 +67,8 @@ def test_explicit_class_list_and_bad_class_spec():
     finally:
         unregister_model("_t_list")
         unregister_model("_t_bad")
+
+
+def test_weight_status_reports_the_committed_files():
+    # the synthetic benchmark's models are committed with the book (data/ssl), not in the hub cache
+    assert weight_status("synthetic_simclr") == {"weights": "committed: simclr.safetensors", "linear probe": "-"}

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from tsmlib.synthetic import augment
-from tsmlib.synthetic.nets import ContractModel, Embedder, SmallResNet
-from tsmlib.synthetic.train import (
+from tsmbook.synthetic import augment
+from tsmbook.synthetic.nets import ContractModel, Embedder, SmallResNet
+from tsmbook.synthetic.train import (
     TINY_CONFIG,
     Projector,
     barlow_twins_loss,
@@ -169,7 +169,7 @@ def test_recalibrate_batchnorm_matches_batch_statistics():
 
 
 def _batch(n=16):
-    from tsmlib.synthetic.data import generate
+    from tsmbook.synthetic.data import generate
 
     d = generate("train", n, seed=0)
     return d.float_images(), d.labels
@@ -198,7 +198,7 @@ def test_ssl_steps_decrease_loss(method):
 
 
 def test_tiny_run_exports_loadable_models(tmp_path):
-    from tsmlib.synthetic import train, zoo
+    from tsmbook.synthetic import train, zoo
 
     out, target = tmp_path / "run", tmp_path / "export"
     train.main(["--config", "tiny", "--out", str(out), "--export", str(target), "--no-progress"])
@@ -229,7 +229,7 @@ def test_tiny_run_exports_loadable_models(tmp_path):
 
 
 def test_lr_factor_hand_values():
-    from tsmlib.synthetic.train import lr_factor
+    from tsmbook.synthetic.train import lr_factor
 
     assert lr_factor(0.05, 0.1) == pytest.approx(0.5)  # half-way through the warm-up
     assert lr_factor(0.1, 0.1) == pytest.approx(1.0)  # peak
@@ -239,7 +239,7 @@ def test_lr_factor_hand_values():
 
 
 def test_time_budget_stops_training(tmp_path):
-    from tsmlib.synthetic import train
+    from tsmbook.synthetic import train
 
     cfg = copy.deepcopy(TINY_CONFIG)
     cfg["supervised"].update(epochs=50, time_budget_minutes=1e-6)
@@ -250,8 +250,8 @@ def test_time_budget_stops_training(tmp_path):
 
 
 def test_swap_backgrounds_keeps_objects_exactly():
-    from tsmlib.synthetic.data import generate
-    from tsmlib.synthetic.train import swap_backgrounds
+    from tsmbook.synthetic.data import generate
+    from tsmbook.synthetic.train import swap_backgrounds
 
     d = generate("train", 6, seed=0, keep_backgrounds=True)
     x, bg = d.float_images(), d.backgrounds.float() / 255

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tsmlib.viz import data_card, figure_grid, mask_outline, overlay, to_numpy_image
+from tsmbook.viz import data_card, figure_grid, mask_outline, overlay, to_numpy_image
 
 
 def test_overlay_alpha_extremes_and_shapes():

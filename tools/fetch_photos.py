@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Build the offline photo set under ``data/photos/`` (images, masks, manifest).
+"""Build the offline photo set under ``tsmlib/data/photoset/`` (images, masks, manifest).
 
 The photos come from files that ship in packages installable offline (from PyPI and
 Debian only): the scikit-image, scikit-learn and matplotlib wheels and the Debian
@@ -15,7 +15,7 @@ Foreground masks: OpenCV GrabCut (5 iterations) initialised with each object's b
 looking at the photo; the union over the objects is the mask. Per-image hand polygons
 (``add``/``remove``) correct GrabCut where it fails, and ``full_frame`` marks photos whose object
 fills the frame. Every mask was checked by eye on the overlays this script writes to
-``--overlay-dir``; ``tsmlib.viz.data_card`` draws them all.
+``--overlay-dir``; ``tsmbook.viz.data_card`` draws them all.
 
 Boxes are ``[x0, y0, x1, y1]`` in pixels of the resized photo (x1, y1 exclusive).
 """
@@ -33,7 +33,7 @@ from PIL import Image
 
 MAX_SHORT_SIDE = 400
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "data" / "photos"
+OUT = ROOT / "tsmlib" / "data" / "photoset"
 
 LIC_SKIMAGE_CC0 = "CC0-1.0"
 OPENCV_LICENSE = "Apache-2.0 AND BSD-3-Clause (OpenCV samples/data, per Debian opencv-doc copyright)"
@@ -459,7 +459,7 @@ def main(argv=None):
 
 
 def write_readme(records) -> None:
-    """``data/photos/README.md``: the sources, licences and attributions, one row per photo."""
+    """``tsmlib/data/photoset/README.md``: the sources, licences and attributions, one row per photo."""
     lines = [
         "# Offline photo set",
         "",
@@ -467,7 +467,7 @@ def write_readme(records) -> None:
         "masks (`masks/`, white = object), one box per object, ImageNet class ids and VOC classes in",
         "`manifest.json`. Built by `tools/fetch_photos.py` (see its docstring to rebuild); photos resized",
         f"to a short side of at most {MAX_SHORT_SIDE} px. Loader: `tsmlib.data.load_photos()`;",
-        "figure of all photos with their masks: `tsmlib.viz.data_card(load_photos())`.",
+        "figure of all photos with their masks: `tsmbook.viz.data_card(load_photos())`.",
         "",
         "| photo | objects | source | licence | attribution |",
         "|---|---|---|---|---|",

@@ -20,8 +20,9 @@ Parameter files (``params/*.yaml``) are a mapping::
         image: chelsea
 
 The cache: a notebook is skipped when its source file, its resolved parameters, the source of the
-``tsmlib`` package (every file), the versions of torch, tensorly, grad-cam and numpy, and the files
-under ``data/photos`` and ``data/ssl`` all have the same SHA-256 (:mod:`tsmlib.fingerprint`) as when
+``tsmlib`` package (every file, its photo set included) and of the book's own package ``tsmbook``
+(``book/tsmbook``), the versions of torch, tensorly, grad-cam and numpy, and the files under
+``data/ssl`` all have the same SHA-256 (:mod:`tsmlib.fingerprint`) as when
 its current executed copy was written (stored in that copy's metadata under ``tsm_book``).
 ``--force`` re-executes anyway.
 
@@ -48,7 +49,9 @@ DEFAULT_PARAMS = ROOT / "params" / "default.yaml"
 DEFAULT_OUTPUT = ROOT / "book" / "executed"
 CACHE_FORMAT = 1  # bump to invalidate every cached execution
 #: Data directories the chapters read; their files' content is part of every execution key.
-DATA_DIRS = ("data/photos", "data/ssl")
+DATA_DIRS = ("data/ssl",)
+#: The packages the chapters import, by their source (the photos are package data of tsmlib).
+PACKAGES = ("tsmlib", "book/tsmbook")
 
 
 @dataclass
@@ -113,10 +116,11 @@ def _fingerprint_module():
 
 def context_digest(root: Path = ROOT) -> str:
     """What every notebook depends on besides its own source and parameters: the source of
-    ``root/tsmlib`` (every file), the versions of torch, tensorly, grad-cam and numpy, and the content
-    of the data the book reads (:data:`DATA_DIRS`). All from :mod:`tsmlib.fingerprint`."""
+    packages the chapters import (:data:`PACKAGES`: every file of ``tsmlib`` and ``tsmbook``), the versions
+    of torch, tensorly, grad-cam and numpy, and the content of the data the book reads (:data:`DATA_DIRS`).
+    All from :mod:`tsmlib.fingerprint`."""
     fp = _fingerprint_module()
-    return fp.value_digest({"tsmlib": fp.source_digest(root / "tsmlib"), "versions": fp.versions(),
+    return fp.value_digest({"packages": {p: fp.source_digest(root / p) for p in PACKAGES}, "versions": fp.versions(),
                             "data": {d: fp.files_digest(root / d) for d in DATA_DIRS}})
 
 
@@ -284,11 +288,12 @@ def _private_socket_kernel_manager(directory: Path):
 
 
 def kernel_environment() -> None:
-    """Environment the kernel inherits: this checkout's tsmlib first; no forced matplotlib backend; no
+    """Environment the kernel inherits: this checkout's tsmlib and tsmbook first; no forced matplotlib backend; no
     progress bars (a page shows none: ``tsmlib.progress`` honours ``TSM_PROGRESS=0``, and
     ``TQDM_DISABLE=1`` also silences the bars inside pytorch-grad-cam; this runner prints one line per
     notebook instead)."""
-    paths = [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(ROOT)]
+    ours = [str(ROOT), str(ROOT / "book")]
+    paths = ours + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in ours]
     os.environ["PYTHONPATH"] = os.pathsep.join(paths)
     os.environ["TSM_PROGRESS"] = "0"
     os.environ["TQDM_DISABLE"] = "1"

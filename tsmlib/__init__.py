@@ -32,11 +32,11 @@ from .methods import (
 
 __version__ = "0.1.0"
 
-# Submodules with heavier imports (torchvision, the model zoo, pandas) load on first use:
-# ``tsmlib.models.load_model(...)``, ``tsmlib.viz.overlay(...)``, ``tsmlib.load_model(...)``.
+# Submodules with heavier imports (torchvision, the model zoo, pandas, pytorch-grad-cam) load on first use:
+# ``tsmlib.models.load_model(...)``, ``tsmlib.evaluation.evaluate(...)``, ``tsmlib.load_model(...)``.
 _LAZY_MODULES = {
-    "models", "data", "viz", "evaluation", "baselines", "synthetic", "style", "gradcam_compat", "cli", "benchmark", "figures", "paper_figures",
-    "plotting", "explorer",
+    "models", "data", "evaluation", "baselines", "yardsticks", "gradcam_compat", "reference", "overlay", "runtime",
+    "fingerprint", "progress", "cli",
 }
 _LAZY_ATTRS = {"load_model": "models", "available_models": "models"}
 

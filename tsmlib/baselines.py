@@ -1,7 +1,7 @@
 """Baseline saliency methods, declared in :mod:`tsmlib.registry` next to ours.
 
 :func:`tsmlib.saliency` accepts these method names (this module is imported the first time one of them
-runs; importing it registers nothing):
+runs; this module imports nothing of the registry, and importing it registers nothing):
 
 ======================  =================  ==========================================================
 name                    label-dependent    what
@@ -58,8 +58,6 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
 
 from tsmlib.hooks import capture_activations, resolve_layer
-from tsmlib._names import normalize_name
-from tsmlib.registry import BUILTIN_BASELINES, available_methods, baseline_entry, register_method
 
 #: pytorch-grad-cam classes behind the label-dependent names (and its EigenCAM, label-free).
 GRAD_CAM_CLASSES = {
@@ -383,17 +381,3 @@ hirescam = grad_cam_method("hirescam")
 scorecam = grad_cam_method("scorecam")
 ablationcam = grad_cam_method("ablationcam")
 gradcam_eigencam = grad_cam_method("gradcam-eigencam")
-
-#: name -> description (the registry's, :data:`tsmlib.registry.BUILTIN_BASELINES`).
-DESCRIPTIONS = {name: desc for name, (_, _, desc) in BUILTIN_BASELINES.items()}
-
-
-def register_baselines() -> list[str]:
-    """The baseline names; declares any that are missing from the registry (e.g. after
-    ``unregister_method``). Never replaces an entry: a user's own registration under one of these
-    names stays."""
-    present = {normalize_name(n) for n in available_methods()}
-    for name in BUILTIN_BASELINES:
-        if normalize_name(name) not in present:
-            register_method(name, **baseline_entry(name))
-    return list(BUILTIN_BASELINES)

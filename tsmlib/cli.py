@@ -198,7 +198,7 @@ def _explain(args) -> int:
     from ._names import UnknownNameError
     from .registry import method_info
     from .models import DEFAULT_MODEL, CheckpointError, WeightsNotFoundError, get_spec, load_model
-    from .viz import overlay
+    from .overlay import overlay
 
     skipped = 0
     methods = []
@@ -291,7 +291,7 @@ def main(argv=None) -> int:
     """Entry point of the ``tsmlib`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
     if args.command in ("evaluate", "explain"):
-        from .style import reuse_freed_memory
+        from .runtime import reuse_freed_memory
 
         reuse_freed_memory()  # batched forward passes: reuse freed memory instead of faulting it in again
     if args.command == "models":

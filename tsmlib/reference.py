@@ -1,6 +1,6 @@
 """The paper-style reference: TSM and MTSM from tensorly's Tucker decomposition, one image at a time.
 
-This is the one place the reference is written; the chapter-1 notebook, :mod:`tsmlib.benchmark`
+This is the one place the reference is written; the chapter-1 notebook, :mod:`tsmbook.benchmark`
 (``tensorly_tsm_loop``) and the tests all use it. It depends on tensorly and torch only, not on
 tsmlib's own decomposition or methods, so that comparing against it means something::
 

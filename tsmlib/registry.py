@@ -43,6 +43,7 @@ __all__ = [
     "variant_name",
     "parse_variant_name",
     "register_variant",
+    "restore_builtin_methods",
     "VARIANT_BASES",
     "BUILTIN_DESCRIPTIONS",
     "BUILTIN_YARDSTICKS",
@@ -327,17 +328,33 @@ BUILTIN_DESCRIPTIONS = {**{n: d for n, (_, d) in _OURS.items()}, **{n: d for n, 
                         **{n: d for n, (_, _, d) in BUILTIN_YARDSTICKS.items()}}
 
 
+def _builtin_entries() -> dict[str, dict]:
+    """name -> :func:`register_method` keyword arguments of every built-in method (lazy targets)."""
+    entries = {name: {"map_fn": f"tsmlib.methods:{fn_name}", "label_free": True, "description": description,
+                      "family": "ours"} for name, (fn_name, description) in _OURS.items()}
+    entries.update({name: {"fn": f"tsmlib.yardsticks:{fn_name}", "label_free": True, "description": description,
+                           "family": "yardstick", "normalized": final}
+                    for name, (fn_name, final, description) in BUILTIN_YARDSTICKS.items()})
+    if importlib.util.find_spec("pytorch_grad_cam") is not None:  # grad-cam is a dependency
+        entries.update({name: baseline_entry(name) for name in BUILTIN_BASELINES})
+    return entries
+
+
 def _declare_builtins() -> None:
-    for name, (fn_name, description) in _OURS.items():
-        register_method(name, map_fn=f"tsmlib.methods:{fn_name}", label_free=True, description=description,
-                        family="ours")
-    for name, (fn_name, final, description) in BUILTIN_YARDSTICKS.items():
-        register_method(name, f"tsmlib.yardsticks:{fn_name}", label_free=True, description=description,
-                        family="yardstick", normalized=final)
-    if importlib.util.find_spec("pytorch_grad_cam") is None:  # pragma: no cover - grad-cam is a dependency
-        return
-    for name in BUILTIN_BASELINES:
-        register_method(name, **baseline_entry(name))
+    for name, entry in _builtin_entries().items():
+        register_method(name, **entry)
+
+
+def restore_builtin_methods() -> list[str]:
+    """Declare again any built-in method missing from the registry (e.g. after :func:`unregister_method`);
+    returns the built-in names. Never replaces an entry: a user's own registration under a built-in
+    name stays."""
+    present = {normalize_name(n) for n in available_methods()}
+    entries = _builtin_entries()
+    for name, entry in entries.items():
+        if normalize_name(name) not in present:
+            register_method(name, **entry)
+    return list(entries)
 
 
 def baseline_entry(name: str) -> dict:

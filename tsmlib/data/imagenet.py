@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .common import DatasetNotFoundError, Sample, boxes_to_mask, open_rgb, read_voc_xml
 
-__all__ = ["ilsvrc2012_wnids", "wnid_to_index", "ImageNetVal"]
+__all__ = ["ilsvrc2012_wnids", "wnid_to_index", "imagenet_classes", "ImageNetVal"]
 
 _IMG_EXT = (".jpeg", ".jpg", ".png")
 _VAL_RE = re.compile(r"ILSVRC2012_val_(\d{8})")
@@ -40,6 +40,13 @@ def ilsvrc2012_wnids() -> list[str]:
 
 
 @lru_cache(maxsize=1)
+def imagenet_classes() -> list[str]:
+    """The 1000 ILSVRC-2012 class names in index order (from torchvision's metadata, offline)."""
+    from torchvision.models import ResNet50_Weights
+
+    return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
 def wnid_to_index() -> dict[str, int]:
     """WordNet id -> standard class index 0..999 (position in the sorted list)."""
     return {w: i for i, w in enumerate(sorted(ilsvrc2012_wnids()))}
@@ -153,8 +160,6 @@ class ImageNetVal:
         return len(self.items)
 
     def __getitem__(self, i: int) -> Sample:
-        from ..models.registry import imagenet_classes
-
         path, label = self.items[i]
         image = open_rgb(path)
         boxes, box_labels, mask = [], [], None

@@ -1,9 +1,14 @@
-"""The offline photo set vendored under ``data/photos/`` (24 real photographs with labels, boxes
-and hand-checked foreground masks; see ``data/photos/manifest.json`` and ``tools/fetch_photos.py``).
+"""The offline photo set that ships with tsmlib (``tsmlib/data/photoset/``): 24 real photographs with
+labels, boxes and hand-checked foreground masks, their sources and licences in its ``README.md`` and
+``manifest.json`` (built by the repository's ``tools/fetch_photos.py``).
+
+The files are package data, found with :mod:`importlib.resources`, so an installed ``tsmlib`` has them
+too. ``$TSMLIB_PHOTOS`` (or the ``root`` argument of every function here) points at another copy.
 """
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import os
 from functools import lru_cache
@@ -13,19 +18,20 @@ import numpy as np
 from PIL import Image
 
 from .common import DatasetNotFoundError, Sample, open_rgb
+from .imagenet import imagenet_classes
 
 __all__ = ["photos_root", "photo_manifest", "photo_names", "load_photo", "load_photos", "PhotoSet"]
 
 
 def photos_root(root: str | os.PathLike | None = None) -> Path:
-    """Directory of the photo set: ``root``, else ``$TSMLIB_PHOTOS``, else ``<repo>/data/photos``."""
+    """Directory of the photo set: ``root``, else ``$TSMLIB_PHOTOS``, else the copy installed with tsmlib."""
     if root is None:
-        root = os.environ.get("TSMLIB_PHOTOS") or Path(__file__).resolve().parents[2] / "data" / "photos"
+        root = os.environ.get("TSMLIB_PHOTOS") or Path(str(importlib.resources.files("tsmlib.data") / "photoset"))
     root = Path(root)
     if not (root / "manifest.json").is_file():
         raise DatasetNotFoundError(
-            f"photo set not found: {root / 'manifest.json'} does not exist. The photos live in the "
-            "tsm-book repository under data/photos/; run from a checkout, or set TSMLIB_PHOTOS to "
+            f"photo set not found: {root / 'manifest.json'} does not exist. tsmlib installs its photos as "
+            "package data (tsmlib/data/photoset); reinstall tsmlib, or set TSMLIB_PHOTOS to a copy of "
             "that directory."
         )
     return root
@@ -47,8 +53,6 @@ def photo_names(root=None) -> list[str]:
 
 
 def _record_to_sample(rec: dict, root: Path) -> Sample:
-    from ..models.registry import imagenet_classes
-
     image = open_rgb(root / rec["file"])
     mask = np.asarray(Image.open(root / rec["mask"]).convert("L")) > 127
     if mask.shape != (image.height, image.width):

@@ -2,8 +2,9 @@
 
 A run is described by a YAML file (keys: :data:`DEFAULTS`; command-line flags override them)::
 
-    model: synthetic_simclr        # a registry name (tsmlib models)
-    dataset: synthetic             # photos | synthetic | imagenet | voc
+    imports: []                    # modules to import first: they may register models and datasets
+    model: resnet50                # a registry name (tsmlib models)
+    dataset: imagenet              # photos | imagenet | voc | a registered data set
     root: null                     # the local copy of imagenet / voc (photos: the offline set)
     n_images: 1000                 # the first n images (null: all)
     methods: [eigencam, tsm, multivec-eigencam, mtsm]
@@ -53,16 +54,18 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["DEFAULTS", "EVALUATION_KEYS", "load_config", "run_evaluation", "shard_paths"]
+__all__ = ["DEFAULTS", "EVALUATION_KEYS", "DATASETS", "register_dataset", "load_config", "run_evaluation",
+           "shard_paths"]
 
 #: The keys of a run configuration and their defaults.
 DEFAULTS: dict[str, Any] = {
+    "imports": [],            # modules imported first (e.g. [tsmbook]: the book's synthetic models and data set)
     "model": "efficientnet_lite0",
     "weights": None,          # weight file / directory for load_model (default: the registry's search)
     "layer": None,            # target layer (default: the model's)
     "dataset": "photos",
     "root": None,
-    "split": None,            # synthetic: test (default) / val / train; voc: val (default)
+    "split": None,            # voc: val (default); a registered data set may read it too
     "photos": None,           # photos: a list of names (default: all)
     "n_images": None,
     "methods": ["eigencam", "tsm", "multivec-eigencam", "mtsm"],
@@ -109,19 +112,37 @@ def load_config(path: str | os.PathLike | None = None, overrides: Mapping | None
 
 
 # ------------------------------------------------------------------------------------------- data
+#: Data sets a run can name besides ``photos``, ``imagenet`` and ``voc``: name -> factory
+#: ``factory(config, loaded)`` returning an object with ``len()`` and ``records(a, b)`` (a list of
+#: :class:`~tsmlib.evaluation.runner.Record`, images ``a`` to ``b - 1``). See :func:`register_dataset`.
+DATASETS: dict[str, Any] = {}
+
+
+def register_dataset(name: str, factory) -> None:
+    """Let runs name a data set of your own: ``dataset: name`` in the run configuration.
+
+    ``factory(config, loaded)`` gets the run's configuration (a dict of :data:`DEFAULTS` keys: ``n_images``,
+    ``split``, ``root``, ...) and the :class:`~tsmlib.models.LoadedModel`, and returns an object with
+    ``len()`` (the number of images) and ``records(a, b)`` (the evaluation records of images ``a`` to
+    ``b - 1``, in a fixed order: a resumed run asks for the same positions again). Register it in a module
+    the run configuration names under ``imports``.
+    """
+    if name in ("photos", "imagenet", "voc"):
+        raise ValueError(f"{name!r} is a built-in data set")
+    DATASETS[name] = factory
+
+
 class _Dataset:
     """The images of a run by position: ``len()`` and ``records(a, b)`` (evaluation Records)."""
 
     def __init__(self, config: Mapping, loaded):
         self.kind = config["dataset"]
         self.loaded = loaded
+        self.custom = None
         n = config["n_images"]
-        if self.kind == "synthetic":
-            from tsmlib.synthetic.zoo import read_manifest
-
-            self.split = config["split"] or "test"
-            size = read_manifest()["config"]["data"][f"n_{self.split}"]
-            self.n = int(n) if n is not None else size  # scenes are generated: any n is reproducible
+        if self.kind in DATASETS:
+            self.custom = DATASETS[self.kind](config, loaded)
+            self.n = len(self.custom)
             return
         if self.kind == "photos":
             from tsmlib.data import PhotoSet
@@ -136,24 +157,19 @@ class _Dataset:
 
             self.items = VOCSegmentation(_need_root(config), split=config["split"] or "val", limit=n)
         else:
-            raise ValueError(f"unknown dataset {self.kind!r}: use photos, synthetic, imagenet or voc")
+            raise ValueError(f"unknown dataset {self.kind!r}: use photos, imagenet, voc"
+                             + "".join(f", {name}" for name in DATASETS)
+                             + " (or register yours: tsmlib.evaluation.command.register_dataset)")
         self.n = len(self.items) if n is None else min(int(n), len(self.items))
 
     def __len__(self) -> int:
         return self.n
 
     def records(self, a: int, b: int) -> list:
-        from .runner import Record, prepare_records
+        from .runner import prepare_records
 
-        if self.kind == "synthetic":
-            import torch
-
-            from tsmlib.synthetic import load_benchmark_split
-
-            data = load_benchmark_split(self.split, n=b - a, start=a)
-            images = data.float_images()
-            return [Record(a + i, images[i], int(data.labels[i]), data.masks[i].to(torch.uint8))
-                    for i in range(b - a)]
+        if self.custom is not None:
+            return list(self.custom.records(a, b))
         return list(prepare_records([self.items[i] for i in range(a, b)], self.loaded))
 
 
@@ -182,6 +198,21 @@ def shard_paths(run_dir: Path, fingerprint: str, n_shards: int) -> list[Path]:
     return [Path(run_dir) / "shards" / f"{fingerprint}-shard{i:06d}.csv" for i in range(n_shards)]
 
 
+def _imports_digest(modules) -> dict:
+    """The source of the packages a run imports (they may build its data set and its model): a change
+    in them gives a new fingerprint, as a change in tsmlib does."""
+    import importlib
+
+    from tsmlib import fingerprint as fp
+
+    out = {}
+    for module in modules:
+        top = importlib.import_module(module.split(".")[0])
+        where = Path(top.__file__)
+        out[module] = fp.source_digest(where.parent) if where.name == "__init__.py" else fp.file_digest(where)
+    return out
+
+
 def _fingerprint(config: Mapping, stream, dataset: _Dataset, device: str) -> tuple[str, dict]:
     from tsmlib import fingerprint as fp
 
@@ -191,7 +222,7 @@ def _fingerprint(config: Mapping, stream, dataset: _Dataset, device: str) -> tup
     if run_key.get("root"):
         run_key["root"] = str(Path(run_key["root"]).expanduser().resolve())
     key = {"run": _jsonable(run_key), "evaluation": _jsonable(stream.key_dict), "n_images": len(dataset),
-           "device_type": device.split(":")[0]}
+           "device_type": device.split(":")[0], "imports": _imports_digest(config["imports"] or [])}
     return fp.value_digest(key)[:16], key
 
 
@@ -215,6 +246,10 @@ def run_evaluation(config: Mapping, out_dir: str | os.PathLike | None = None, *,
     from .summary import summarize
 
     config = load_config(None, {**dict(config), **({"out": str(out_dir)} if out_dir is not None else {})})
+    import importlib
+
+    for module in config["imports"] or []:
+        importlib.import_module(module)  # registers the models and data sets the run names
     rank, world, local_rank = _world()
     own_group = False
     if world > 1:

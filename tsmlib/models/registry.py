@@ -29,6 +29,7 @@ from torch import nn
 
 from .._names import normalize_name, unknown_name
 from ..data.common import IMAGENET_MEAN, IMAGENET_STD
+from ..data.imagenet import imagenet_classes
 from .checkpoints import (
     CheckpointError,
     WeightsNotFoundError,
@@ -53,7 +54,6 @@ __all__ = [
     "get_spec",
     "available_models",
     "load_model",
-    "imagenet_classes",
     "resolve_weight_file",
     "weight_status",
     "DEFAULT_MODEL",
@@ -74,11 +74,16 @@ class WeightFile:
         Where the authors publish it (used only with ``allow_download=True``).
     source : str
         Human description of the origin, quoted in error messages.
+    location : callable or None
+        For a file kept by the project that registers the model (committed with it) rather than
+        published: a function returning the directory that holds it. :func:`weight_status` then reports
+        ``"committed: <file name>"`` when it is there; loading is the model's builder's business.
     """
 
     filename: str
     url: str | None
     source: str
+    location: Callable[[], Path] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -296,13 +301,6 @@ def get_spec(name: str) -> ModelSpec:
 def available_models() -> list[str]:
     """Names of the registered models, sorted."""
     return sorted(spec.name for spec in _REGISTRY.values())
-
-
-def imagenet_classes() -> list[str]:
-    """The 1000 ILSVRC-2012 class names in index order (from torchvision's metadata, offline)."""
-    from torchvision.models import ResNet50_Weights
-
-    return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
 
 
 def _hub_checkpoint_dir() -> Path:
@@ -524,7 +522,8 @@ def weight_status(model_name: str) -> dict[str, str]:
     -------
     dict
         ``{"weights": ..., "linear probe": ...}``, each ``"found: <file name>"`` (in the hub cache),
-        ``"committed: <file name>"`` (the synthetic benchmark's models, in ``data/ssl``), ``"missing"``,
+        ``"committed: <file name>"`` (a file kept by the project that registered the model, in
+        :attr:`WeightFile.location`: the book's synthetic models, in ``data/ssl``), ``"missing"``,
         ``"packaged"`` (weights that ship in a Python package, as ``efficientnet_lite0``'s) or ``"-"``
         (a model without a published probe).
 
@@ -537,10 +536,8 @@ def weight_status(model_name: str) -> dict[str, str]:
         if wf is None:
             status[role] = "packaged" if role == "weights" else "-"
             continue
-        if spec.architecture == "synthetic-smallresnet":  # the book's own models: committed in data/ssl
-            from ..synthetic.zoo import default_weights_dir
-
-            found = (default_weights_dir() / wf.filename).is_file()
+        if wf.location is not None:  # kept by the project that registered the model
+            found = (Path(wf.location()) / wf.filename).is_file()
             status[role] = f"committed: {wf.filename}" if found else "missing"
             continue
         try:

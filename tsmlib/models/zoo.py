@@ -159,39 +159,6 @@ SPECS = [
     ),
 ]
 
-def _synthetic_specs() -> list[ModelSpec]:
-    """The four models of the synthetic benchmark (weights committed in ``data/ssl``)."""
-    from ..synthetic.data import FASHION_MNIST_CLASSES
-    from ..synthetic.zoo import REGISTRY_NAMES, TARGET_LAYER, make_registry_builder
-
-    how = {
-        "supervised": "classifier trained with labels",
-        "simclr": "SimCLR backbone (no labels) + linear probe on frozen features",
-        "barlow": "Barlow Twins backbone (no labels) + linear probe on frozen features",
-        "random": "random-weight backbone + linear probe (control)",
-    }
-    return [
-        ModelSpec(
-            name=name,
-            description=f"Synthetic benchmark (Fashion-MNIST on textures, 64 px): {how[kind]}; weights in data/ssl",
-            family="self-supervised" if kind in ("simclr", "barlow") else "supervised",
-            architecture="synthetic-smallresnet",
-            builder=make_registry_builder(name),
-            # documentation only: the builder reads data/ssl/<kind>.safetensors (SHA-256 checked)
-            weights=WeightFile(f"{kind}.safetensors", None, "committed in data/ssl (tsmlib.synthetic.train)"),
-            target_layer=TARGET_LAYER,
-            input_size=64,
-            resize_size=64,
-            mean=(0.0, 0.0, 0.0),  # the module normalises itself
-            std=(1.0, 1.0, 1.0),
-            classes=tuple(FASHION_MNIST_CLASSES),
-            reference="this project: tsmlib.synthetic (data/ssl/README.md)",
-        )
-        for name, kind in REGISTRY_NAMES.items()
-    ]
-
-
-SPECS = SPECS + _synthetic_specs()
 # the random-weight controls of the supervised classifiers of chapters 4 and 10 (same weight files needed)
 SPECS = SPECS + [random_variant(s) for s in SPECS if s.name in ("efficientnet_lite0", "resnet50")]
 

@@ -1,8 +1,8 @@
 """Helpers of the method and ablation chapters: the EigenCAM orientation check, and named method variants
 for the evaluation runner.
 
-* :func:`saliency_grid`, :func:`component_grid` -- :func:`tsmlib.plotting.saliency_grid` and
-  :func:`tsmlib.plotting.component_figure` under their old names.
+* :func:`saliency_grid`, :func:`component_grid` -- :func:`tsmbook.plotting.saliency_grid` and
+  :func:`tsmbook.plotting.component_figure` under their old names.
 * :func:`orientation_scores` -- how much of a map's energy lies inside the object mask, for a map and
   for the map of the opposite sign: the computation that finds inverted EigenCAM maps.
 * :func:`method_variant`, :func:`variant_name` -- :func:`tsmlib.registry.register_variant` and
@@ -18,9 +18,9 @@ __all__ = ["saliency_grid", "component_grid", "orientation_scores", "method_vari
 
 # --------------------------------------------------------------------------------------- variants
 # Variants live in the registry; these are their former names here.
-from .hooks import clear_activation_memo  # noqa: E402,F401
-from .registry import register_variant as method_variant  # noqa: E402,F401
-from .registry import variant_name  # noqa: E402,F401
+from tsmlib.hooks import clear_activation_memo  # noqa: E402,F401
+from tsmlib.registry import register_variant as method_variant  # noqa: E402,F401
+from tsmlib.registry import variant_name  # noqa: E402,F401
 
 
 # ----------------------------------------------------------------------------------- orientation
@@ -42,7 +42,7 @@ def orientation_scores(signed: torch.Tensor, masks: torch.Tensor) -> dict:
         ``sum(S * mask) / sum(S)`` for ``S = ReLU(p)`` and ``S = ReLU(-p)`` (NaN for an all-zero map);
         ``inverted``: True where ``ReLU(-p)`` puts more of its mass on the object than ``ReLU(p)``.
     """
-    from .methods import upsample
+    from tsmlib.methods import upsample
 
     if signed.ndim != 3 or masks.ndim != 3 or signed.shape[0] != masks.shape[0]:
         raise ValueError(f"expected signed maps (B, H, W) and masks (B, H, W), got {tuple(signed.shape)} "
@@ -62,6 +62,6 @@ def orientation_scores(signed: torch.Tensor, masks: torch.Tensor) -> dict:
 
 
 # --------------------------------------------------------------------------------------- figures
-# The grids live in tsmlib.plotting (one figure module); the old names stay for the notebooks.
+# The grids live in tsmbook.plotting (one figure module); the old names stay for the notebooks.
 from .plotting import component_figure as component_grid  # noqa: E402
 from .plotting import saliency_grid  # noqa: E402

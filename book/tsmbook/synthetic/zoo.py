@@ -1,6 +1,6 @@
 """Load the committed synthetic-benchmark models (``data/ssl/``) as model-contract bundles.
 
-Four models share one architecture (:class:`~tsmlib.synthetic.nets.SmallResNet`, 8x8 maps from
+Four models share one architecture (:class:`~tsmbook.synthetic.nets.SmallResNet`, 8x8 maps from
 ``backbone.layer4`` at 64 px) and differ only in how the backbone was trained:
 
 ===============  =====================================================================
@@ -35,7 +35,6 @@ from .nets import ContractModel, Embedder, SmallResNet
 __all__ = [
     "KINDS",
     "REGISTRY_NAMES",
-    "SyntheticModel",
     "default_weights_dir",
     "read_manifest",
     "build_synthetic_model",
@@ -43,6 +42,9 @@ __all__ = [
     "load_benchmark_split",
     "WeightsIntegrityError",
     "make_registry_builder",
+    "model_specs",
+    "BenchmarkRun",
+    "register",
 ]
 
 KINDS = ("supervised", "simclr", "barlow", "random")
@@ -56,11 +58,14 @@ class WeightsIntegrityError(RuntimeError):
 
 
 def default_weights_dir() -> Path:
-    """``$TSM_SSL_WEIGHTS_DIR`` if set, else ``data/ssl`` of the source checkout."""
+    """``$TSM_SSL_WEIGHTS_DIR`` if set, else ``data/ssl`` of the tsm-book checkout
+    (:func:`tsmbook.style.repo_root`)."""
     env = os.environ.get("TSM_SSL_WEIGHTS_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "data" / "ssl"
+    from ..style import repo_root
+
+    return repo_root() / "data" / "ssl"
 
 
 def read_manifest(directory=None) -> dict:
@@ -71,14 +76,14 @@ def read_manifest(directory=None) -> dict:
         raise FileNotFoundError(
             f"no synthetic-model manifest at {path}. The weights live in the repository's data/ssl/ "
             "(set TSM_SSL_WEIGHTS_DIR when tsmlib is installed elsewhere), or retrain them with "
-            "`python -m tsmlib.synthetic.train --config data/ssl/manifest.json --out runs/ssl --export DIR`."
+            "`python -m tsmbook.synthetic.train --config data/ssl/manifest.json --out runs/ssl --export DIR`."
         )
     return json.loads(path.read_text())
 
 
 def _kind(name: str) -> str:
     """The kind of a kind or registry name, by the registries' lookup rule (:mod:`tsmlib._names`)."""
-    from .._names import normalize_name, unknown_name
+    from tsmlib._names import normalize_name, unknown_name
 
     by_key = {normalize_name(n): k for n, k in REGISTRY_NAMES.items()} | {normalize_name(k): k for k in KINDS}
     try:
@@ -146,19 +151,11 @@ def load_synthetic_model(name: str, directory=None, verify: bool = True):
     manifest entry), ``self_supervised`` (SimCLR and Barlow Twins), and an ``embedder`` that shares
     the model's ``backbone``. ``verify`` as for :func:`build_synthetic_model`.
     """
-    from ..models.registry import LoadedModel, get_spec
+    from tsmlib.models.registry import LoadedModel, get_spec
 
     kind = _kind(name)
     model, files, extras = _build(kind, directory, verify)
     return LoadedModel.from_spec(get_spec(f"synthetic_{kind}"), model, files, **extras)
-
-
-def __getattr__(name: str):
-    if name == "SyntheticModel":  # the former own type: the synthetic models are LoadedModels now
-        from ..models.registry import LoadedModel
-
-        return LoadedModel
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_benchmark_split(split: str = "test", n: int | None = None, directory=None, start: int = 0,
@@ -208,3 +205,71 @@ def make_registry_builder(name: str):
         return _build(kind, weights)
 
     return builder
+
+
+def model_specs() -> list:
+    """The four models of the synthetic benchmark (weights committed in ``data/ssl``)."""
+    from tsmlib.models.registry import ModelSpec, WeightFile
+
+    how = {
+        "supervised": "classifier trained with labels",
+        "simclr": "SimCLR backbone (no labels) + linear probe on frozen features",
+        "barlow": "Barlow Twins backbone (no labels) + linear probe on frozen features",
+        "random": "random-weight backbone + linear probe (control)",
+    }
+    return [
+        ModelSpec(
+            name=name,
+            description=f"Synthetic benchmark (Fashion-MNIST on textures, 64 px): {how[kind]}; weights in data/ssl",
+            family="self-supervised" if kind in ("simclr", "barlow") else "supervised",
+            architecture="synthetic-smallresnet",
+            builder=make_registry_builder(name),
+            # documentation only: the builder reads data/ssl/<kind>.safetensors (SHA-256 checked)
+            weights=WeightFile(f"{kind}.safetensors", None, "committed in data/ssl (tsmbook.synthetic.train)",
+                               location=default_weights_dir),
+            target_layer=TARGET_LAYER,
+            input_size=64,
+            resize_size=64,
+            mean=(0.0, 0.0, 0.0),  # the module normalises itself
+            std=(1.0, 1.0, 1.0),
+            classes=tuple(FASHION_MNIST_CLASSES),
+            reference="this project: tsmbook.synthetic (data/ssl/README.md)",
+        )
+        for name, kind in REGISTRY_NAMES.items()
+    ]
+
+
+class BenchmarkRun:
+    """The synthetic benchmark as a data set of ``tsmlib evaluate`` (``dataset: synthetic``, with
+    ``imports: [tsmbook]``): images ``a`` to ``b - 1`` of the split ``config["split"]`` (default
+    ``test``), regenerated with their exact masks; ``n_images`` (default: the split's size in training)
+    may exceed it, since scenes are generated."""
+
+    def __init__(self, config, loaded=None):
+        self.split = config.get("split") or "test"
+        n = config.get("n_images")
+        self.n = int(n) if n is not None else read_manifest()["config"]["data"][f"n_{self.split}"]
+
+    def __len__(self) -> int:
+        return self.n
+
+    def records(self, a: int, b: int) -> list:
+        import torch
+
+        from tsmlib.evaluation import Record
+
+        data = load_benchmark_split(self.split, n=b - a, start=a)
+        images = data.float_images()
+        return [Record(a + i, images[i], int(data.labels[i]), data.masks[i].to(torch.uint8)) for i in range(b - a)]
+
+
+def register() -> None:
+    """Register the four models (``synthetic_supervised``, ``synthetic_simclr``, ``synthetic_barlow``,
+    ``synthetic_random``) in tsmlib's model registry and the benchmark as the data set ``synthetic`` of
+    ``tsmlib evaluate``. ``import tsmbook`` calls it."""
+    from tsmlib.evaluation.command import register_dataset
+    from tsmlib.models import register_model
+
+    for spec in model_specs():
+        register_model(spec, overwrite=True)
+    register_dataset("synthetic", BenchmarkRun)

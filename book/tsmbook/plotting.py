@@ -10,9 +10,9 @@
   against a swept option (the ablation curves), metric axes labelled with unit and direction.
 
 The rules (issue 14): titles and legends use display names, saliency is drawn in the perceptually
-uniform :data:`tsmlib.style.SALIENCY_CMAP`, every map grid has a colour bar, maps are min-max
+uniform :data:`tsmbook.style.SALIENCY_CMAP`, every map grid has a colour bar, maps are min-max
 normalised and upsampled by :func:`tsmlib.methods.minmax_normalize` / :func:`tsmlib.methods.upsample`.
-``tsmlib.viz``, ``tsmlib.figures`` and ``tsmlib.paper_figures`` keep their old names as thin aliases.
+``tsmbook.viz``, ``tsmbook.figures`` and ``tsmbook.paper_figures`` keep their old names as thin aliases.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 from PIL import Image
+
+from tsmlib.overlay import DEFAULT_CMAP, mask_outline, overlay, to_numpy_image, to_numpy_map
 
 __all__ = ["DISPLAY_NAMES", "MODEL_DISPLAY_NAMES", "YARDSTICK_STYLES", "display_name", "to_numpy_image", "to_numpy_map", "overlay",
            "mask_outline", "saliency_grid", "component_figure", "metric_curves"]
@@ -93,7 +95,7 @@ def display_label(label):
     other label (numbers, tuples, text) is returned unchanged."""
     if not isinstance(label, str):
         return label
-    from .evaluation.metric_info import METRICS
+    from tsmlib.evaluation.metric_info import METRICS
 
     if label in METRICS:
         return METRICS[label].axis_label
@@ -117,7 +119,7 @@ def names_in_words(names, *, last: str = ", ", empty: str = "none") -> str:
 
 def readable_table(df):
     """``df`` with every row and column label (all levels) passed through :func:`display_label`; the
-    values are untouched. The book's chapters show every DataFrame this way (``tsmlib.style.setup``).
+    values are untouched. The book's chapters show every DataFrame this way (``tsmbook.style.setup``).
 
     >>> import pandas as pd
     >>> readable_table(pd.DataFrame({"average_drop": [1.0]}, index=["multivec-eigencam"])).to_dict()
@@ -127,97 +129,10 @@ def readable_table(df):
 
 
 def _cmap(cmap: str | None) -> str:
-    from .style import SALIENCY_CMAP
-
-    return cmap or SALIENCY_CMAP
+    return cmap or DEFAULT_CMAP
 
 
 # ------------------------------------------------------------------------------------------ panels
-def to_numpy_image(image) -> np.ndarray:
-    """PIL image, (3, H, W) / (H, W, 3) tensor or array in [0, 1] or uint8 -> (H, W, 3) float in [0, 1]."""
-    if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    if isinstance(image, torch.Tensor):
-        image = image.detach().cpu().numpy()
-    arr = np.asarray(image)
-    if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3):
-        arr = arr.transpose(1, 2, 0)
-    if arr.ndim == 2:
-        arr = arr[..., None]
-    if arr.ndim != 3 or arr.shape[-1] not in (1, 3):
-        raise ValueError(f"expected an RGB image (H, W, 3) or (3, H, W), got shape {arr.shape}")
-    if arr.shape[-1] == 1:
-        arr = np.repeat(arr, 3, axis=-1)
-    arr = arr.astype(np.float32)
-    if arr.max() > 1.0 + 1e-6:
-        arr = arr / 255.0
-    return np.clip(arr, 0.0, 1.0)
-
-
-def to_numpy_map(saliency) -> np.ndarray:
-    """(H, W) or (1, H, W) tensor/array -> (H, W) float array (NaN rejected)."""
-    if isinstance(saliency, torch.Tensor):
-        saliency = saliency.detach().float().cpu().numpy()
-    arr = np.asarray(saliency, dtype=np.float32)
-    if arr.ndim == 3 and arr.shape[0] == 1:
-        arr = arr[0]
-    if arr.ndim != 2:
-        raise ValueError(f"a saliency map must be (H, W), got shape {arr.shape}")
-    if not np.isfinite(arr).all():
-        raise ValueError("the saliency map contains NaN or infinite values")
-    return arr
-
-
-def overlay(image, saliency, alpha: float = 0.5, cmap: str | None = None, normalize: bool = True) -> np.ndarray:
-    """Blend a saliency map over an image.
-
-    Parameters
-    ----------
-    image : PIL image, tensor or array
-        (H, W, 3) or (3, H, W), values in [0, 1] or uint8.
-    saliency : tensor or array (H', W')
-        Upsampled bilinearly to (H, W) if needed (:func:`tsmlib.methods.upsample`). Min-max normalised
-        when ``normalize`` (:func:`tsmlib.methods.minmax_normalize`: a constant map shows as all zeros);
-        otherwise clipped to [0, 1].
-    alpha : float in [0, 1]
-        Weight of the heat map.
-    cmap : str, optional
-        A matplotlib colour map name (default :data:`tsmlib.style.SALIENCY_CMAP`).
-
-    Returns
-    -------
-    numpy.ndarray
-        (H, W, 3) float in [0, 1].
-    """
-    import matplotlib
-
-    from .methods import minmax_normalize, upsample
-
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    img = to_numpy_image(image)
-    sal = torch.from_numpy(to_numpy_map(saliency))
-    sal = upsample(sal[None], img.shape[:2])[0]
-    sal = minmax_normalize(sal) if normalize else sal.clamp(0.0, 1.0)
-    heat = matplotlib.colormaps[_cmap(cmap)](sal.numpy())[..., :3].astype(np.float32)
-    return (1.0 - alpha) * img + alpha * heat
-
-
-def mask_outline(mask, width: int | None = None) -> np.ndarray:
-    """Boundary pixels of a (H, W) bool mask, ``width`` pixels on each side of the edge, as a (H, W) bool
-    array (default width: 1 pixel per 100 of the smaller side, at least 1: 2 on a 224 x 224 image)."""
-    m = np.asarray(mask, dtype=bool)
-    if m.ndim != 2:
-        raise ValueError(f"mask must be (H, W), got {m.shape}")
-    if width is None:
-        width = max(1, min(m.shape) // 100)
-    t = torch.from_numpy(m.astype(np.float32))[None, None]
-    k = 2 * width + 1
-    dil = torch.nn.functional.max_pool2d(t, k, stride=1, padding=width)
-    ero = -torch.nn.functional.max_pool2d(-t, k, stride=1, padding=width)
-    return ((dil - ero)[0, 0].numpy() > 0) & np.ones_like(m)
-
-
 def _panel(ax, image: np.ndarray, saliency=None, outline: np.ndarray | None = None, *, alpha: float, cmap: str,
            normalize: bool) -> None:
     """One cell: the image, the map over it, the mask outline in white; no ticks, no frame."""
@@ -400,7 +315,7 @@ def component_figure(images: Sequence, components, weights, *, combined: Sequenc
     """
     import matplotlib.pyplot as plt
 
-    from .methods import minmax_normalize
+    from tsmlib.methods import minmax_normalize
 
     if isinstance(components, torch.Tensor) or isinstance(weights, torch.Tensor):
         if (not isinstance(components, torch.Tensor) or not isinstance(weights, torch.Tensor)
@@ -482,7 +397,7 @@ def metric_curves(summary, x: str, metrics: Sequence[str], *, xlabel: str | None
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from .evaluation.metric_info import metric_label
+    from tsmlib.evaluation.metric_info import metric_label
 
     metrics = list(metrics)
     missing = {x, method_column, metric_column, "mean", "ci_low", "ci_high"} - set(summary.columns)

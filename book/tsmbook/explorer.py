@@ -17,7 +17,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from .methods import upsample
+from tsmlib.methods import upsample
 from .style import SALIENCY_CMAP
 
 __all__ = ["METHOD_SLIDERS", "explorer_html", "explorer_maps", "k_label", "mtsm_components"]
@@ -74,7 +74,7 @@ def explorer_maps(A: torch.Tensor, k_values: Sequence[int | None], ranks: Sequen
         ``{"EigenCAM": (B, H, W), "TSM": {r: (B, H, W)}, "Multivec-EigenCAM": {k: (B, H, W)},
         "MTSM": {(k, r): (B, H, W)}}``, maps in [0, 1] at the layer's resolution.
     """
-    from . import methods
+    from tsmlib import methods
 
     options = {name: dict(v) for name, v in (options or {}).items()}
     unknown = set(options) - set(METHOD_SLIDERS)

@@ -3,8 +3,8 @@ linear probes on frozen features, and a random-weight baseline probe.
 
 Command line (the full book build calls this)::
 
-    python -m tsmlib.synthetic.train --config data/ssl/config.json --out runs/ssl
-    python -m tsmlib.synthetic.train --config data/ssl/config.json --out runs/ssl --export data/ssl
+    python -m tsmbook.synthetic.train --config data/ssl/config.json --out runs/ssl
+    python -m tsmbook.synthetic.train --config data/ssl/config.json --out runs/ssl --export data/ssl
 
 Stages run in order ``supervised, simclr, barlow, probes``; ``--stages`` picks some. Each
 training stage saves a checkpoint after every epoch (``OUT/<name>.pt``: weights + history), so an
@@ -59,7 +59,7 @@ __all__ = [
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m tsmlib.synthetic.train", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m tsmbook.synthetic.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", help="JSON config (default: DEFAULT_CONFIG); 'tiny' for the toy CI config")
     p.add_argument("--out", default="runs/ssl", help="working directory for checkpoints and logs")
     p.add_argument("--stages", default="supervised,simclr,barlow,probes")

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..fingerprint import atomic_path
-from ..progress import progress as _progress
+from tsmlib.fingerprint import atomic_path
+from tsmlib.progress import progress as _progress
 from .config import MODEL_NAMES, SUBSET_SIZE
 from .data import FASHION_MNIST_CLASSES, SceneConfig, generate
 from .losses import Projector
@@ -41,11 +41,11 @@ def _save(path: Path, state: dict):
         torch.save(state, tmp)
 
 
-_LOGGER = logging.getLogger("tsmlib.synthetic.train")
+_LOGGER = logging.getLogger("tsmbook.synthetic.train")
 
 
 def _log(msg, log=None):
-    """One line of the training log: to the ``tsmlib.synthetic.train`` logger (the command line shows
+    """One line of the training log: to the ``tsmbook.synthetic.train`` logger (the command line shows
     it; a notebook page does not) and appended to the file ``log`` when given."""
     line = f"[{time.strftime('%H:%M:%S')}] {msg}"
     _LOGGER.info(msg)

@@ -1,4 +1,4 @@
-"""Figures of the data chapters: the data card; the panels and the grid are :mod:`tsmlib.plotting`'s
+"""Figures of the data chapters: the data card; the panels and the grid are :mod:`tsmbook.plotting`'s
 (re-exported here under their old names)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ def figure_grid(images: Sequence, maps: Sequence | None = None, titles: Sequence
                 ncols: int | None = None, alpha: float = 0.5, cmap: str | None = None, size: float = 2.4,
                 masks: Sequence | None = None, suptitle: str | None = None):
     """A gallery of images with optional (min-max normalised) maps and mask outlines: the gallery form of
-    :func:`tsmlib.plotting.saliency_grid` (``maps`` a sequence, one map or None per image)."""
+    :func:`tsmbook.plotting.saliency_grid` (``maps`` a sequence, one map or None per image)."""
     return saliency_grid(images, list(maps) if maps is not None else None, masks, titles=titles, ncols=ncols,
                          alpha=alpha, cmap=cmap, size=size, normalize=True, suptitle=suptitle)
 

@@ -39,7 +39,7 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from ..progress import progress as _progress
+from tsmlib.progress import progress as _progress
 
 __all__ = [
     "FASHION_MNIST_CLASSES",

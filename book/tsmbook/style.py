@@ -2,8 +2,8 @@
 
 Every chapter starts with::
 
-    import tsmlib.style
-    tsmlib.style.setup(seed=seed)
+    import tsmbook.style
+    tsmbook.style.setup(seed=seed)
 
 (in the manner of dmol-book, whose chapters all import one small module first), so that the
 random state, the look of the figures and the places results are cached are the same in every
@@ -20,6 +20,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from tsmlib.overlay import DEFAULT_CMAP
+from tsmlib.runtime import reuse_freed_memory
+
 _log = logging.getLogger("tsmlib.cache")
 
 __all__ = [
@@ -30,7 +33,6 @@ __all__ = [
     "repo_root",
     "cache_dir",
     "cached",
-    "reuse_freed_memory",
     "show_tables_with_display_names",
 ]
 
@@ -38,7 +40,7 @@ __all__ = [
 FIGURE_DPI = 100
 #: Colour map of every saliency map in the book: perceptually uniform (lightness rises with the value),
 #: readable in grey scale and by colour-blind readers, unlike the rainbow map it replaces (issue 14).
-SALIENCY_CMAP = "inferno"
+SALIENCY_CMAP = DEFAULT_CMAP
 
 _RC = {
     "figure.dpi": FIGURE_DPI,
@@ -114,7 +116,7 @@ def setup(seed: int = 0, *, dpi: int = FIGURE_DPI, context: str = "notebook", to
         import seaborn as sns
     except ImportError as err:
         raise ImportError(
-            "tsmlib.style needs seaborn for the book's plots: pip install 'tsmlib[book]' (or pip install seaborn)"
+            "tsmbook.style needs seaborn for the book's plots: pip install 'tsmlib[book]' (or pip install seaborn)"
         ) from err
     if context not in ("paper", "notebook", "talk", "poster"):
         raise ValueError(f"context must be 'paper', 'notebook', 'talk' or 'poster', got {context!r}")
@@ -151,7 +153,7 @@ def setup(seed: int = 0, *, dpi: int = FIGURE_DPI, context: str = "notebook", to
 
 
 def show_tables_with_display_names() -> bool:
-    """In IPython, show every DataFrame with :func:`tsmlib.plotting.readable_table` labels ("Average Drop
+    """In IPython, show every DataFrame with :func:`tsmbook.plotting.readable_table` labels ("Average Drop
     (%)", "Multivec-EigenCAM") instead of code names; the DataFrame itself is unchanged. Returns False
     outside IPython. Should the renaming fail for a table, that table is shown as it is."""
     try:
@@ -185,42 +187,6 @@ def show_tables_with_display_names() -> bool:
     return True
 
 
-def reuse_freed_memory(threshold: int = 1 << 30) -> bool:
-    """Ask glibc's ``malloc`` to keep freed memory for reuse instead of handing it back to the system.
-
-    By default glibc serves every block above 32 MB by a fresh ``mmap`` and unmaps it when freed, so
-    each forward pass of a large batch (24 photographs through EfficientNet-Lite0: activations of
-    40-120 MB) faults its pages in again, one by one, and the kernel zeroes them: on this book's
-    machine that system time was as large as the computation itself. Raising the mmap threshold (and
-    the trim threshold to twice it) makes such blocks come from, and go back to, the heap. The price:
-    the process keeps its peak memory until it exits.
-
-    Parameters
-    ----------
-    threshold : int
-        Blocks up to this many bytes come from the heap (default 1 GiB).
-
-    Returns
-    -------
-    bool
-        True where applied (Linux with glibc); False elsewhere (macOS, Windows, musl), where it does
-        nothing.
-    """
-    import ctypes
-    import ctypes.util
-
-    if int(threshold) <= 0:
-        raise ValueError(f"threshold must be positive, got {threshold}")
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError, TypeError):
-        return False
-    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-    value = min(int(threshold), 2**31 - 1)
-    return bool(mallopt(M_MMAP_THRESHOLD, value)) and bool(mallopt(M_TRIM_THRESHOLD, min(2 * value, 2**31 - 1)))
-
-
 def repo_root(start: str | os.PathLike | None = None) -> Path:
     """The repository root: the first directory at or above ``start`` holding ``pyproject.toml``.
 
@@ -249,14 +215,27 @@ def cache_dir(name: str = "", root: str | os.PathLike | None = None) -> Path:
     return path
 
 
+#: The directory of this package's source (:func:`book_source_digest`); tests point it at a copy.
+BOOK_SOURCE_ROOT = Path(__file__).resolve().parent
+
+
+def book_source_digest() -> str:
+    """SHA-256 of every file of the ``tsmbook`` package (:func:`tsmlib.fingerprint.source_digest` of it):
+    part of every :func:`cached` key, since the book's computations run its code too."""
+    from tsmlib.fingerprint import source_digest
+
+    return source_digest(BOOK_SOURCE_ROOT)
+
+
 def cached(name: str, compute: Callable[[], Any], *, key: Any = None, root: str | os.PathLike | None = None,
            verbose: bool = False) -> Any:
     """Return ``compute()``, stored on disk under ``name`` and reused while ``key`` is unchanged.
 
     The result is saved with ``torch.save`` (tensors, arrays, dicts, lists, numbers) in
     ``cache_dir(root=root) / f"{name}-{digest}.pt"``, where the digest is
-    :func:`tsmlib.fingerprint.fingerprint` of ``name`` and ``key``: it covers the whole tsmlib source, the
-    versions of torch, tensorly, grad-cam and numpy, and the *content* of ``key`` (tensors and arrays by
+    :func:`tsmlib.fingerprint.fingerprint` of ``name``, ``key`` and :func:`book_source_digest`: it covers
+    the whole tsmlib source and this package's, the versions of torch, tensorly, grad-cam and numpy, and
+    the *content* of ``key`` (tensors and arrays by
     value, ``nn.Module`` by its weights, paths by their files' bytes, functions by their source). Put
     everything else the result depends on in ``key`` (parameters, the model, the input data).
 
@@ -280,11 +259,11 @@ def cached(name: str, compute: Callable[[], Any], *, key: Any = None, root: str 
     """
     import torch
 
-    from .fingerprint import atomic_path, fingerprint
+    from tsmlib.fingerprint import atomic_path, fingerprint
 
     if not name or any(c in name for c in "/\\:") or name.startswith("."):
         raise ValueError(f"name must be a plain file-name label, got {name!r}")
-    path = cache_dir(root=root) / f"{name}-{fingerprint(name=name, key=key)[:20]}.pt"
+    path = cache_dir(root=root) / f"{name}-{fingerprint(name=name, key=key, book=book_source_digest())[:20]}.pt"
     if path.is_file():
         try:
             result = torch.load(path, weights_only=False)

@@ -30,7 +30,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from .progress import progress as _progress
+from tsmlib.progress import progress as _progress
 
 __all__ = [
     "thread_limit",
@@ -185,7 +185,7 @@ def tensorly_tsm_loop(A: torch.Tensor) -> torch.Tensor:
     torch.Tensor, shape (B, H, W)
         Min-max normalised maps (zeros for a constant map), on ``A``'s device and dtype.
     """
-    from .reference import tensorly_tsm
+    from tsmlib.reference import tensorly_tsm
 
     if A.ndim != 4:
         raise ValueError(f"A must have shape (B, C, H, W), got {tuple(A.shape)}")

@@ -20,9 +20,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from .evaluation.metric_info import METRICS, metric_info
-from .evaluation.runner import PAPER_METRICS
-from .methods import minmax_normalize
+from tsmlib.evaluation.metric_info import METRICS, metric_info
+from tsmlib.evaluation.runner import PAPER_METRICS
+from tsmlib.methods import minmax_normalize
 from .plotting import component_figure, display_name, overlay, saliency_grid
 
 __all__ = [
@@ -210,7 +210,7 @@ def plot_method_schematic(image, tensors: Mapping, *, n_slices: int = 6, n_show:
     n_show : int
         Components drawn in the multivector row (at most the number held in ``tensors``).
     cmap : str, optional
-        Colour map of the saliency maps (default :data:`tsmlib.style.SALIENCY_CMAP`).
+        Colour map of the saliency maps (default :data:`tsmbook.style.SALIENCY_CMAP`).
     width : float
         Figure width in inches.
 
@@ -346,7 +346,7 @@ def plot_method_schematic(image, tensors: Mapping, *, n_slices: int = 6, n_show:
 def method_grid(images: Sequence, maps: Mapping[str, Sequence], *, masks: Sequence | None = None,
                 row_labels: Sequence[str] | None = None, size: float = 1.7, cmap: str | None = None,
                 colorbar: bool = True):
-    """Qualitative grid in the paper's style: :func:`tsmlib.plotting.saliency_grid` with ``style="paper"``
+    """Qualitative grid in the paper's style: :func:`tsmbook.plotting.saliency_grid` with ``style="paper"``
     (row labels on the left) and each map min-max normalised."""
     return saliency_grid(images, maps, masks, row_labels, style="paper", size=size, cmap=cmap, colorbar=colorbar,
                          normalize=True)
@@ -355,7 +355,7 @@ def method_grid(images: Sequence, maps: Mapping[str, Sequence], *, masks: Sequen
 def component_grid(image, components: Mapping[str, tuple], combined: Mapping[str, torch.Tensor], *,
                    n: int = 8, size: float = 1.55, cmap: str | None = None):
     """Per-component maps with their weights, then the combined map; one row per method:
-    :func:`tsmlib.plotting.component_figure` of one image.
+    :func:`tsmbook.plotting.component_figure` of one image.
 
     Parameters
     ----------
@@ -453,7 +453,7 @@ def cost_plot(timings, *, size: tuple[float, float] = (6.4, 3.8)):
     Parameters
     ----------
     timings : pandas.DataFrame
-        Rows of :func:`tsmlib.benchmark.benchmark_methods` (``method``, ``shape`` "CxHxW", ``batch``,
+        Rows of :func:`tsmbook.benchmark.benchmark_methods` (``method``, ``shape`` "CxHxW", ``batch``,
         ``ms_per_batch``). Shapes go on the x axis in order of their number of elements C*H*W (equally
         spaced, labelled with the shape and the count); time per map = ``ms_per_batch / batch``.
 
@@ -467,7 +467,7 @@ def cost_plot(timings, *, size: tuple[float, float] = (6.4, 3.8)):
     need = {"method", "shape", "batch", "ms_per_batch"}
     if need - set(timings.columns):
         raise ValueError(f"timings lacks column(s) {sorted(need - set(timings.columns))}; "
-                         "pass tsmlib.benchmark.benchmark_methods(...) rows")
+                         "pass tsmbook.benchmark.benchmark_methods(...) rows")
     if timings.empty:
         raise ValueError("timings is empty")
     df = timings.copy()

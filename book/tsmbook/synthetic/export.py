@@ -34,7 +34,7 @@ def export(out, target) -> dict:
     cfg = json.loads((out / "config.json").read_text())
     results = json.loads((out / "results.json").read_text())
     manifest = {
-        "description": "Small ResNets trained on the tsmlib.synthetic scenes (Fashion-MNIST items on real "
+        "description": "Small ResNets trained on the tsmbook.synthetic scenes (Fashion-MNIST items on real "
                        "textures): a supervised classifier, SimCLR and Barlow Twins backbones with linear "
                        "probes, and a random-weight backbone with a linear probe (baseline).",
         "config": cfg,
@@ -50,7 +50,7 @@ def export(out, target) -> dict:
         state = torch.load(final, weights_only=True)
         path = target / f"{name}.safetensors"
         save_file({k: v.contiguous() for k, v in state.items()}, str(path),
-                  metadata={"name": name, "format": "tsmlib.synthetic.ContractModel"})
+                  metadata={"name": name, "format": "tsmbook.synthetic.ContractModel"})
         entry = {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size}
         entry.update(results[name])
         if name != "random":
