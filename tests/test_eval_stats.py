@@ -119,6 +119,17 @@ def test_mean_ci():
     assert lo < 4.0 < hi
     with pytest.raises(ValueError, match="NaN"):
         S.mean_ci([1.0, np.nan])
+    with pytest.raises(ValueError, match="confidence must be in"):
+        S.mean_ci([1.0, 2.0], confidence=95)
+    assert S.mean_ci([3.0]) == (3.0, 3.0)
+    # a wide sample has a wider interval than a narrow one
+    rng = np.random.default_rng(0)
+    lo1, hi1 = S.mean_ci(rng.normal(0, 1, 200), n_resamples=2000)
+    lo2, hi2 = S.mean_ci(rng.normal(0, 5, 200), n_resamples=2000)
+    assert hi2 - lo2 > 3 * (hi1 - lo1)
+    # coverage roughly right: the interval of a large N(0, 1) sample holds 0 and has width ~ 2*1.96/sqrt(n)
+    lo, hi = S.mean_ci(rng.normal(0, 1, 2000), n_resamples=2000)
+    assert lo < 0.1 and hi > -0.1 and (hi - lo) == pytest.approx(2 * 1.96 / np.sqrt(2000), rel=0.2)
 
 
 # ---------------------------------------------------------------------------------- tidy tables

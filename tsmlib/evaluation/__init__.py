@@ -48,7 +48,7 @@ from .runner import (ALL_METRICS, COLUMNS, METRIC_TABLE, PAPER_METRICS, Evaluati
 from .sanity import (cascading_randomization, independent_randomization, model_randomization, noise_floor,
                      sanity_summary, sanity_thresholds, sanity_verdicts, spearman, ssim, label_free_verdict)
 from .scores import ClassScore, EmbeddingSimilarity, make_score, probe_score
-from .summary import (best_iou_threshold, best_method, bootstrap_ci, comparison_line, comparison_table,
+from .summary import (best_iou_threshold, best_method, comparison_line, comparison_table,
                       format_relative_change, interval_cell, interval_table, metric_column, paper_table,
                       ranked_methods, summarize, summary_value)
 from . import stats
@@ -66,7 +66,7 @@ __all__ = [
     "independent_randomization", "model_randomization", "noise_floor", "sanity_summary", "sanity_thresholds",
     "sanity_verdicts", "label_free_verdict", "spearman", "ssim",
     "ClassScore", "EmbeddingSimilarity", "make_score", "probe_score", "best_iou_threshold", "best_method",
-    "summary_value", "bootstrap_ci", "paper_table", "summarize", "comparison_line", "comparison_table",
+    "summary_value", "paper_table", "summarize", "comparison_line", "comparison_table",
     "format_relative_change", "interval_cell", "interval_table", "metric_column", "ranked_methods", "stats",
     "METRICS", "MetricInfo", "higher_is_better", "metric_info", "metric_label",
     "compare", "compare_family", "compare_to_references", "beats_all_references", "holm", "interval_outcome",
