@@ -368,3 +368,16 @@ def test_gram_iter_zero_and_tiny_inputs():
     assert torch.isfinite(U).all() and torch.isfinite(V).all() and s[0, 0] == 0 and (V[0] == 0).all()
     _, s_ref, _ = truncated_svd(X, 1, solver="gram-eigh")
     assert torch.allclose(s, s_ref, rtol=1e-12)
+
+
+def test_decompositions_leave_the_process_thread_count_alone(monkeypatch):
+    # torch.set_num_threads is process-wide: a library call must not flip it behind the caller's back
+    def refuse(n):
+        raise AssertionError(f"torch.set_num_threads({n}) called inside tsmlib")
+
+    monkeypatch.setattr(torch, "set_num_threads", refuse)
+    A = torch.rand(2, 40, 7, 7, generator=torch.Generator().manual_seed(0))
+    for solver in ("gram", "gram-eigh", "gram-iter"):
+        truncated_svd(A.flatten(2), 3, solver=solver)
+    for fn in (tsmlib.eigencam, tsmlib.tsm, tsmlib.multivec_eigencam, tsmlib.mtsm):
+        fn(A)

@@ -14,7 +14,6 @@ Matrix Anal. Appl., 2000.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
@@ -29,32 +28,14 @@ Precision = Literal["double", "native"]
 __all__ = ["truncated_svd", "subspace_eigh", "tucker", "TuckerResult", "mode_product", "numerical_rank_tolerance"]
 
 
-@contextlib.contextmanager
-def _single_threaded():
-    """Run LAPACK on one thread: for small matrices its multi-threading is pure overhead.
-
-    Measured on a 2-core machine under load, batched ``eigh`` of 32 49x49 matrices took 65-350 ms with
-    two threads and 10-18 ms with one. (``torch.set_num_threads`` is process-wide; it is restored on exit.)
-    """
-    n = torch.get_num_threads()
-    if n == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
-
-
 def _eigh_descending(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Eigen-decomposition of a batch of small symmetric matrices, eigenvalues in descending order.
 
-    Runs on the CPU, single-threaded. On CUDA the matrices make the round trip: batched ``eigh`` of many
-    small matrices is slower on a GPU than the copy (about 0.7 ms per 49x49 matrix measured on an H100).
+    Runs on the CPU, with torch's thread count as the caller set it. On CUDA the matrices make the round
+    trip: batched ``eigh`` of many small matrices is slower on a GPU than the copy (about 0.7 ms per 49x49
+    matrix measured on an H100).
     """
-    with _single_threaded():
-        evals, evecs = torch.linalg.eigh(G.cpu())
+    evals, evecs = torch.linalg.eigh(G.cpu())
     if G.device.type != "cpu":
         evals, evecs = evals.to(G.device), evecs.to(G.device)
     return evals.flip(-1), evecs.flip(-1)
@@ -79,11 +60,7 @@ _FLOAT32_GRAM_TOL = 1e-6
 
 def _small_eigh(H: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Descending ``eigh`` of tiny (b x b) Rayleigh-Ritz matrices, on their own device."""
-    if H.device.type == "cpu":
-        with _single_threaded():
-            evals, evecs = torch.linalg.eigh(H)
-    else:
-        evals, evecs = torch.linalg.eigh(H)
+    evals, evecs = torch.linalg.eigh(H)
     return evals.flip(-1), evecs.flip(-1)
 
 
@@ -184,8 +161,9 @@ def truncated_svd(
         ``min(m, n)``), the other side by projection. Only matmuls touch the large dimension. The small
         eigenproblem is solved by ``"gram-eigh"`` on the CPU, except for ``rank == 1`` with a Gram side
         of at least 32 (``"gram-iter"``), and by ``"gram-iter"`` on any non-CPU device.
-        ``"gram-eigh"``: batched LAPACK ``eigh`` (single-threaded, on the CPU: CUDA matrices make the
-        round trip).
+        ``"gram-eigh"``: batched LAPACK ``eigh`` (on the CPU: CUDA matrices make the round trip). It
+        runs on torch's threads as the caller set them (``torch.set_num_threads``); nothing here changes
+        that process-wide setting.
         ``"gram-iter"``: block subspace iteration with Rayleigh-Ritz (:func:`subspace_eigh`: matmuls,
         thin QRs and tiny ``eigh`` on the Gram matrix's own device), converged to an estimated
         eigenvector angle of 1e-12 (float64 Gram) per item; items it cannot converge within 40 sweeps
