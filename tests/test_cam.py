@@ -72,6 +72,21 @@ def test_unknown_layer_name_suggests_close_names(model):
         ActivationCapture(model, 4)
 
 
+def test_layer_name_of_a_module_a_name_and_a_stranger(model):
+    from tsmlib.hooks import layer_name
+
+    assert layer_name(model, model.features[3]) == "features.3"
+    assert layer_name(model, model.head) == "head"
+    assert layer_name(model, model) == ""                       # the model itself
+    assert layer_name(model, "features.3") == "features.3"      # a name is kept as given
+    copy = TinyCNN().eval()
+    assert layer_name(copy, layer_name(model, model.features[3])) == "features.3"
+    with pytest.raises(ValueError, match="not a submodule"):
+        layer_name(model, copy.features[3])                     # a module of another model has no name here
+    with pytest.raises(TypeError, match="nn.Module or a dotted"):
+        layer_name(model, 3)
+
+
 @pytest.mark.parametrize("method,fn", [("eigencam", tsmlib.eigencam), ("tsm", tsmlib.tsm),
                                        ("multivec-eigencam", tsmlib.multivec_eigencam), ("mtsm", tsmlib.mtsm)])
 def test_saliency_equals_functional_core_upsampled(model, x, method, fn):
@@ -188,6 +203,75 @@ def test_saliency_details_and_one_forward_for_many_methods(model, x):
     g = tsmlib.saliency(model, x, "gradcam", layer="features", return_details=True)
     torch.testing.assert_close(g.maps, tsmlib.saliency(model, x, "gradcam", layer="features",
                                                        targets=model(x).argmax(1)))
+
+
+def test_saliency_maps_takes_names_entries_and_callables_under_keys_of_the_callers_choice(model, x):
+    seen = {}
+
+    def half(model, x, layer, targets):  # a user's method: final maps, called as fn(model, x, layer, targets)
+        seen["targets"] = targets
+        m = torch.zeros(x.shape[0], *x.shape[-2:])
+        m[..., :16] = 1
+        return m
+
+    tsm = method_info("tsm")
+    out = tsmlib.cam.saliency_maps(model, x, {"TSM small": "tsm", "entry": tsm, "mine": half}, "features",
+                                   options={"TSM small": {"ranks": (4, 2, 2)}})
+    assert list(out) == ["TSM small", "entry", "mine"]
+    torch.testing.assert_close(out["TSM small"].maps, tsmlib.saliency(model, x, "tsm", "features", ranks=(4, 2, 2)))
+    torch.testing.assert_close(out["entry"].maps, tsmlib.saliency(model, x, "tsm", "features"))
+    assert torch.equal(out["mine"].maps, out["mine"].raw) and out["mine"].maps[:, :, 16:].sum() == 0  # as given
+    assert torch.equal(seen["targets"], model(x).argmax(1))  # the class the shared pass predicts
+    given = torch.tensor([4, 0, 1])
+    tsmlib.cam.saliency_maps(model, x, [half], "features", given)
+    assert seen["targets"] is given
+    # resolved once, looked up never again: a resolved dict passes through
+    resolved = tsmlib.cam.resolve_methods(["tsm", half])
+    assert resolved == {"tsm": tsm, "half": half}
+    assert tsmlib.cam.resolve_methods(resolved) == resolved
+
+
+def test_saliency_maps_bad_methods_options_and_maps(model, x):
+    with pytest.raises(tsmlib.UnknownNameError, match="tsn"):
+        tsmlib.cam.saliency_maps(model, x, ["tsn"], "features")
+    with pytest.raises(ValueError, match="listed twice"):
+        tsmlib.cam.resolve_methods(["tsm", "tsm"])
+    with pytest.raises(TypeError, match="registry name, a MethodInfo or a callable"):
+        tsmlib.cam.resolve_methods([3])
+    with pytest.raises(ValueError, match="not among the methods"):
+        tsmlib.cam.saliency_maps(model, x, ["tsm"], "features", options={"mtsm": {"k": 2}})
+    with pytest.raises(ValueError, match="only registry methods take options"):
+        tsmlib.cam.saliency_maps(model, x, {"f": lambda *a: None}, "features", options={"f": {"k": 2}})
+
+    def small(model, x, layer, targets):
+        return torch.zeros(x.shape[0], 8, 8)
+
+    def nan(model, x, layer, targets):
+        return torch.full((x.shape[0], *x.shape[-2:]), float("nan"))
+
+    with pytest.raises(ValueError, match=r"'small' returned maps of shape \(3, 8, 8\), expected \(3, 32, 32\)"):
+        tsmlib.cam.saliency_maps(model, x, [small], "features")
+    with pytest.raises(ValueError, match="'nan' returned NaN/Inf"):
+        tsmlib.cam.saliency_maps(model, x, [nan], "features")
+    with pytest.raises(TypeError, match="returned ndarray"):
+        tsmlib.cam.saliency_maps(model, x, {"np": lambda *a: np.zeros((3, 32, 32))}, "features")
+
+
+def test_saliency_maps_with_layer_gradients_gives_the_same_grad_cams_with_a_shorter_backward(model, x):
+    full = tsmlib.cam.saliency_maps(model, x, ["gradcam", "tsm"], "features")
+    cut = tsmlib.cam.saliency_maps(model, x, ["gradcam", "tsm"], "features", layer_gradients=True)
+    for name in ("gradcam", "tsm"):
+        torch.testing.assert_close(cut[name].maps, full[name].maps)
+    # the cut is real: inside it no gradient reaches the layers before the target layer
+    reached = []
+    handle = model.features[0].weight.register_hook(lambda g: reached.append(1))
+    try:
+        tsmlib.cam.saliency_maps(model, x, ["gradcam"], "features", layer_gradients=True)
+        assert reached == []
+        tsmlib.cam.saliency_maps(model, x, ["gradcam"], "features")
+        assert reached  # without it, the backward pass runs through the whole network
+    finally:
+        handle.remove()
 
 
 def test_layer_gradients_only_gives_the_same_layer_gradients_and_the_same_grad_cams():

@@ -112,6 +112,42 @@ def test_runner_deletion_insertion_and_subset():
         evaluate(model, _records(), [left_half], ["deletion"], layer="x", max_images={"nope": 1}, progress=False)
 
 
+def test_runner_resolves_names_once_and_calls_the_shared_capture_once_per_image_subset(monkeypatch):
+    import tsmlib
+    from tsmlib.evaluation import runner
+    from _eval_helpers import CountingConvNet
+
+    lookups, captures = [], []
+    real_info, real_maps = tsmlib.cam.method_info, runner.saliency_maps
+    monkeypatch.setattr(tsmlib.cam, "method_info", lambda name: lookups.append(name) or real_info(name))
+
+    def spy(model, x, methods, *args, **kwargs):
+        captures.append((x.shape[0], list(methods)))
+        return real_maps(model, x, methods, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "saliency_maps", spy)
+    model = CountingConvNet().eval()
+    records = [torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(i)) for i in range(5)]
+    methods = ["tsm", "gradcam", "mtsm[k=2]", left_half]
+    model.calls = 0
+    df = evaluate(model, records, methods, ["average_drop"], layer="conv", batch_size=2,
+                  max_images={"gradcam": 3}, progress=False)
+    assert sorted(lookups) == ["gradcam", "mtsm[k=2]", "tsm"]  # once each, not once per batch
+    # batches of 2, 2, 1: one call per batch, and one more for the image of the second batch that gradcam
+    # is limited to (the first three of the stream)
+    assert captures == [(2, ["tsm", "gradcam", "mtsm[k=2]", "left_half"]),
+                        (2, ["tsm", "mtsm[k=2]", "left_half"]), (1, ["gradcam"]),
+                        (1, ["tsm", "mtsm[k=2]", "left_half"])]
+    # rows in the order of the methods in every batch, whatever the subsets
+    assert df[df.image == 2]["method"].tolist() == ["tsm", "gradcam", "mtsm[k=2]", "left_half"]
+    # the subset's maps are those of the image alone; the label-dependent ones explain the predicted class
+    per_image = evaluate(model, records[2:4], {"gradcam": "gradcam"}, ["average_drop"], layer="conv",
+                         batch_size=1, progress=False)
+    assert df[(df.method == "gradcam") & (df.image == 2)]["value"].item() == pytest.approx(
+        per_image[per_image.image == 0]["value"].item(), abs=1e-6)
+    assert df[df.method == "tsm"]["target"].tolist() == model(torch.stack(records)).argmax(1).tolist()
+
+
 def test_runner_cache_reused_invalidated_and_resumed(tmp_path):
     model = MeanProbabilityModel()
     calls = []
@@ -300,7 +336,7 @@ def test_callable_fingerprint_is_stable_for_partials_and_sees_wrapped_code():
 
     import tsmlib
     from tsmlib.cam import activation_method
-    from tsmlib.evaluation.runner import _callable_fingerprint
+    from tsmlib.fingerprint import callable_digest as _callable_fingerprint  # what the cache key uses
 
     # partials: same function and arguments -> same hash (no memory address), other arguments -> other hash
     a = functools.partial(tsmlib.mtsm, k=5)

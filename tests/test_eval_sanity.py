@@ -140,7 +140,6 @@ def test_blocks_randomise_groups_of_modules():
 
 
 # ------------------------------------------------------------------ independent scheme, anchors, verdicts
-from tsmlib.evaluation._methods import method_maps, resolve_methods  # noqa: E402
 from tsmlib.evaluation.sanity import (  # noqa: E402
     block_label,
     edge_map,
@@ -411,18 +410,25 @@ class _CountingNet(SmallConvNet):
         return super().forward(x)
 
 
-def test_method_maps_share_one_capture_for_activation_methods():
-    model = _CountingNet().eval()
-    x = torch.rand(2, 3, 16, 16)
-    fns = resolve_methods(["eigencam", "tsm", "lafam"], {"tsm": {"ranks": (4, 2, 2)}})
-    _CountingNet.calls = 0
-    maps = method_maps(model, x, fns, "features")
-    assert _CountingNet.calls == 1
+def test_each_step_is_one_saliency_maps_call_and_one_forward_for_activation_methods():
     import tsmlib
 
-    for name in ("eigencam", "lafam"):
-        torch.testing.assert_close(maps[name], tsmlib.saliency(model, x, name, "features"))
-    torch.testing.assert_close(maps["tsm"], tsmlib.saliency(model, x, "tsm", "features", ranks=(4, 2, 2)))
+    model = _CountingNet().eval()
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    _CountingNet.calls = 0
+    rows = cascading_randomization(model, x, ["eigencam", "tsm", "lafam"], model.features, blocks=["head"],
+                                   method_options={"tsm": {"ranks": (4, 2, 2)}}, similarities=("spearman",))
+    assert _CountingNet.calls == 1 + 2  # the targets, then one shared forward pass per step (trained, head)
+    assert set(rows.method) == {"eigencam", "tsm", "lafam"}
+    # the head is after the target layer: every map unchanged, options applied as by tsmlib.saliency
+    assert rows[rows.step == 1]["value"].tolist() == pytest.approx([1.0] * 6)
+    floor = noise_floor(model, x, {"TSM (4, 2, 2)": "tsm"}, "features", scale=1e-9,
+                        method_options={"TSM (4, 2, 2)": {"ranks": (4, 2, 2)}}, similarities=("spearman",))
+    assert set(floor.method) == {"TSM (4, 2, 2)"}  # options by the key the caller chose
+    assert floor["value"].tolist() == pytest.approx([1.0] * 4, abs=1e-3)  # a negligible nudge
+    with pytest.raises(ValueError, match="options given for 'tsm', which is not among"):
+        noise_floor(model, x, {"TSM (4, 2, 2)": "tsm"}, "features", method_options={"tsm": {"k": 1}})
+    assert tsmlib.hooks.layer_name(model, model.features) == "features"
 
 
 def test_a_constant_map_counts_as_zero_similarity_in_the_verdicts():

@@ -7,6 +7,9 @@ One interface for every method, ours and the baselines::
     res.maps, res.raw, res.output                                      # final maps, raw maps, logits
     tsmlib.cam.saliency_maps(model, x, ["tsm", "mtsm", "lafam"], layer="layer4")  # one forward pass
 
+:func:`saliency_maps` is the one path from method names (or the user's own callables) to maps: the
+evaluation runner and the sanity check call it for every batch.
+
 The registry lives in :mod:`tsmlib.registry` and the hooks in :mod:`tsmlib.hooks`; their public
 names are re-exported here (``tsmlib.cam.ActivationCapture``, ``tsmlib.cam.method_info``, ...).
 """
@@ -14,13 +17,13 @@ names are re-exported here (``tsmlib.cam.ActivationCapture``, ``tsmlib.cam.metho
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence, Union
 
 import torch
 from torch import nn
 
 from . import methods as _methods
-from .hooks import ActivationCapture, capture_activations, resolve_layer
+from .hooks import ActivationCapture, capture_activations, layer_gradients_only, resolve_layer
 from .registry import (
     MethodInfo,
     UnknownNameError,
@@ -33,7 +36,7 @@ from .registry import (
 
 __all__ = [
     # this module
-    "SaliencyResult", "saliency", "saliency_maps",
+    "SaliencyResult", "saliency", "saliency_maps", "resolve_methods", "Method",
     # re-exported from tsmlib.hooks and tsmlib.registry (their home; see the module docstring)
     "ActivationCapture", "capture_activations", "resolve_layer",
     "MethodInfo", "UnknownNameError", "register_method", "unregister_method", "available_methods", "method_info",
@@ -59,6 +62,11 @@ class SaliencyResult:
     output: torch.Tensor | None
 
 
+#: A method as :func:`saliency_maps` takes it: a registry name, a registry entry, or a callable
+#: ``fn(model, x, layer, targets) -> (B, H, W)`` whose maps are final.
+Method = Union[str, MethodInfo, Callable[..., torch.Tensor]]
+
+
 def _finish(raw: torch.Tensor, x: torch.Tensor, upsample: bool, normalize: bool) -> torch.Tensor:
     maps = _methods.minmax_normalize(raw) if normalize else raw
     return _methods.upsample(maps, x.shape[-2:]) if upsample else maps
@@ -71,10 +79,69 @@ def _check(x, layer, need_layer: bool = True) -> None:
         raise ValueError(f"x must be a batch of images (B, C, H, W), got {getattr(x, 'shape', type(x))}")
 
 
+def _checked_maps(maps, x: torch.Tensor, name: str, full_size: bool) -> torch.Tensor:
+    """A method's final maps, detached: a (B, h, w) tensor of finite values, (B, H_in, W_in) when
+    ``full_size``; a clear error naming the method otherwise."""
+    if not isinstance(maps, torch.Tensor):
+        raise TypeError(f"method {name!r} returned {type(maps).__name__}, expected a (B, H, W) tensor")
+    if maps.ndim != 3 or maps.shape[0] != x.shape[0] or (full_size and maps.shape[-2:] != x.shape[-2:]):
+        want = f"({x.shape[0]}, {x.shape[-2]}, {x.shape[-1]})" if full_size else f"({x.shape[0]}, h, w)"
+        raise ValueError(f"method {name!r} returned maps of shape {tuple(maps.shape)}, expected {want}")
+    maps = maps.detach()
+    if not bool(torch.isfinite(maps).all()):
+        raise ValueError(f"method {name!r} returned NaN/Inf maps")
+    return maps
+
+
+def resolve_methods(methods, options: Mapping[str, Mapping] | None = None) -> dict[str, MethodInfo | Callable]:
+    """Methods as :func:`saliency_maps` runs them: ``{key: registry entry or callable}``.
+
+    Parameters
+    ----------
+    methods : str, callable, sequence of them, or mapping key -> :data:`Method`
+        Registry names (looked up here, once: an unknown name raises :class:`UnknownNameError` listing
+        the registered ones), registry entries (:class:`MethodInfo`, kept), and callables
+        ``fn(model, x, layer, targets) -> (B, H, W)`` (kept). A name is its own key, a callable is keyed
+        by its ``__name__``; a mapping gives the keys (``{"TSM, k=2": "tsm"}``).
+    options : mapping key -> dict, optional
+        Keyword arguments per registry method, checked here: a key that is not among the methods, or
+        that names a callable (which takes no options), raises ``ValueError``.
+
+    Returns
+    -------
+    dict
+        In the order given. Already resolved methods pass through unchanged, so resolving once and
+        handing the result to :func:`saliency_maps` for every batch looks nothing up again.
+    """
+    if isinstance(methods, (str, MethodInfo)) or callable(methods):
+        methods = [methods]
+    if isinstance(methods, Mapping):
+        items = list(methods.items())
+    else:
+        items = [(m if isinstance(m, str) else m.name if isinstance(m, MethodInfo) else getattr(m, "__name__", repr(m)), m)
+                 for m in methods]
+    out: dict[str, MethodInfo | Callable] = {}
+    for key, m in items:
+        if key in out:
+            raise ValueError(f"method {key!r} is listed twice")
+        if isinstance(m, str):
+            out[key] = method_info(m)
+        elif isinstance(m, MethodInfo) or callable(m):
+            out[key] = m
+        else:
+            raise TypeError(f"a method must be a registry name, a MethodInfo or a callable, got {type(m).__name__}")
+    for key in options or {}:
+        if key not in out:
+            raise ValueError(f"options given for {key!r}, which is not among the methods {list(out)}")
+        if not isinstance(out[key], MethodInfo):
+            raise ValueError(f"options given for {key!r}, a callable: only registry methods take options")
+    return out
+
+
 def saliency_maps(
     model: nn.Module,
     x: torch.Tensor,
-    methods: Sequence[str],
+    methods,
     layer: nn.Module | str | None = None,
     targets: torch.Tensor | None = None,
     *,
@@ -82,36 +149,72 @@ def saliency_maps(
     normalize: bool = True,
     reshape_transform: Callable | None = None,
     options: Mapping[str, Mapping] | None = None,
+    layer_gradients: bool = False,
 ) -> dict[str, SaliencyResult]:
     """Several methods on one batch, with one forward pass for all the activation methods.
 
     One no-grad forward pass records the model's output and the layer's activations; every method
     with an activation-level function (``MethodInfo.map_fn``: EigenCAM, TSM, Multivec-EigenCAM, MTSM,
-    LaFAM) is computed from them. The other methods run their own passes, explaining ``targets`` or,
-    when None, the class predicted by that shared forward pass.
+    LaFAM and their variants) is computed from them. The other registry methods run their own passes,
+    explaining ``targets``; callables run as ``fn(model, x, layer, targets)``. Without activation
+    methods, the shared pass runs only when it must predict the ``targets`` (and records no activations).
 
-    Parameters are those of :func:`saliency`; ``options`` maps a method name to its keyword arguments.
+    Parameters
+    ----------
+    model, x, layer, upsample, normalize, reshape_transform
+        As for :func:`saliency`. ``layer`` may be None only when every method is a yardstick or a
+        callable.
+    methods : str, callable, sequence of them, or mapping key -> name, :class:`MethodInfo` or callable
+        See :func:`resolve_methods`. A callable's maps are taken as final: validated, neither normalised
+        nor upsampled.
+    targets : LongTensor (B,), optional
+        Classes explained by the label-dependent methods and passed to callables. Default: the class
+        predicted by the shared forward pass (when the model's output is (B, K)).
+    options : mapping key -> dict, optional
+        Keyword arguments per registry method (``{"mtsm": {"k": 5}}``).
+    layer_gradients : bool
+        Run the registry methods that need their own passes under
+        :class:`tsmlib.hooks.layer_gradients_only`: their backward passes stop at ``layer``. Exact for
+        every built-in method (the Grad-CAM family needs gradients at the layer only) and about three
+        times cheaper for a late layer. Callables always run without it (they may need input gradients).
 
     Returns
     -------
     dict
-        ``{method name as given: SaliencyResult}``, in the order of ``methods``.
+        ``{key: SaliencyResult}`` in the order of ``methods``; every result holds the output of the
+        shared forward pass (None when none ran). Maps are detached and checked: (B, h, w), finite,
+        (B, H_in, W_in) when ``upsample`` (callables always).
     """
-    _check(x, layer)
-    infos = {m: method_info(m) for m in methods}  # unknown names fail before any work
+    resolved = resolve_methods(methods, options)
+    registry = [m for m in resolved.values() if isinstance(m, MethodInfo)]
+    _check(x, layer, need_layer=any(m.family != "yardstick" for m in registry))
     options = dict(options or {})
-    A, output = capture_activations(model, x, layer, reshape_transform, return_output=True)
-    if targets is None and not all(i.label_free for i in infos.values()) and isinstance(output, torch.Tensor) \
-            and output.ndim == 2:
+    shared = any(m.map_fn is not None for m in registry)
+    label_dependent = len(registry) < len(resolved) or not all(m.label_free for m in registry)  # callables may be
+    A = output = None
+    if shared:
+        A, output = capture_activations(model, x, layer, reshape_transform, return_output=True)
+    elif targets is None and label_dependent:
+        with torch.no_grad():
+            output = model(x)
+    if targets is None and label_dependent and isinstance(output, torch.Tensor) and output.ndim == 2:
         targets = output.argmax(dim=1)
     out = {}
-    for m, info in infos.items():
-        opts = dict(options.get(m, {}))
-        if info.map_fn is not None:
-            raw = info.map_fn(A, normalize=False, **opts)
+    for key, m in resolved.items():
+        if not isinstance(m, MethodInfo):
+            maps = _checked_maps(m(model, x, layer, targets), x, key, full_size=True)
+            out[key] = SaliencyResult(maps, maps, output)
+            continue
+        opts = dict(options.get(key, {}))
+        if m.map_fn is not None:
+            raw = m.map_fn(A, normalize=False, **opts)
+        elif layer_gradients and layer is not None:
+            with layer_gradients_only(model, layer):
+                raw = m.fn(model, x, layer, targets, reshape_transform=reshape_transform, **opts)
         else:
-            raw = info.fn(model, x, layer, targets, reshape_transform=reshape_transform, **opts)
-        out[m] = SaliencyResult(_finish(raw, x, upsample, normalize and not info.normalized), raw, output)
+            raw = m.fn(model, x, layer, targets, reshape_transform=reshape_transform, **opts)
+        maps = _checked_maps(_finish(raw, x, upsample, normalize and not m.normalized), x, key, full_size=upsample)
+        out[key] = SaliencyResult(maps, raw, output)
     return out
 
 
@@ -166,7 +269,7 @@ def saliency(
     info = method_info(method)
     _check(x, layer, need_layer=info.family != "yardstick")  # the yardsticks look at no layer
     if return_details:
-        return saliency_maps(model, x, [method], layer, targets, upsample=upsample, normalize=normalize,
+        return saliency_maps(model, x, {method: info}, layer, targets, upsample=upsample, normalize=normalize,
                              reshape_transform=reshape_transform, options={method: options})[method]
     raw = info.fn(model, x, layer, targets, reshape_transform=reshape_transform, **options)
     return _finish(raw, x, upsample, normalize and not info.normalized)

@@ -16,8 +16,8 @@ built here, from SHA-256 digests of:
   representation is a ``repr`` holding a memory address are refused (``TypeError``) rather than hashed.
 
 :func:`fingerprint` combines the library source and versions with any parts given. The callers:
-``tsmbook.style.cached``, the shard cache of :func:`tsmlib.evaluation.evaluate`, the activation memo of
-:func:`tsmlib.hooks.memoised_activations` and the skip rule of ``tools/run_notebooks.py``.
+``tsmbook.style.cached``, the shard cache of :func:`tsmlib.evaluation.evaluate` and the skip rule of
+``tools/run_notebooks.py``.
 
 :func:`atomic_path` is the write side of every cache: a unique temporary file in the target's directory,
 moved into place with ``os.replace`` only once complete, so a killed or concurrent writer never leaves

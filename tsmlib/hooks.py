@@ -14,8 +14,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["resolve_layer", "ActivationCapture", "capture_activations", "memoised_activations",
-           "clear_activation_memo", "layer_gradients_only"]
+__all__ = ["resolve_layer", "layer_name", "ActivationCapture", "capture_activations", "layer_gradients_only"]
 
 
 def resolve_layer(model: nn.Module, layer: nn.Module | str) -> nn.Module:
@@ -31,6 +30,29 @@ def resolve_layer(model: nn.Module, layer: nn.Module | str) -> nn.Module:
         close = difflib.get_close_matches(layer, names, n=5)
         hint = f" Did you mean: {', '.join(close)}?" if close else f" Top-level modules: {', '.join(n for n in names if '.' not in n)}."
         raise ValueError(f"model has no submodule {layer!r}.{hint}") from None
+
+
+def layer_name(model: nn.Module, layer: nn.Module | str) -> str:
+    """The dotted name of the target layer in ``model``: what a cache key or a table records, and what
+    finds the same layer again in a copy of the model.
+
+    A string is returned as given (it is a name already; :func:`resolve_layer` checks it when the layer
+    is used). A module is looked up among ``model.named_modules()`` by identity (the model itself is
+    ``""``); a module that is not part of ``model`` raises ``ValueError``, since no name would find it.
+
+    >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+    >>> layer_name(net, net[1]), layer_name(net, "0")
+    ('1', '0')
+    """
+    if isinstance(layer, str):
+        return layer
+    if not isinstance(layer, nn.Module):
+        raise TypeError(f"layer must be an nn.Module or a dotted module name, got {type(layer).__name__}")
+    for name, module in model.named_modules():
+        if module is layer:
+            return name
+    raise ValueError(f"the layer {type(layer).__name__} is not a submodule of the model; pass one of its own "
+                     "modules or its dotted name")
 
 
 class ActivationCapture:
@@ -164,32 +186,3 @@ class layer_gradients_only:
         if self._handle is not None:
             self._handle.remove()
             self._handle = None
-
-
-_MEMO: dict = {}
-
-
-def clear_activation_memo() -> None:
-    """Forget the batch memoised by :func:`memoised_activations`."""
-    _MEMO.clear()
-
-
-def memoised_activations(model: nn.Module, x: torch.Tensor, layer: nn.Module | str,
-                         reshape_transform: Callable | None = None) -> torch.Tensor:
-    """:func:`capture_activations`, with the last batch memoised: several method variants asked for the
-    same batch one after the other (the evaluation runner calls each method in turn) share one forward.
-
-    The key holds the *content* of the model's weights (:func:`tsmlib.fingerprint.state_dict_digest`),
-    not only ``id(model)``: weights re-initialised in place (the cascading randomisation) give new
-    activations. Digesting the weights costs some tens of milliseconds per call.
-    """
-    from .fingerprint import state_dict_digest, tensor_digest
-
-    key = (id(model), state_dict_digest(model), layer if isinstance(layer, str) else id(layer),
-           id(reshape_transform), str(x.device), tensor_digest(x))
-    if _MEMO.get("key") == key:
-        return _MEMO["activations"]
-    A = capture_activations(model, x, layer, reshape_transform)
-    _MEMO.clear()
-    _MEMO.update(key=key, activations=A)
-    return A

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ._names import UnknownNameError, normalize_name, unknown_name
-from .hooks import capture_activations, memoised_activations
+from .hooks import capture_activations
 
 __all__ = [
     "MethodInfo",
@@ -182,7 +182,9 @@ def activation_method(map_fn: Callable[..., torch.Tensor]) -> MethodFn:
     def run(model, x, layer, targets=None, *, reshape_transform=None, **options):
         return map_fn(capture_activations(model, x, layer, reshape_transform), normalize=False, **options)
 
-    run.__doc__ = f"Registry wrapper of :func:`{map_fn.__module__}.{map_fn.__name__}`."
+    inner = map_fn.func if isinstance(map_fn, functools.partial) else map_fn
+    bound = f" with {map_fn.keywords}" if isinstance(map_fn, functools.partial) else ""
+    run.__doc__ = f"Registry wrapper of :func:`{inner.__module__}.{inner.__qualname__}`{bound}."
     run.map_fn = map_fn
     return run
 
@@ -264,10 +266,9 @@ def register_variant(base: str, **options) -> str:
 
     Notes
     -----
-    A variant is an activation method (its ``map_fn`` is the base function with the options bound), so
-    :func:`tsmlib.cam.saliency_maps` serves any number of variants from one forward pass; called one
-    by one (``fn``), variants share a memo of the last batch's activations
-    (:func:`tsmlib.hooks.memoised_activations`).
+    A variant is a plain activation method: its ``map_fn`` is the base function with the options bound,
+    its ``fn`` that function's :func:`activation_method` (one forward pass per call). Ask
+    :func:`tsmlib.cam.saliency_maps` for several variants at once and they share one forward pass.
     """
     base_info = method_info(base)
     if base_info.base is not None or normalize_name(base_info.name) not in VARIANT_BASES:
@@ -282,16 +283,11 @@ def register_variant(base: str, **options) -> str:
     # the value checks that do not depend on the layer's size (k and ranks do), on a tiny tensor
     map_fn(torch.rand(1, 6, 3, 3, dtype=torch.float64), **{n: v for n, v in options.items() if n not in ("k", "ranks")})
     bound = functools.partial(map_fn, **options)
-
-    def run(model, x, layer, targets=None, *, reshape_transform=None):
-        return bound(memoised_activations(model, x, layer, reshape_transform), normalize=False)
-
     name = variant_name(base_info.name, **options)
     description = f"{base_info.name} with {', '.join(f'{k}={_format_value(v)}' for k, v in sorted(options.items()))}"
-    run.__doc__ = description
     key = normalize_name(name)
     if key not in _REGISTRY:
-        _REGISTRY[key] = MethodInfo(name, run, True, description, bound, base=base_info.name,
+        _REGISTRY[key] = MethodInfo(name, activation_method(bound), True, description, bound, base=base_info.name,
                                     options=tuple(sorted(options.items())), family="variant")
     return _REGISTRY[key].name
 

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["saliency_grid", "component_grid", "orientation_scores", "method_variant", "variant_name",
-           "clear_activation_memo"]
+__all__ = ["saliency_grid", "component_grid", "orientation_scores", "method_variant", "variant_name"]
 
 # --------------------------------------------------------------------------------------- variants
 # Variants live in the registry; these are their former names here.
-from tsmlib.hooks import clear_activation_memo  # noqa: E402,F401
 from tsmlib.registry import register_variant as method_variant  # noqa: E402,F401
 from tsmlib.registry import variant_name  # noqa: E402,F401
 

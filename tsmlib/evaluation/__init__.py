@@ -44,7 +44,7 @@ from .metrics import (
     relevance_rank_accuracy,
 )
 from .runner import (ALL_METRICS, COLUMNS, METRIC_TABLE, PAPER_METRICS, EvaluationConfig, MetricSpec, Record, as_record,
-                     config_hash, evaluate, prepare_records, register_metric)
+                     evaluate, prepare_records, register_metric)
 from .sanity import (cascading_randomization, independent_randomization, model_randomization, noise_floor,
                      sanity_summary, sanity_thresholds, sanity_verdicts, spearman, ssim, label_free_verdict)
 from .scores import ClassScore, EmbeddingSimilarity, make_score, probe_score
@@ -62,7 +62,7 @@ __all__ = [
     "iou_curve", "iou_auc", "masked_input", "mse", "pointing_game", "relevance_mass_accuracy",
     "relevance_rank_accuracy", "ALL_METRICS", "COLUMNS", "PAPER_METRICS", "Record",
     "EvaluationConfig", "MetricSpec", "METRIC_TABLE", "register_metric",
-    "as_record", "config_hash", "evaluate", "prepare_records", "cascading_randomization",
+    "as_record", "evaluate", "prepare_records", "cascading_randomization",
     "independent_randomization", "model_randomization", "noise_floor", "sanity_summary", "sanity_thresholds",
     "sanity_verdicts", "label_free_verdict", "spearman", "ssim",
     "ClassScore", "EmbeddingSimilarity", "make_score", "probe_score", "best_iou_threshold", "best_method",

@@ -29,10 +29,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import fingerprint as _fp
+from ..cam import MethodInfo, resolve_methods, saliency_maps
+from ..hooks import layer_name
 from . import metrics as M
-from ._methods import check_map_batch, resolve_methods
 from .metric_info import METRICS, MetricInfo, metric_info
-from ..hooks import capture_activations
 from ..progress import progress as _progress
 from .scores import ClassScore, make_score
 
@@ -156,17 +156,6 @@ def _batches(images: Iterable, batch_size: int):
 
 
 # ------------------------------------------------------------------------------------- fingerprints
-# The digests live in tsmlib.fingerprint (one home for every cache key); these names stay for callers.
-def module_fingerprint(module: nn.Module | None) -> str | None:
-    """A module's weights by content: :func:`tsmlib.fingerprint.state_dict_digest` (None for None)."""
-    return _fp.state_dict_digest(module)
-
-
-def _callable_fingerprint(fn) -> str:
-    """What a callable computes: :func:`tsmlib.fingerprint.callable_digest`."""
-    return _fp.callable_digest(fn)
-
-
 def _batch_fingerprint(batch: Sequence[Record]) -> str:
     """The ids, labels, images and masks of a batch (:func:`tsmlib.fingerprint.value_digest`)."""
     return _fp.value_digest([(repr(r.id), r.label, r.image, r.mask) for r in batch])
@@ -182,17 +171,6 @@ def _jsonable(obj):
     if isinstance(obj, (str, int, float, bool)) or obj is None:
         return obj
     return _fp.value_digest(obj)  # callables, modules, arrays...: by content; TypeError for address-only reprs
-
-
-def code_fingerprint() -> str:
-    """The whole tsmlib source (every module and data file of the package) and the versions of torch,
-    tensorly, grad-cam and numpy: cached results are recomputed when any of them changes."""
-    return _fp.fingerprint()
-
-
-def config_hash(config: Mapping) -> str:
-    """Stable hash of a configuration dict (the cache key): :func:`tsmlib.fingerprint.value_digest`."""
-    return _fp.value_digest(_jsonable(config))[:16]
 
 
 # ------------------------------------------------------------------------------------ configuration
@@ -300,30 +278,26 @@ class EvaluationConfig:
     def masking_label(self) -> str:
         return self.masking if isinstance(self.masking, str) else f"constant({self.masking})"
 
-    def key_dict(self, model: nn.Module, methods, fns: Mapping, metrics: Sequence[str], scorer) -> dict:
+    def key_dict(self, model: nn.Module, methods: Mapping, metrics: Sequence[str], scorer) -> dict:
         """The cache key as a dict (written as ``config.json`` and to ``df.attrs["config"]``): this
         configuration's key fields, plus the protocol, the library source and versions
-        (:func:`tsmlib.fingerprint.fingerprint`), the model's weights, the methods (names, or callables by
-        code) and the metrics."""
+        (:func:`tsmlib.fingerprint.fingerprint`), the model's weights (:func:`tsmlib.fingerprint.state_dict_digest`),
+        the methods (``methods`` as :func:`tsmlib.cam.resolve_methods` returns them: registry entries by
+        name, callables by code, :func:`tsmlib.fingerprint.callable_digest`) and the metrics."""
         key = {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("key", True)}
         key.update(
-            layer=_layer_name(model, self.layer), model=self.model_name or type(model).__name__,
+            layer=layer_name(model, self.layer), model=self.model_name or type(model).__name__,
             score=scorer.name,
-            score_object=None if isinstance(self.score, str) else _callable_fingerprint(type(self.score)),
-            embedder=module_fingerprint(self.embedder) if scorer.name == "cosine" else None,
+            score_object=None if isinstance(self.score, str) else _fp.callable_digest(type(self.score)),
+            embedder=_fp.state_dict_digest(self.embedder) if scorer.name == "cosine" else None,
             masking=self.masking_label, iou_thresholds=self.thresholds.tolist(),
         )
         del key["model_name"]  # recorded as "model"
-        key.update(protocol=PROTOCOL_VERSION, code=code_fingerprint(), model_weights=module_fingerprint(model),
-                   methods={n: (m if isinstance(m, str) else _callable_fingerprint(m))
-                            for n, m in zip(fns, _method_specs(methods))},
+        key.update(protocol=PROTOCOL_VERSION, code=_fp.fingerprint(), model_weights=_fp.state_dict_digest(model),
+                   methods={n: (m.name if isinstance(m, MethodInfo) else _fp.callable_digest(m))
+                            for n, m in methods.items()},
                    metrics=list(metrics))
         return key
-
-
-def _layer_name(model: nn.Module, layer) -> str:
-    return layer if isinstance(layer, str) else next(
-        (n for n, m in model.named_modules() if m is layer), type(layer).__name__)
 
 
 # ------------------------------------------------------------------------------------- metric table
@@ -532,13 +506,13 @@ class StreamingEvaluation:
         unknown = set(metrics) - set(METRIC_TABLE)
         if unknown:
             raise ValueError(f"unknown metric(s) {sorted(unknown)}; choose from {list(METRIC_TABLE)}")
-        fns = resolve_methods(methods, cfg.method_options)
+        fns = resolve_methods(methods, cfg.method_options)  # names looked up once, for every batch
         if set(cfg.max_images) - set(fns):
             raise ValueError(f"max_images names methods that are not evaluated: {sorted(set(cfg.max_images) - set(fns))}")
         scorer = make_score(cfg.score, model, cfg.embedder)
-        self.model, self.methods, self.metrics, self.config, self.fns = model, methods, metrics, cfg, fns
-        self.key_dict = cfg.key_dict(model, methods, fns, metrics, scorer)
-        self.key = config_hash(self.key_dict)
+        self.model, self.metrics, self.config, self.fns = model, metrics, cfg, fns
+        self.key_dict = cfg.key_dict(model, fns, metrics, scorer)
+        self.key = _fp.value_digest(_jsonable(self.key_dict))[:16]
         self.model_name = self.key_dict["model"]
         self.run = _Run(scorer=scorer, device=_device_of(model), specs=_ordered_specs(metrics),
                         constant={"score_space": scorer.name, "masking": cfg.masking_label,
@@ -555,16 +529,10 @@ class StreamingEvaluation:
 
     def finish(self, table: pd.DataFrame) -> pd.DataFrame:
         """``table`` with the ``label_free`` column and ``attrs`` (``config``, ``config_hash``)."""
-        table["label_free"] = table["method"].map(_label_free(self.fns, _method_specs(self.methods)))
+        table["label_free"] = table["method"].map(_label_free(self.fns))
         table.attrs["config"] = _jsonable(self.key_dict)
         table.attrs["config_hash"] = self.key
         return table
-
-
-def _finish_maps(raw, x, upsample, normalize):
-    from tsmlib.cam import _finish
-
-    return _finish(raw, x, upsample, normalize)
 
 
 def _ordered_specs(metrics: Sequence[str]) -> list[MetricSpec]:
@@ -586,27 +554,11 @@ class _Run:
     constant: dict
 
 
-def _label_free(fns, specs) -> dict:
+def _label_free(fns: Mapping) -> dict:
     """Registry methods: their label_free flag (None for the yardsticks: references, not explanations);
     callables: their ``label_free`` attribute, None when they have none (unknown)."""
-    out = {}
-    for name, spec in zip(fns, specs):
-        if isinstance(spec, str):
-            from tsmlib.cam import method_info
-
-            info = method_info(spec)
-            out[name] = None if info.family == "yardstick" else info.label_free
-        else:
-            out[name] = getattr(spec, "label_free", None)
-    return out
-
-
-def _method_specs(methods):
-    if isinstance(methods, Mapping):
-        return list(methods.values())
-    if isinstance(methods, (str, bytes)) or callable(methods):
-        return [methods]
-    return list(methods)
+    return {name: (None if m.family == "yardstick" else m.label_free) if isinstance(m, MethodInfo)
+            else getattr(m, "label_free", None) for name, m in fns.items()}
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -658,23 +610,29 @@ def _maybe_int(v):
         return v
 
 
-def _activation_map_fn(fn):
-    """The activation-level function of a registry method resolved by name (None otherwise): such
-    methods are computed from the batch's one shared capture instead of a forward pass each."""
-    name = getattr(fn, "registry_name", None)
-    if name is None:
-        return None
-    from tsmlib.cam import method_info
-
-    return method_info(name).map_fn
-
-
 def _mask_to(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if mask.ndim != 2:
         raise ValueError(f"a mask must have shape (H, W), got {tuple(mask.shape)}")
     if tuple(mask.shape) == tuple(size):
         return mask
     return F.interpolate(mask[None, None].float(), size=size, mode="nearest")[0, 0].to(mask.dtype)
+
+
+def _batch_maps(model, x: torch.Tensor, fns: Mapping, subsets: Mapping, cfg: EvaluationConfig, targets):
+    """Final maps of the methods of each subset of the batch (``subsets``: image positions -> method
+    names), by :func:`tsmlib.cam.saliency_maps`: one call, so one shared forward pass, per subset.
+    ``targets`` (B,) or None (the class each call's forward pass predicts).
+
+    Returns ``({method: (b, S, S) maps}, {subset: the model's output on it})``."""
+    maps, outputs = {}, {}
+    for sel, names in subsets.items():
+        whole = len(sel) == x.shape[0]
+        results = saliency_maps(model, x if whole else x[list(sel)], {n: fns[n] for n in names}, cfg.layer,
+                                targets if targets is None or whole else targets[list(sel)],
+                                options={n: cfg.method_options[n] for n in names if n in cfg.method_options})
+        maps.update({n: r.maps for n, r in results.items()})
+        outputs[sel] = next(iter(results.values())).output
+    return maps, outputs
 
 
 def _evaluate_batch(model, batch: list[Record], fns, start: int, cfg: EvaluationConfig, run: _Run) -> pd.DataFrame:
@@ -690,16 +648,28 @@ def _evaluate_batch(model, batch: list[Record], fns, start: int, cfg: Evaluation
         if missing:
             raise ValueError(f"target='label' but images {missing[:5]} have no label")
         labels = torch.tensor([r.label for r in batch], dtype=torch.long, device=device)
-    # one forward pass for the logits and the activations of every activation method (EigenCAM, TSM, ...)
-    shared = {n: fn for n, fn in fns.items() if _activation_map_fn(fn) is not None}
-    A = logits = None
-    if shared:
-        A, logits = capture_activations(model, x, cfg.layer, return_output=True)
-    elif isinstance(scorer, ClassScore) and scorer.model is model:
-        with torch.no_grad():
-            logits = model(x)
-    if isinstance(scorer, ClassScore) and scorer.model is model and isinstance(logits, torch.Tensor) \
-            and logits.ndim == 2:
+    # the images each method runs on (all, or the first max_images of the stream), and the methods that
+    # share each such subset: one saliency_maps call each
+    sel_of, subsets = {}, {}
+    for name in fns:
+        limit = cfg.max_images.get(name)
+        sel = tuple(i for i in range(len(batch)) if limit is None or start + i < limit)
+        if sel:
+            sel_of[name] = list(sel)
+            subsets.setdefault(sel, []).append(name)
+    whole = tuple(range(len(batch)))
+    maps: dict[str, torch.Tensor] = {}
+    logits = None
+    if isinstance(scorer, ClassScore) and scorer.model is model:
+        if whole in subsets:
+            # the logits of the forward pass that serves the activation methods; without labels, the
+            # label-dependent methods explain the class that pass predicts
+            maps, outputs = _batch_maps(model, x, fns, {whole: subsets.pop(whole)}, cfg, labels)
+            logits = outputs[whole]
+        else:
+            with torch.no_grad():
+                logits = model(x)
+    if isinstance(logits, torch.Tensor) and logits.ndim == 2:
         context = labels if labels is not None else logits.argmax(-1)  # = scorer.prepare(x, labels)
         Y = scorer.from_logits(logits, context)                         # = scorer(x, context)
     else:
@@ -707,6 +677,7 @@ def _evaluate_batch(model, batch: list[Record], fns, start: int, cfg: Evaluation
         Y = scorer(x, context)
     class_targets = context if (context.ndim == 1 and not context.is_floating_point()) else labels
     del logits
+    maps.update(_batch_maps(model, x, fns, subsets, cfg, class_targets)[0])
     size = tuple(x.shape[-2:])
     has_mask = [r.mask is not None for r in batch]
     masks = [(_mask_to(r.mask, size) if r.mask is not None else None) for r in batch]
@@ -714,22 +685,10 @@ def _evaluate_batch(model, batch: list[Record], fns, start: int, cfg: Evaluation
     masking_options = dict(cfg.masking_options)
 
     rows: list[dict] = []
-    for name, fn in fns.items():
-        limit = cfg.max_images.get(name)
-        sel = [i for i in range(len(batch)) if limit is None or start + i < limit]
-        if not sel:
-            continue
+    for name, sel in sel_of.items():
         idx = torch.tensor(sel, device=device)
         xs = x[idx]
-        ts = None if class_targets is None else class_targets[idx]
-        if name in shared:
-            raw = _activation_map_fn(fn)(A if len(sel) == len(batch) else A[idx], normalize=False,
-                                         **fn.registry_options)
-            out = _finish_maps(raw, xs, True, True)  # exactly what tsmlib.saliency returns
-        else:
-            out = fn(model, xs, cfg.layer, ts)
-        maps = check_map_batch(out, xs, name).to(device=device, dtype=torch.float32)
-        del out
+        S = maps.pop(name).to(device=device, dtype=torch.float32)
         ctx = context[idx]
 
         def add(spec, values, which, notes=None):
@@ -748,9 +707,9 @@ def _evaluate_batch(model, batch: list[Record], fns, start: int, cfg: Evaluation
         # the work shared by the metrics of one kind, done once per batch
         inputs: dict[str, tuple] = {}
         if "confidence" in kinds:
-            inputs["confidence"] = (Y[idx], scorer(M.masked_input(xs, maps, cfg.masking, **masking_options), ctx))
+            inputs["confidence"] = (Y[idx], scorer(M.masked_input(xs, S, cfg.masking, **masking_options), ctx))
         if "perturbation" in kinds:
-            curves = M.deletion_insertion_auc(lambda imgs, k: scorer(imgs, ctx[k]), xs, maps, steps=cfg.steps,
+            curves = M.deletion_insertion_auc(lambda imgs, k: scorer(imgs, ctx[k]), xs, S, steps=cfg.steps,
                                               deletion_baseline=cfg.deletion_baseline,
                                               insertion_baseline=cfg.insertion_baseline,
                                               chunk_size=cfg.score_batch_size, **masking_options)
@@ -762,7 +721,7 @@ def _evaluate_batch(model, batch: list[Record], fns, start: int, cfg: Evaluation
             fg, valid = M.foreground_and_valid(mk, cfg.void)
             mask_notes = ["all pixels void" if not bool(v.any()) else "mask has no foreground" if not bool(f.any())
                           else "" for f, v in zip(fg, valid)]
-            inputs["mask"] = (maps[with_mask], mk, cfg)
+            inputs["mask"] = (S[with_mask], mk, cfg)
         for spec in run.specs:
             if spec.kind not in inputs:
                 continue  # mask metrics of a batch without masks
@@ -771,8 +730,7 @@ def _evaluate_batch(model, batch: list[Record], fns, start: int, cfg: Evaluation
                 add(spec, values, mask_which, mask_notes)
             else:
                 add(spec, values, sel)
-        del maps, inputs
-    del A
+        del S, inputs
     df = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in run.constant])
     for k, v in run.constant.items():
         df[k] = v

@@ -36,7 +36,8 @@ import torch.nn.functional as F
 
 from ..progress import progress as _progress
 from ..methods import minmax_normalize
-from ._methods import method_maps, resolve_methods
+from ..cam import resolve_methods, saliency_maps
+from ..hooks import layer_name
 from ..models.randomise import SCHEMES, parameterised_modules_in_call_order, perturbed_model, randomised_models
 
 
@@ -301,23 +302,15 @@ def _check_similarities(similarities) -> list[str]:
     return similarities
 
 
-def _layer_name(model: nn.Module, layer) -> str:
-    if isinstance(layer, nn.Module):
-        lookup = {m: n for n, m in model.named_modules()}
-        if layer not in lookup:
-            raise ValueError("layer is not a submodule of model")
-        return lookup[layer]
-    return layer
-
-
-def _compare_steps(model, x, fns, layer, targets, steps, similarities, ids, scheme, progress, total=None):
+def _compare_steps(model, x, fns, options, layer, targets, steps, similarities, ids, scheme, progress, total=None):
     """The shared loop: maps of the first net of ``steps`` are the reference; each later net's maps are
     compared with them. ``steps`` yields ``(step, label, net)``. Tidy rows as a DataFrame."""
     rows = []
     reference = None
     bar = _progress(steps, enabled=progress, desc=f"{scheme} randomisation", total=total)
     for step, label, net in bar:
-        maps = method_maps(net, x, fns, layer, targets, layer_gradients=True)
+        maps = {name: r.maps for name, r in saliency_maps(net, x, fns, layer, targets, options=options,
+                                                           layer_gradients=True).items()}
         # each batch's ranks and local statistics are computed once (the reference's once for all steps)
         prepared = {(mname, sname): _PREPARED[sname][0](m.double()) for mname, m in maps.items() for sname in similarities}
         if reference is None:
@@ -334,7 +327,7 @@ def _compare_steps(model, x, fns, layer, targets, steps, similarities, ids, sche
 def _prepare(model, x, methods, layer, targets, similarities, method_options, image_ids):
     fns = resolve_methods(methods, method_options)
     similarities = _check_similarities(similarities)
-    layer = _layer_name(model, layer)
+    layer = layer_name(model, layer)  # a name: it finds the layer again in each randomised copy
     if not isinstance(x, torch.Tensor) or x.ndim != 4:
         raise ValueError(f"x must be a batch of images (B, C, H, W), got {tuple(getattr(x, 'shape', ()))}")
     model = model.eval()
@@ -345,7 +338,7 @@ def _prepare(model, x, methods, layer, targets, similarities, method_options, im
     ids = list(image_ids) if image_ids is not None else list(range(x.shape[0]))
     if len(ids) != x.shape[0]:
         raise ValueError(f"{len(ids)} image ids for {x.shape[0]} images")
-    return model, fns, layer, targets, similarities, ids
+    return model, fns, dict(method_options or {}), layer, targets, similarities, ids
 
 
 def model_randomization(model: nn.Module, x: torch.Tensor, methods, layer, *, scheme: str = "cascading",
@@ -363,10 +356,11 @@ def model_randomization(model: nn.Module, x: torch.Tensor, methods, layer, *, sc
     x : torch.Tensor, shape (B, 3, S, S)
         Images in [0, 1]; all go through the model in one batch per step.
     methods : list of str or callable, or dict name -> callable
-        As for :func:`tsmlib.evaluation.evaluate`; the activation methods share one capture per step
-        (:func:`tsmlib.evaluation._methods.method_maps`).
+        As for :func:`tsmlib.evaluation.evaluate`; each step's maps come from one
+        :func:`tsmlib.cam.saliency_maps` call (the activation methods share one forward pass).
     layer : str or nn.Module
-        Target layer (a dotted name is resolved in each copy; a module is mapped to its name).
+        Target layer (a dotted name is resolved in each copy; a module is mapped to its name by
+        :func:`tsmlib.hooks.layer_name`).
     scheme : {"cascading", "independent"}
         ``"cascading"``: step ``k`` has the first ``k`` entries of ``blocks`` re-initialised (output side
         first, so the last step randomises everything listed). ``"independent"``: step ``k`` has only the
@@ -396,14 +390,14 @@ def model_randomization(model: nn.Module, x: torch.Tensor, methods, layer, *, sc
         trained model (similarity 1 by construction); ``layer_randomized`` is the step's module names
         joined by ``"+"`` (``"(none)"`` at step 0).
     """
-    model, fns, layer, targets, similarities, ids = _prepare(model, x, methods, layer, targets, similarities,
-                                                             method_options, image_ids)
+    model, fns, options, layer, targets, similarities, ids = _prepare(model, x, methods, layer, targets,
+                                                                      similarities, method_options, image_ids)
     order = list(blocks) if blocks is not None else parameterised_modules_in_call_order(model, x)[::-1]
     if max_steps is not None:
         order = order[:max_steps]
     steps = ((k, "+".join(group) if group else "(none)", net)
              for k, group, net in randomised_models(model, order, scheme=scheme, seed=seed))
-    return _compare_steps(model, x, fns, layer, targets, steps, similarities, ids, scheme, progress,
+    return _compare_steps(model, x, fns, options, layer, targets, steps, similarities, ids, scheme, progress,
                           total=len(order) + 1)
 
 
@@ -428,10 +422,10 @@ def noise_floor(model: nn.Module, x: torch.Tensor, methods, layer, *, scale: flo
     Same arguments and rows as :func:`model_randomization` (``scheme = "perturbation"``, step 1 =
     ``"(perturbed)"``).
     """
-    model, fns, layer, targets, similarities, ids = _prepare(model, x, methods, layer, targets, similarities,
-                                                             method_options, image_ids)
+    model, fns, options, layer, targets, similarities, ids = _prepare(model, x, methods, layer, targets,
+                                                                      similarities, method_options, image_ids)
     steps = iter([(0, "(none)", model), (1, "(perturbed)", perturbed_model(model, scale, seed))])
-    return _compare_steps(model, x, fns, layer, targets, steps, similarities, ids, "perturbation", False)
+    return _compare_steps(model, x, fns, options, layer, targets, steps, similarities, ids, "perturbation", False)
 
 
 # ------------------------------------------------------------------------------------------ verdicts
