@@ -401,33 +401,39 @@ def test_config_cache_key_hit_and_miss(tmp_path):
 
 
 def test_a_new_metric_is_one_entry():
-    from tsmlib.evaluation import METRIC_TABLE, MetricInfo, metric_info, register_metric
-    from tsmlib.evaluation import METRICS
+    from tsmlib.evaluation import METRICS, metric_info, register_metric
 
     name = "toy_mass"
     try:
-        register_metric(name, "mask", lambda S, mask, cfg: S.flatten(1).mean(1),
-                        info=MetricInfo(name, "Toy mass", "", True, 3))
+        register_metric(name, "mask", lambda S, mask, cfg: S.flatten(1).mean(1), display="Toy mass",
+                        higher_is_better=True)
         mask = torch.zeros(4, 4, dtype=torch.uint8)
         mask[:, :2] = 1
         df = evaluate(MeanProbabilityModel(), _records(masks=[mask] * 3), [left_half], [name, "average_drop"],
                       layer="x", progress=False)
         assert _value(df, "img0", "left_half", name) == pytest.approx(0.5)
         assert set(df.metric) == {name, "average_drop"}
-        assert metric_info(name).axis_label == "Toy mass" and METRIC_TABLE[name].info.higher_is_better
+        assert metric_info(name).axis_label == "Toy mass" and metric_info(name).higher_is_better
         with pytest.raises(ValueError, match="already registered"):
-            register_metric(name, "mask", lambda S, mask, cfg: S.mean())
+            register_metric(name, "mask", lambda S, mask, cfg: S.mean(), display="Toy", higher_is_better=True)
     finally:
-        METRIC_TABLE.pop(name, None)
         METRICS.pop(name, None)
 
 
-def test_metric_table_matches_metric_info():
-    from tsmlib.evaluation import METRIC_TABLE, METRICS
+def test_one_metric_registry_for_what_a_metric_is_and_how_it_is_computed():
+    from tsmlib.evaluation import METRICS, MetricInfo, register_metric
 
-    assert tuple(METRIC_TABLE) == ALL_METRICS
-    assert {s.kind for s in METRIC_TABLE.values()} == {"confidence", "mask", "perturbation"}
-    # direction and unit have one home: metric_info; every computed metric has an entry there
-    assert set(METRIC_TABLE) - {"iou_curve"} <= set(METRICS)
-    assert METRIC_TABLE["average_drop"].info.axis_label == "Average Drop (%)"
-    assert not METRIC_TABLE["average_drop"].info.higher_is_better and METRIC_TABLE["iou_curve"].info.higher_is_better
+    assert ALL_METRICS == tuple(n for n, info in METRICS.items() if info.kind is not None)
+    assert {METRICS[n].kind for n in ALL_METRICS} == {"confidence", "mask", "perturbation"}
+    assert METRICS["average_drop"].axis_label == "Average Drop (%)" and not METRICS["average_drop"].higher_is_better
+    assert METRICS["iou_curve"].higher_is_better and METRICS["iou_curve"].thresholds is not None
+    # a name the runner does not compute (rows renamed by a chapter) is described, not computable
+    with pytest.raises(ValueError, match="unknown metric.*similarity_drop"):
+        evaluate(MeanProbabilityModel(), _records(), [left_half], ["similarity_drop"], layer="x", progress=False)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        MetricInfo("x", "X", "", True, 3, kind="pixels", compute=len)
+    with pytest.raises(ValueError, match="kind and compute together"):
+        MetricInfo("x", "X", "", True, 3, kind="mask")
+    with pytest.raises(ValueError, match="threshold or thresholds"):
+        register_metric("x", "mask", len, display="X", higher_is_better=True, threshold=float, thresholds=list)
+    assert "x" not in METRICS

@@ -94,7 +94,7 @@ def _add_evaluate(sub) -> None:
     ev.add_argument("--split", help="synthetic: test/val/train; voc: val/train")
     ev.add_argument("--n-images", type=int, help="evaluate the first N images")
     ev.add_argument("--methods", nargs="+", help="saliency methods (tsmlib methods)")
-    ev.add_argument("--metrics", nargs="+", help="metrics (tsmlib.evaluation.METRIC_TABLE)")
+    ev.add_argument("--metrics", nargs="+", help="metrics (tsmlib.evaluation.METRICS)")
     ev.add_argument("--batch-size", type=int)
     ev.add_argument("--shard-size", type=int, help="images per shard file")
     ev.add_argument("--device", help="cpu or cuda (each torchrun process takes cuda:LOCAL_RANK)")

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from tsmlib.evaluation.metric_info import METRICS, metric_info
+from tsmlib.evaluation.metric_registry import METRICS, metric_info
 from tsmlib.evaluation.runner import PAPER_METRICS
 from tsmlib.methods import minmax_normalize
 from .plotting import component_figure, display_name, overlay, saliency_grid
@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 #: Axis labels of the evaluation metrics, with the direction that is better: derived from
-#: :mod:`tsmlib.evaluation.metric_info`, their one home ("Average Drop (%, lower is better)").
+#: :mod:`tsmlib.evaluation.metric_registry`, their one home ("Average Drop (%, lower is better)").
 METRIC_LABELS = {name: info.label for name, info in METRICS.items()}
 
 

@@ -95,7 +95,7 @@ def display_label(label):
     other label (numbers, tuples, text) is returned unchanged."""
     if not isinstance(label, str):
         return label
-    from tsmlib.evaluation.metric_info import METRICS
+    from tsmlib.evaluation.metric_registry import METRICS
 
     if label in METRICS:
         return METRICS[label].axis_label
@@ -384,7 +384,7 @@ def metric_curves(summary, x: str, metrics: Sequence[str], *, xlabel: str | None
         The column of the swept option (numbers).
     metrics : sequence of str
         Metric code names, one panel each, titled with their display name, unit and direction
-        (:func:`tsmlib.evaluation.metric_info.metric_label`).
+        (:func:`tsmlib.evaluation.metric_registry.metric_label`).
     xlabel, invert, xticks, xticklabels, logx
         The x axis: its label (default ``x``), reversed, fixed ticks and their labels, log scale.
     ncols : int
@@ -397,7 +397,7 @@ def metric_curves(summary, x: str, metrics: Sequence[str], *, xlabel: str | None
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from tsmlib.evaluation.metric_info import metric_label
+    from tsmlib.evaluation.metric_registry import metric_label
 
     metrics = list(metrics)
     missing = {x, method_column, metric_column, "mean", "ci_low", "ci_high"} - set(summary.columns)

@@ -231,7 +231,7 @@ def verdict_detail(family: pd.DataFrame, *, target: float | None = None, control
     >>> verdict_detail(t, target=0.5)
     'Average Drop better (+50 % inside), mIoU undecided; 2 comparisons, 97.5 % intervals'
     """
-    from tsmlib.evaluation.metric_info import METRICS
+    from tsmlib.evaluation.metric_registry import METRICS
 
     per_metric = metric_outcomes(family, target=target, control=control, on=on)
     if per_metric.empty:

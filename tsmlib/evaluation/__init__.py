@@ -43,8 +43,7 @@ from .metrics import (
     relevance_mass_accuracy,
     relevance_rank_accuracy,
 )
-from .runner import (ALL_METRICS, COLUMNS, METRIC_TABLE, PAPER_METRICS, EvaluationConfig, MetricSpec, Record, as_record,
-                     evaluate, prepare_records, register_metric)
+from .runner import ALL_METRICS, COLUMNS, PAPER_METRICS, EvaluationConfig, Record, as_record, evaluate, prepare_records
 from .sanity import (cascading_randomization, independent_randomization, model_randomization, noise_floor,
                      sanity_summary, sanity_thresholds, sanity_verdicts, spearman, ssim, label_free_verdict)
 from .scores import ClassScore, EmbeddingSimilarity, make_score, probe_score
@@ -52,7 +51,7 @@ from .summary import (best_iou_threshold, best_method, comparison_line, comparis
                       format_relative_change, interval_cell, interval_table, metric_column, paper_table,
                       ranked_methods, summarize, summary_value)
 from . import stats
-from .metric_info import METRICS, MetricInfo, higher_is_better, metric_info, metric_label
+from .metric_registry import METRICS, MetricInfo, higher_is_better, metric_info, metric_label, register_metric
 from .stats import (beats_all_references, compare, compare_family, compare_to_references, holm, interval_outcome,
                     mean_ci, paired_relative_change, paired_test, relative_change)
 
@@ -61,7 +60,7 @@ __all__ = [
     "default_thresholds", "deletion_insertion_auc", "energy_pointing_game", "foreground_and_valid", "increase_in_confidence", "iou",
     "iou_curve", "iou_auc", "masked_input", "mse", "pointing_game", "relevance_mass_accuracy",
     "relevance_rank_accuracy", "ALL_METRICS", "COLUMNS", "PAPER_METRICS", "Record",
-    "EvaluationConfig", "MetricSpec", "METRIC_TABLE", "register_metric",
+    "EvaluationConfig", "register_metric",
     "as_record", "evaluate", "prepare_records", "cascading_randomization",
     "independent_randomization", "model_randomization", "noise_floor", "sanity_summary", "sanity_thresholds",
     "sanity_verdicts", "label_free_verdict", "spearman", "ssim",

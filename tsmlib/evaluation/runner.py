@@ -21,7 +21,7 @@ import math
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -32,7 +32,7 @@ from .. import fingerprint as _fp
 from ..cam import MethodInfo, resolve_methods, saliency_maps
 from ..hooks import layer_name
 from . import metrics as M
-from .metric_info import METRICS, MetricInfo, metric_info
+from .metric_registry import METRICS, MetricInfo, metrics_of_kind
 from ..progress import progress as _progress
 from .scores import ClassScore, make_score
 
@@ -301,87 +301,12 @@ class EvaluationConfig:
 
 
 # ------------------------------------------------------------------------------------- metric table
-@dataclass(frozen=True)
-class MetricSpec:
-    """How the runner computes one metric (its direction, unit and display name are in
-    :data:`tsmlib.evaluation.metric_info.METRICS`, under the same name).
-
-    ``kind`` says what ``compute`` receives, per batch of one method (B images):
-
-    * ``"confidence"``: ``compute(Y, O)`` with the scores of the full images ``Y`` (B,) and of the
-      explanation-masked inputs ``O`` (B,) (masked once per batch for all confidence metrics);
-    * ``"mask"``: ``compute(S, mask, config)`` with maps ``S`` (b, S, S) in [0, 1] and label masks (b, S, S)
-      of the b images that have a mask;
-    * ``"perturbation"``: ``compute(curves, config)`` with the output of
-      :func:`~tsmlib.evaluation.metrics.deletion_insertion_auc` (computed once per batch).
-
-    ``compute`` returns (B,) values; with ``thresholds`` (``config -> sequence``) it returns (B, T), one
-    row per threshold, and with ``threshold`` (``config -> float``) the rows record that threshold.
-    """
-
-    name: str
-    kind: str
-    compute: Callable
-    threshold: Callable[[EvaluationConfig], float] | None = None
-    thresholds: Callable[[EvaluationConfig], Sequence[float]] | None = None
-
-    def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
-
-    @property
-    def info(self):
-        """The metric's :class:`~tsmlib.evaluation.metric_info.MetricInfo` (direction, unit, label); for
-        ``iou_curve`` the one of ``iou``."""
-        return metric_info("iou" if self.name == "iou_curve" else self.name)
-
-
-KINDS = ("confidence", "mask", "perturbation")
-
-#: Every metric the runner can compute, by name, in table order. Add one with :func:`register_metric`.
-METRIC_TABLE: dict[str, MetricSpec] = {}
-
-
-def register_metric(name: str, kind: str, compute: Callable, *, info: MetricInfo | None = None,
-                    threshold=None, thresholds=None, overwrite: bool = False) -> MetricSpec:
-    """Add a metric to :data:`METRIC_TABLE` (and, with ``info``, its display name, unit and direction to
-    :data:`~tsmlib.evaluation.metric_info.METRICS`): one entry, and :func:`evaluate` computes it."""
-    if name in METRIC_TABLE and not overwrite:
-        raise ValueError(f"a metric named {name!r} is already registered (pass overwrite=True)")
-    spec = MetricSpec(name, kind, compute, threshold, thresholds)
-    if info is not None:
-        if info.name != name:
-            raise ValueError(f"info is named {info.name!r}, the metric {name!r}")
-        METRICS[name] = info
-    METRIC_TABLE[name] = spec
-    return spec
-
-
-for _name in ("average_drop", "increase_in_confidence", "average_gain"):
-    register_metric(_name, "confidence", getattr(M, _name))
-register_metric("iou", "mask", lambda S, mk, c: M.iou(S, mk, c.iou_threshold, void=c.void),
-                threshold=lambda c: c.iou_threshold)
-register_metric("iou_curve", "mask", lambda S, mk, c: M.iou_curve(S, mk, c.thresholds, void=c.void),
-                thresholds=lambda c: c.thresholds.tolist())
-register_metric("iou_auc", "mask", lambda S, mk, c: M.iou_auc(S, mk, c.thresholds, void=c.void))
-for _name in ("mse", "energy_pointing_game", "pointing_game", "relevance_mass_accuracy", "relevance_rank_accuracy"):
-    register_metric(_name, "mask", lambda S, mk, c, _fn=getattr(M, _name): _fn(S, mk, void=c.void))
-for _name in ("deletion", "insertion"):
-    register_metric(_name, "perturbation", lambda curves, c, _key=_name: curves[_key])
-del _name
-
-
-def metrics_of_kind(kind: str, metrics: Iterable[str] | None = None) -> tuple[str, ...]:
-    """The metrics of ``kind`` (among ``metrics``, default all registered), in table order."""
-    chosen = set(METRIC_TABLE if metrics is None else metrics)
-    return tuple(n for n, s in METRIC_TABLE.items() if s.kind == kind and n in chosen)
-
-
+# One registry for what each metric is and how it is computed: tsmlib.evaluation.metric_registry.
 CONFIDENCE_METRICS = metrics_of_kind("confidence")
 MASK_METRICS = metrics_of_kind("mask")
 PERTURBATION_METRICS = metrics_of_kind("perturbation")
-#: The built-in metrics (the default of :func:`evaluate`).
-ALL_METRICS = tuple(METRIC_TABLE)
+#: The built-in metrics the runner computes (the default of :func:`evaluate`).
+ALL_METRICS = tuple(name for name, info in METRICS.items() if info.kind is not None)
 #: The paper's four metrics.
 PAPER_METRICS = ("average_drop", "increase_in_confidence", "mse", "iou")
 
@@ -405,7 +330,8 @@ def evaluate(model: nn.Module, images: Iterable, methods, metrics: Sequence[str]
         Registry names for :func:`tsmlib.saliency` ("tsm", "mtsm", "gradcam", ...), or callables
         ``fn(model, x, layer, targets) -> (B, S, S)`` maps in [0, 1].
     metrics : sequence of str
-        Names in :data:`METRIC_TABLE` (default the built-in :data:`ALL_METRICS`). Mask metrics are skipped
+        Names in :data:`~tsmlib.evaluation.metric_registry.METRICS` that the runner computes (default
+        the built-in :data:`ALL_METRICS`; add one with ``register_metric``). Mask metrics are skipped
         for images without a mask.
     config : EvaluationConfig, optional
         The settings below as one object; keyword settings given as well replace its fields.
@@ -503,9 +429,10 @@ class StreamingEvaluation:
                  config: EvaluationConfig | None = None, **settings):
         cfg = EvaluationConfig.build(config, **settings)
         metrics = tuple(metrics)
-        unknown = set(metrics) - set(METRIC_TABLE)
+        computed = [name for name, info in METRICS.items() if info.kind is not None]
+        unknown = set(metrics) - set(computed)
         if unknown:
-            raise ValueError(f"unknown metric(s) {sorted(unknown)}; choose from {list(METRIC_TABLE)}")
+            raise ValueError(f"unknown metric(s) {sorted(unknown)}; choose from {computed}")
         fns = resolve_methods(methods, cfg.method_options)  # names looked up once, for every batch
         if set(cfg.max_images) - set(fns):
             raise ValueError(f"max_images names methods that are not evaluated: {sorted(set(cfg.max_images) - set(fns))}")
@@ -535,11 +462,11 @@ class StreamingEvaluation:
         return table
 
 
-def _ordered_specs(metrics: Sequence[str]) -> list[MetricSpec]:
-    """The specs of ``metrics`` in the order of the table's rows: confidence, perturbation, then mask
-    metrics, each in :data:`METRIC_TABLE` order."""
+def _ordered_specs(metrics: Sequence[str]) -> list[MetricInfo]:
+    """The registry entries of ``metrics`` in the order of the table's rows: confidence, perturbation,
+    then mask metrics, each in :data:`~tsmlib.evaluation.metric_registry.METRICS` order."""
     rank = {"confidence": 0, "perturbation": 1, "mask": 2}
-    chosen = [s for n, s in METRIC_TABLE.items() if n in set(metrics)]
+    chosen = [s for n, s in METRICS.items() if n in set(metrics)]
     return sorted(chosen, key=lambda s: rank[s.kind])
 
 

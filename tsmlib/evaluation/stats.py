@@ -4,7 +4,7 @@ the same images, and the correction across the comparisons of one claim.
 Every chapter that says "method A is x % better than method B" computes it here, with one definition:
 
 * **relative change** of A over B on a metric = ``s * (mean(A) - mean(B)) / |mean(B)|``, where
-  ``s = +1`` when higher is better and ``-1`` when lower is better (:mod:`.metric_info` holds the
+  ``s = +1`` when higher is better and ``-1`` when lower is better (:mod:`.metric_registry` holds the
   direction). Positive always means *A is better*; ``+0.5`` is "50 % better". Undefined (NaN) when
   ``mean(B) = 0``.
 * its **interval** is a paired bootstrap over the images both methods were evaluated on
@@ -29,7 +29,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from .metric_info import higher_is_better as _higher_is_better
+from .metric_registry import higher_is_better as _higher_is_better
 
 __all__ = [
     "mean_ci",
@@ -327,7 +327,7 @@ def compare(results: pd.DataFrame, method: str, reference: str, metrics: Iterabl
     method, reference : str
         Method names in the table.
     metrics : iterable of str
-        Metric names (their direction comes from :mod:`.metric_info`).
+        Metric names (their direction comes from :mod:`.metric_registry`).
     by : sequence of str
         Columns that split the table into separate comparisons (e.g. ``["model"]``).
     confidence, n_resamples, seed, test

@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .metric_info import METRICS, higher_is_better
+from .metric_registry import METRICS, higher_is_better
 from .stats import mean_ci
 
 #: Configuration columns a summary keeps apart (when present in the table).
@@ -98,7 +98,7 @@ def summary_value(summary: pd.DataFrame, method: str, metric: str, column: str =
 
 def best_method(summary: pd.DataFrame, metric: str, **where) -> str:
     """The method with the best ``mean`` on ``metric`` in a :func:`summarize` table (the metric's
-    direction from :func:`tsmlib.evaluation.metric_info.higher_is_better`; NaN means are ignored; a tie
+    direction from :func:`tsmlib.evaluation.metric_registry.higher_is_better`; NaN means are ignored; a tie
     goes to the method listed first). ``where`` selects a configuration, as in :func:`summary_value`.
 
     >>> s = pd.DataFrame({"method": ["a", "b"], "metric": ["average_drop"] * 2, "mean": [30.0, 20.0]})
@@ -145,7 +145,7 @@ def paper_table(summary: pd.DataFrame, metrics: Sequence[str] = ("average_drop",
 # ------------------------------------------------------------------------------------ formatting
 def metric_column(metric: str) -> str:
     """The column label of a metric: display name and direction arrow, ``"Average Drop ↓"`` (the code
-    name itself for a metric :mod:`.metric_info` does not know, e.g. a renamed one)."""
+    name itself for a metric :mod:`.metric_registry` does not know, e.g. a renamed one)."""
     info = METRICS.get(metric)
     return f"{info.display} {info.arrow}" if info is not None else str(metric)
 
@@ -175,7 +175,7 @@ def interval_table(summary: pd.DataFrame, metrics: Sequence[str], *, index: str 
         (``index``, metric).
     metrics : sequence of str
         Column order; each column is labelled :func:`metric_column` and printed with the metric's digits
-        (:mod:`.metric_info`).
+        (:mod:`.metric_registry`).
     index : str
         The column of ``summary`` that gives the rows (default ``"method"``).
     order : sequence, optional
@@ -245,7 +245,7 @@ def comparison_line(comparisons: pd.DataFrame, *, group: str = "model", labels: 
 
 def ranked_methods(summary: pd.DataFrame, metric: str, methods: Sequence[str] | None = None) -> list[str]:
     """The methods of ``summary`` (one configuration) ordered best first on ``metric`` by its mean, in the
-    metric's direction (:mod:`.metric_info`); ties keep the order of ``methods``, NaN means go last."""
+    metric's direction (:mod:`.metric_registry`); ties keep the order of ``methods``, NaN means go last."""
     s = summary[summary["metric"] == metric]
     if s["method"].duplicated().any():
         raise ValueError("summary has several rows per method; restrict it to one configuration first")
