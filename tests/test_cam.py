@@ -229,6 +229,9 @@ def test_saliency_maps_takes_names_entries_and_callables_under_keys_of_the_calle
     resolved = tsmlib.cam.resolve_methods(["tsm", half])
     assert resolved == {"tsm": tsm, "half": half}
     assert tsmlib.cam.resolve_methods(resolved) == resolved
+    # without an activation method the shared pass still runs, for the output alone (no layer hooked)
+    alone = tsmlib.cam.saliency_maps(model, x, ["gradcam-eigencam", "whole-image"], "features")
+    torch.testing.assert_close(alone["whole-image"].output, model(x).detach())
 
 
 def test_saliency_maps_bad_methods_options_and_maps(model, x):

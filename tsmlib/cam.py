@@ -52,9 +52,9 @@ class SaliencyResult:
         The final maps: normalised and upsampled as asked (what ``saliency`` returns by default).
     raw : (B, h, w)
         The method's maps before normalisation and upsampling, at the layer's resolution.
-    output : tensor or None
-        The model's output (logits) of the forward pass that served the method, None if no
-        forward pass of the model's full output was run for it.
+    output : tensor
+        The model's output (logits) of the shared no-grad forward pass of :func:`saliency_maps` (the one
+        that served the activation methods and chose the default targets).
     """
 
     maps: torch.Tensor
@@ -157,7 +157,7 @@ def saliency_maps(
     with an activation-level function (``MethodInfo.map_fn``: EigenCAM, TSM, Multivec-EigenCAM, MTSM,
     LaFAM and their variants) is computed from them. The other registry methods run their own passes,
     explaining ``targets``; callables run as ``fn(model, x, layer, targets)``. Without activation
-    methods, the shared pass runs only when it must predict the ``targets`` (and records no activations).
+    methods, the shared pass records the output alone.
 
     Parameters
     ----------
@@ -182,8 +182,8 @@ def saliency_maps(
     -------
     dict
         ``{key: SaliencyResult}`` in the order of ``methods``; every result holds the output of the
-        shared forward pass (None when none ran). Maps are detached and checked: (B, h, w), finite,
-        (B, H_in, W_in) when ``upsample`` (callables always).
+        shared forward pass. Maps are detached and checked: (B, h, w), finite, (B, H_in, W_in) when
+        ``upsample`` (callables always).
     """
     resolved = resolve_methods(methods, options)
     registry = [m for m in resolved.values() if isinstance(m, MethodInfo)]
@@ -191,12 +191,11 @@ def saliency_maps(
     options = dict(options or {})
     shared = any(m.map_fn is not None for m in registry)
     label_dependent = len(registry) < len(resolved) or not all(m.label_free for m in registry)  # callables may be
-    A = output = None
     if shared:
         A, output = capture_activations(model, x, layer, reshape_transform, return_output=True)
-    elif targets is None and label_dependent:
+    else:  # no activation method: the output alone (the layer need not even be a module name here)
         with torch.no_grad():
-            output = model(x)
+            A, output = None, model(x)
     if targets is None and label_dependent and isinstance(output, torch.Tensor) and output.ndim == 2:
         targets = output.argmax(dim=1)
     out = {}
