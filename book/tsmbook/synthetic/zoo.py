@@ -217,9 +217,11 @@ def model_specs() -> list:
         "barlow": "Barlow Twins backbone (no labels) + linear probe on frozen features",
         "random": "random-weight backbone + linear probe (control)",
     }
+    shown = {"supervised": "supervised", "simclr": "SimCLR", "barlow": "Barlow Twins", "random": "random weights"}
     return [
         ModelSpec(
             name=name,
+            display_name=f"{shown[kind]} (synthetic)",
             description=f"Synthetic benchmark (Fashion-MNIST on textures, 64 px): {how[kind]}; weights in data/ssl",
             family="self-supervised" if kind in ("simclr", "barlow") else "supervised",
             architecture="synthetic-smallresnet",
