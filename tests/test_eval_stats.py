@@ -208,3 +208,22 @@ def test_row_correlation_closed_forms():
     assert S.row_correlation([[1.0, 1.0, 1.0]], [[0.0, 1.0, 2.0]])[0] == 0.0
     with pytest.raises(ValueError, match="same shape"):
         S.row_correlation(np.ones((2, 3)), np.ones((3, 2)))
+
+
+def test_compare_to_references_and_beats_all():
+    from _eval_helpers import yardstick_results
+    from tsmlib.evaluation import beats_all_references, compare_to_references
+
+    r = yardstick_results()
+    table = compare_to_references(r, ["good", "same", "mixed"], ["whole-image", "centre-prior"], ["iou"], by=["model"],
+                                  n_resamples=500)
+    assert len(table) == 3 * 2 * 2  # methods x references x models, one family
+    assert np.allclose(table["confidence"], 1 - 0.05 / 12)  # Bonferroni over the family of the metric
+    beats = beats_all_references(table, by=["model"]).set_index(["model", "method"])
+    assert beats.loc[("a", "good"), "beats"] and beats.loc[("b", "good"), "beats"]
+    assert not beats.loc[("a", "same"), "beats"] and beats.loc[("a", "same"), "n_beaten"] == 1  # beats the centre only
+    assert not beats.loc[("a", "mixed"), "beats"]
+    assert (beats["n_references"] == 2).all()
+    # the relative change of "good" over the whole image, by hand: +0.3 on a mean of 0.25 -> +120 %
+    good = table[(table.method == "good") & (table.reference == "whole-image") & (table.model == "a")].iloc[0]
+    assert np.isclose(good["relative_change"], 0.3 / 0.25)

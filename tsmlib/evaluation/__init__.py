@@ -46,11 +46,9 @@ from .metrics import (
 from .runner import (ALL_METRICS, COLUMNS, METRIC_TABLE, PAPER_METRICS, EvaluationConfig, MetricSpec, Record, as_record,
                      config_hash, evaluate, prepare_records, register_metric)
 from .sanity import (cascading_randomization, independent_randomization, model_randomization, noise_floor,
-                     sanity_summary, sanity_thresholds, sanity_verdicts, spearman, ssim, label_free_verdict)
+                     sanity_summary, spearman, ssim)
 from .scores import ClassScore, EmbeddingSimilarity, make_score, probe_score
-from .summary import (best_iou_threshold, best_method, bootstrap_ci, comparison_line, comparison_table,
-                      format_relative_change, interval_cell, interval_table, metric_column, paper_table,
-                      ranked_methods, summarize, summary_value)
+from .summary import best_iou_threshold, bootstrap_ci, paper_table, summarize, summary_value
 from . import stats
 from .metric_info import METRICS, MetricInfo, higher_is_better, metric_info, metric_label
 from .stats import (beats_all_references, compare, compare_family, compare_to_references, holm, interval_outcome,
@@ -63,11 +61,9 @@ __all__ = [
     "relevance_rank_accuracy", "ALL_METRICS", "COLUMNS", "PAPER_METRICS", "Record",
     "EvaluationConfig", "MetricSpec", "METRIC_TABLE", "register_metric",
     "as_record", "config_hash", "evaluate", "prepare_records", "cascading_randomization",
-    "independent_randomization", "model_randomization", "noise_floor", "sanity_summary", "sanity_thresholds",
-    "sanity_verdicts", "label_free_verdict", "spearman", "ssim",
-    "ClassScore", "EmbeddingSimilarity", "make_score", "probe_score", "best_iou_threshold", "best_method",
-    "summary_value", "bootstrap_ci", "paper_table", "summarize", "comparison_line", "comparison_table",
-    "format_relative_change", "interval_cell", "interval_table", "metric_column", "ranked_methods", "stats",
+    "independent_randomization", "model_randomization", "noise_floor", "sanity_summary", "spearman", "ssim",
+    "ClassScore", "EmbeddingSimilarity", "make_score", "probe_score", "best_iou_threshold",
+    "summary_value", "bootstrap_ci", "paper_table", "summarize", "stats",
     "METRICS", "MetricInfo", "higher_is_better", "metric_info", "metric_label",
     "compare", "compare_family", "compare_to_references", "beats_all_references", "holm", "interval_outcome",
     "mean_ci", "paired_relative_change", "paired_test", "relative_change",

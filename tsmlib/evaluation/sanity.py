@@ -13,10 +13,9 @@ Spearman rank correlation and SSIM (both in torch, batched). Two schemes share o
 Two anchors run like methods: :func:`edge_map` (a Sobel edge map of the image, which ignores the model:
 similarity 1 under any randomisation) and :func:`random_map` (a smooth random map, drawn afresh for every
 model: low similarity at every step). :func:`noise_floor` measures the similarity that a tiny nudge of the
-trained weights leaves, and :func:`sanity_thresholds` / :func:`sanity_verdicts` turn both into a rule:
-a method *stays similar* when its similarity after randomisation cannot be told apart from that noise
-level. :func:`randomisation_blocks`, :func:`group_blocks` and :func:`block_label` give the steps and their
-names in words.
+trained weights leaves; the book turns both into its verdicts (``tsmbook.verdicts``: a method *stays
+similar* when its similarity after randomisation cannot be told apart from that noise level).
+:func:`tsmlib.models.randomise.randomisation_blocks` and ``group_blocks`` give the steps.
 
 The target of label-dependent methods stays the class predicted by the *original* model, as in the paper.
 """
@@ -25,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import re
 from typing import Sequence
 
 import numpy as np
@@ -238,61 +236,6 @@ def random_map(model: nn.Module, x: torch.Tensor, layer=None, targets=None, *, g
 random_map.label_free = True
 
 
-_WORDS = {"fc": "classifier", "_fc": "classifier", "classifier": "classifier",
-          "_conv_head": "head", "_bn1": "head", "conv_head": "head",
-          "_conv_stem": "stem", "_bn0": "stem", "conv_stem": "stem", "conv1": "stem", "bn1": "stem"}
-_BLOCK_LISTS = ("_blocks", "blocks", "features", "layers")
-
-
-def _one_label(model: nn.Module | None, name: str) -> str:
-    parts = name.split(".")
-    if parts[-1].isdigit() and len(parts) > 1:
-        parent = parts[-2]
-        prefix = "" if parent in _BLOCK_LISTS else f"{parent} "
-        return f"{prefix}block {int(parts[-1]) + 1}"
-    return _WORDS.get(parts[-1], name.removeprefix("net."))
-
-
-def block_label(model: nn.Module | None, block: str | Sequence[str]) -> str:
-    """A randomisation step in words, for axis labels.
-
-    ``"net._fc"`` -> ``"classifier"``, ``"net._blocks.15"`` -> ``"block 16"``, ``"layer4.2"`` ->
-    ``"layer4 block 3"``, stem and head convolutions and their batch norms -> ``"stem"``, ``"head"``; a
-    group of blocks joins its members, with consecutive block numbers as a range:
-    ``("net._bn1", "net._conv_head", "net._blocks.15", "net._blocks.14")`` -> ``"head, blocks 15-16"``.
-    ``"(none)"`` or an empty group -> ``"none (trained)"``.
-    """
-    names = [block] if isinstance(block, str) else list(block)
-    if not names or names == ["(none)"]:
-        return "none (trained)"
-    labels: list[str] = []
-    numbered: dict[str, list[int]] = {}
-    for name in names:
-        label = _one_label(model, name)
-        match = re.fullmatch(r"(.*?)block (\d+)", label)
-        if match:
-            prefix = match.group(1)
-            if prefix not in numbered:
-                numbered[prefix] = []
-                labels.append(("block", prefix))
-            numbered[prefix].append(int(match.group(2)))
-        elif label not in labels:
-            labels.append(label)
-    words = []
-    for item in labels:
-        if isinstance(item, tuple):
-            prefix, nums = item[1], sorted(numbered[item[1]])
-            if len(nums) == 1:
-                words.append(f"{prefix}block {nums[0]}")
-            elif nums == list(range(nums[0], nums[-1] + 1)):
-                words.append(f"{prefix}blocks {nums[0]}\u2013{nums[-1]}")
-            else:
-                words.append(f"{prefix}blocks {', '.join(map(str, nums))}")
-        else:
-            words.append(item)
-    return ", ".join(words)
-
-
 def _check_similarities(similarities) -> list[str]:
     similarities = list(similarities)
     for s in similarities:
@@ -432,155 +375,6 @@ def noise_floor(model: nn.Module, x: torch.Tensor, methods, layer, *, scale: flo
                                                              method_options, image_ids)
     steps = iter([(0, "(none)", model), (1, "(perturbed)", perturbed_model(model, scale, seed))])
     return _compare_steps(model, x, fns, layer, targets, steps, similarities, ids, "perturbation", False)
-
-
-# ------------------------------------------------------------------------------------------ verdicts
-SANITY_VERDICTS = ("stays similar", "changes partly", "as different as a random map", "undecided")
-
-
-def similarity_values(df: pd.DataFrame, similarity: str = "spearman", *, absolute: bool | None = None) -> pd.DataFrame:
-    """The rows of one similarity, as the verdicts read them: ``|value|`` when ``absolute`` (default: for
-    Spearman only; an inverted map keeps its ranking, while a negative SSIM is a real dissimilarity), and NaN
-    (Spearman's rho of a *constant* map, e.g. a Grad-CAM that a random network leaves all zero) as 0: a
-    constant map keeps no ranking of the trained one's pixels."""
-    df = df[df["similarity"] == similarity].copy()
-    if df.empty:
-        raise ValueError(f"no {similarity!r} rows in the results")
-    df["value"] = df["value"].fillna(0.0)
-    if absolute is None:
-        absolute = similarity == "spearman"
-    if absolute:
-        df["value"] = df["value"].abs()
-    return df
-
-
-def sanity_thresholds(floor: pd.DataFrame, results: pd.DataFrame, *, methods: Sequence[str], random_method: str,
-                      similarity: str = "spearman", absolute: bool | None = None, quantile: float = 0.05) -> dict:
-    """The two thresholds of :func:`sanity_verdicts`, derived from the data rather than chosen.
-
-    * ``similar``: the ``quantile`` of the per-image similarities of ``methods`` under a tiny nudge of the
-      weights (:func:`noise_floor`), pooled over methods and images: a similarity at least this high is
-      indistinguishable from noise-level change.
-    * ``random``: the ``1 - quantile`` quantile of the random-map anchor's per-image similarities over
-      every randomisation step (``step > 0``) of ``results``: up to this, a map is as unrelated as a
-      random one.
-
-    Values are read by :func:`similarity_values` (``absolute``: ``|rho|`` for Spearman by default; NaN
-    counts as 0). Raises
-    ``ValueError`` when the two overlap (``random >= similar``): the check could not tell the cases apart.
-    """
-    if not 0 < quantile < 0.5:
-        raise ValueError(f"quantile must be in (0, 0.5), got {quantile}")
-    fl = similarity_values(floor, similarity, absolute=absolute)
-    fl = fl[(fl["step"] > 0) & fl["method"].isin(list(methods))]["value"].dropna()
-    rnd = similarity_values(results, similarity, absolute=absolute)
-    rnd = rnd[(rnd["step"] > 0) & (rnd["method"] == random_method)]["value"].dropna()
-    if fl.empty:
-        raise ValueError(f"the noise floor has no rows for {list(methods)}")
-    if rnd.empty:
-        raise ValueError(f"the results have no rows of the random anchor {random_method!r}")
-    out = {"similar": float(np.quantile(fl, quantile)), "random": float(np.quantile(rnd, 1 - quantile))}
-    if out["random"] >= out["similar"]:
-        raise ValueError(f"thresholds overlap ({out}): the random anchor is as similar as the noise floor")
-    return out
-
-
-def sanity_verdicts(results: pd.DataFrame, *, similar: float, random: float, similarity: str = "spearman",
-                    absolute: bool | None = None, confidence: float = 0.95, n_resamples: int = 9999,
-                    seed: int = 0) -> pd.DataFrame:
-    """Per scheme and method: does the map stay similar once the weights are randomised?
-
-    The statistic, per scheme: ``"cascading"``: the similarity at the last step (every listed block
-    re-initialised); ``"independent"``: the similarity at the step whose randomisation lowers the method's
-    mean similarity most (the block the map depends on most). Its mean over the images gets a bootstrap
-    interval (:func:`tsmlib.evaluation.stats.mean_ci`; values read by :func:`similarity_values`: ``|rho|``,
-    a constant map as 0), and the rule is:
-
-    * **stays similar**: the interval reaches ``similar`` (its upper end >= ``similar``): the change cannot
-      be told apart from noise-level change, the check *fails* for this method;
-    * **as different as a random map**: the interval reaches ``random`` (lower end <= ``random``);
-    * **changes partly**: between the two; **undecided**: the interval reaches both.
-
-    Parameters
-    ----------
-    results : DataFrame
-        Rows of :func:`model_randomization` (one or both schemes concatenated).
-    similar, random : float
-        The thresholds of :func:`sanity_thresholds`.
-
-    Returns
-    -------
-    DataFrame indexed by ``(scheme, method)``: ``step``, ``block`` (``layer_randomized``), ``mean``,
-    ``ci_low``, ``ci_high``, ``verdict``.
-    """
-    from .stats import mean_ci
-
-    if not random < similar:
-        raise ValueError(f"need random < similar, got random={random}, similar={similar}")
-    df = similarity_values(results, similarity, absolute=absolute)
-    if "scheme" not in df:
-        df = df.assign(scheme="cascading")
-    rows = []
-    for (scheme, method), d in df[df["step"] > 0].groupby(["scheme", "method"], sort=False):
-        means = d.groupby("step")["value"].mean()
-        step = int(means.index.max()) if scheme != "independent" else int(means.idxmin())
-        at = d[d["step"] == step]
-        vals = at["value"].to_numpy()
-        lo, hi = mean_ci(vals, confidence=confidence, n_resamples=n_resamples, seed=seed)
-        reaches_similar, reaches_random = hi >= similar, lo <= random
-        verdict = ("undecided" if reaches_similar and reaches_random else "stays similar" if reaches_similar
-                   else "as different as a random map" if reaches_random else "changes partly")
-        rows.append({"scheme": scheme, "method": method, "step": step,
-                     "block": at["layer_randomized"].iloc[0], "mean": float(vals.mean()) if vals.size else np.nan,
-                     "ci_low": lo, "ci_high": hi, "verdict": verdict})
-    if not rows:
-        raise ValueError("no randomisation steps (step > 0) in the results")
-    return pd.DataFrame(rows).set_index(["scheme", "method"])
-
-
-def label_free_verdict(verdicts: pd.DataFrame, label_free: Sequence[str]) -> dict:
-    """The verdict on "the label-free maps explain the model", from :func:`sanity_verdicts`.
-
-    The rule: **not testable here** without label-free methods; **not supported** when one of them stays
-    similar (or is undecided) under any scheme; **partly supported** when none does but some change only
-    partly; **supported** when every one is as different as a random map under every scheme.
-
-    Parameters
-    ----------
-    verdicts : DataFrame
-        :func:`sanity_verdicts` output, indexed by ``(scheme, method)``.
-    label_free : sequence of str
-        The label-free methods the claim is about (each must be in ``verdicts`` under every scheme).
-
-    Returns
-    -------
-    dict
-        ``verdict``; ``failing`` (methods that stay similar or are undecided somewhere); ``partly``
-        (method -> the schemes where it changes only partly); ``at_chance`` (method -> the schemes where
-        it is as different as a random map); methods in the order given.
-
-    >>> v = pd.DataFrame({"scheme": ["cascading"] * 2 + ["independent"] * 2, "method": ["a", "b"] * 2,
-    ...                   "verdict": ["changes partly", "as different as a random map"] + ["as different as a random map"] * 2}
-    ...                  ).set_index(["scheme", "method"])
-    >>> r = label_free_verdict(v, ["a", "b"])
-    >>> r["verdict"], r["partly"], r["failing"]
-    ('partly supported', {'a': ['cascading']}, [])
-    """
-    schemes = list(dict.fromkeys(verdicts.index.get_level_values("scheme")))
-    missing = [(s, m) for s in schemes for m in label_free if (s, m) not in verdicts.index]
-    if missing:
-        raise KeyError(f"no verdict for {missing}; the verdicts cover {sorted(set(verdicts.index))}")
-
-    def where(method, wanted):
-        return [s for s in schemes if verdicts.loc[(s, method), "verdict"] in wanted]
-
-    failing = [m for m in label_free if where(m, ("stays similar", "undecided"))]
-    partly = {m: where(m, ("changes partly",)) for m in label_free if where(m, ("changes partly",))}
-    at_chance = {m: where(m, ("as different as a random map",)) for m in label_free
-                 if where(m, ("as different as a random map",))}
-    verdict = ("not testable here" if not label_free else "not supported" if failing
-               else "partly supported" if partly else "supported")
-    return {"verdict": verdict, "failing": failing, "partly": partly, "at_chance": at_chance}
 
 
 def sanity_summary(results: pd.DataFrame, *, similarity: str = "spearman", threshold: float = 0.9,
