@@ -16,7 +16,9 @@ import torch
 from torch import nn
 
 import tsmlib
-from tsmbook import figures, style
+from tsmbook import style
+from tsmlib.hooks import clear_activation_memo
+from tsmlib.registry import register_variant
 from tsmlib import fingerprint as F
 from tsmlib.evaluation import evaluate
 
@@ -351,8 +353,8 @@ def test_execution_key_misses_on_source_data_and_parameters(tmp_path):
 def test_activation_memo_misses_when_weights_change_in_place():
     model = CountingConvNet().eval()
     x = torch.rand(2, 3, 16, 16)
-    figures.clear_activation_memo()
-    name = figures.method_variant("mtsm", k=2)
+    clear_activation_memo()
+    name = register_variant("mtsm", k=2)
     before = tsmlib.saliency(model, x, name, "conv")
     model.calls = 0
     tsmlib.saliency(model, x, name, "conv")
@@ -370,8 +372,8 @@ def test_cascading_randomisation_changes_a_variant_map():
 
     model = CountingConvNet().eval()
     x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
-    figures.clear_activation_memo()
-    name = figures.method_variant("mtsm", k=2)
+    clear_activation_memo()
+    name = register_variant("mtsm", k=2)
     def direct(model, x, layer, targets):  # the same map without the memo
         return tsmlib.saliency(model, x, "mtsm", layer, k=2)
 
