@@ -20,24 +20,33 @@ from collections.abc import Sequence
 
 __all__ = ["display_name", "display_label", "names_in_words", "readable_table", "block_label"]
 
-_NOT_FOUND = (KeyError, ValueError, TypeError)  # unknown names, malformed or invalid variant names
+_INVALID_VARIANT = (KeyError, ValueError, TypeError)  # a malformed variant name, or options its base refuses
 
 
 def _registered(name: str) -> str | None:
     """The display name of the method or model registered as ``name`` (lookup rule of
     :mod:`tsmlib._names`), or None. A variant name (``"mtsm[k=5]"``) registers the variant, as every
     lookup of a method name does; a model's ``<name>_random`` that is not registered reads as
-    :func:`tsmlib.models.random_variant` would name it."""
+    :func:`tsmlib.models.random_variant` would name it. Membership is checked first, so that a label that
+    names nothing (most of a table's) costs no failed lookup."""
+    from tsmlib._names import normalize_name
     from tsmlib.models.randomise import random_variant
-    from tsmlib.models.registry import get_spec
-    from tsmlib.registry import method_info
+    from tsmlib.models.registry import available_models, get_spec
+    from tsmlib.registry import available_methods, method_info
 
-    for lookup in (lambda: method_info(name).display_name, lambda: get_spec(name).display_name,
-                   lambda: random_variant(get_spec(name.removesuffix("_random"))).display_name):
+    key = normalize_name(name)
+    if key in {normalize_name(m) for m in available_methods()}:
+        return method_info(name).display_name
+    models = {normalize_name(m) for m in available_models()}
+    if key in models:
+        return get_spec(name).display_name
+    if key.endswith("-random") and key.removesuffix("-random") in models:
+        return random_variant(get_spec(key.removesuffix("-random"))).display_name
+    if name.endswith("]") and "[" in name:
         try:
-            return lookup()
-        except _NOT_FOUND:
-            continue
+            return method_info(name).display_name
+        except _INVALID_VARIANT:
+            return None
     return None
 
 
