@@ -17,6 +17,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["display_name", "display_label", "names_in_words", "readable_table", "block_label"]
 
@@ -122,7 +126,7 @@ _WORDS = {"fc": "classifier", "_fc": "classifier", "classifier": "classifier",
 _BLOCK_LISTS = ("_blocks", "blocks", "features", "layers")
 
 
-def _one_label(model: nn.Module | None, name: str) -> str:
+def _one_label(model: torch.nn.Module | None, name: str) -> str:
     parts = name.split(".")
     if parts[-1].isdigit() and len(parts) > 1:
         parent = parts[-2]
@@ -131,7 +135,7 @@ def _one_label(model: nn.Module | None, name: str) -> str:
     return _WORDS.get(parts[-1], name.removeprefix("net."))
 
 
-def block_label(model: nn.Module | None, block: str | Sequence[str]) -> str:
+def block_label(model: torch.nn.Module | None, block: str | Sequence[str]) -> str:
     """A randomisation step in words, for axis labels.
 
     ``"net._fc"`` -> ``"classifier"``, ``"net._blocks.15"`` -> ``"block 16"``, ``"layer4.2"`` ->
