@@ -1,5 +1,7 @@
 """Cascading randomisation: Spearman/SSIM against scipy/skimage, and the check catches a weight-free map."""
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -231,6 +233,7 @@ def test_independent_randomization_rows_and_label_free_invariance():
 
 
 def test_edge_anchor_is_exactly_one_under_any_randomisation():
+    pytest.importorskip("skimage", reason="the edge anchor needs the sanity extra (scikit-image)")
     torch.manual_seed(0)
     model = SmallConvNet().eval()
     x = _structured_images()
@@ -464,3 +467,10 @@ def test_label_free_verdict_follows_its_rule_case_by_case():
     assert label_free_verdict(both(chance, chance), [])["verdict"] == "not testable here"
     with pytest.raises(KeyError, match="no verdict"):
         label_free_verdict(both(chance, chance), ["mtsm"])
+
+
+def test_edge_anchor_without_scikit_image_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "skimage", None)  # as in a core install: import skimage fails
+    monkeypatch.setitem(sys.modules, "skimage.color", None)
+    with pytest.raises(ImportError, match=r"pip install 'tsmlib\[sanity\]'"):
+        edge_map(None, torch.rand(1, 3, 8, 8))
