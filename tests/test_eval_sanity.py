@@ -1,5 +1,7 @@
 """Cascading randomisation: Spearman/SSIM against scipy/skimage, and the check catches a weight-free map."""
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -228,6 +230,7 @@ def test_independent_randomization_rows_and_label_free_invariance():
 
 
 def test_edge_anchor_is_exactly_one_under_any_randomisation():
+    pytest.importorskip("skimage", reason="the edge anchor needs the sanity extra (scikit-image)")
     torch.manual_seed(0)
     model = SmallConvNet().eval()
     x = _structured_images()
@@ -368,3 +371,10 @@ def test_method_maps_share_one_capture_for_activation_methods():
     for name in ("eigencam", "lafam"):
         torch.testing.assert_close(maps[name], tsmlib.saliency(model, x, name, "features"))
     torch.testing.assert_close(maps["tsm"], tsmlib.saliency(model, x, "tsm", "features", ranks=(4, 2, 2)))
+
+
+def test_edge_anchor_without_scikit_image_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "skimage", None)  # as in a core install: import skimage fails
+    monkeypatch.setitem(sys.modules, "skimage.color", None)
+    with pytest.raises(ImportError, match=r"pip install 'tsmlib\[sanity\]'"):
+        edge_map(None, torch.rand(1, 3, 8, 8))
