@@ -175,8 +175,8 @@ def average_gain(Y: torch.Tensor, O: torch.Tensor) -> torch.Tensor:
         possible and the term is defined as 0 (the cosine score space always has ``Y == 1``).
     """
     Y, O = _check_scores(Y, O)
-    for name, v in (("Y", Y), ("O", O)):
-        if bool((v > (1 if name == "Y" else 1 + 1e-6)).any()):
+    for name, v, limit in (("Y", Y, 1.0), ("O", O, 1.0 + 1e-6)):
+        if bool((v > limit).any()):
             raise ValueError(
                 f"Average Gain needs scores in [0, 1] (probabilities); got max({name}) = {float(v.max()):.4g}. "
                 "Use score='softmax' rather than logits."
@@ -522,9 +522,10 @@ def pointing_game(saliency: torch.Tensor, mask: torch.Tensor, *, void: int | Non
         Label of ignored pixels.
     tolerance : float
         A peak also hits when a foreground pixel lies within this Euclidean distance, in pixels of the
-        map (Zhang et al. use 15 px at 224 px input, for bounding boxes; TorchRay's ``tolerance``). Default
-        0, the hit rule the book's results use: its masks are segmentation masks, not boxes, and a
-        tolerance would credit a peak just outside the object. ``tolerance=15`` gives the paper's setting.
+        map (a disk around the peak, as TorchRay's ``pointing_game``). Zhang et al. allow 15 px, to absorb
+        the offset of a coarse map's peak; ``tolerance=15`` gives their setting. The default, 0, is the
+        rule the book's published numbers use: the maps are upsampled to the mask's resolution and the
+        masks are hand-checked segmentations, so a hit means the peak is on the object itself.
 
     Returns
     -------
