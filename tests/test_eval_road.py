@@ -121,3 +121,9 @@ def test_road_is_one_entry_of_the_runner_table():
     assert metric_info("road").higher_is_better
     got = df[df.metric == "road"].sort_values("image")["value"].to_numpy()
     np.testing.assert_allclose(got, road(score, x, S)["road"].numpy(), atol=1e-6)
+
+
+def test_road_of_an_empty_batch():
+    _, x, S, _, score = _setup(B=2, H=6)
+    out = road(score, x[:0], S[:0], return_curves=True)
+    assert out["road"].shape == (0,) and out["morf_curve"].shape == (0, 9)

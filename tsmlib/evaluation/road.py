@@ -70,7 +70,10 @@ def road_masks(saliency: torch.Tensor, percentiles: Sequence[float] = PERCENTILE
     out = []
     for s in (saliency, 1 - saliency):
         flat = s.flatten(1)
-        thr = torch.quantile(flat.double(), (p / 100).to(flat.device), dim=1).T.to(s.dtype)  # (B, P)
+        q = (p / 100).to(flat.device)
+        # one image at a time: torch.quantile refuses inputs of more than 2**24 values
+        thr = torch.stack([torch.quantile(row.double(), q) for row in flat]).to(s.dtype) if len(flat) else \
+            flat.new_zeros(0, len(q))  # (B, P)
         out.append(s[:, None] >= thr[:, :, None, None])
     return out[0], out[1]
 
@@ -195,6 +198,11 @@ def road(score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torc
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     B, C, H, W = x.shape
+    if B == 0:
+        empty = torch.zeros(0, dtype=torch.float64, device=x.device)
+        curves = {"morf_curve": empty.view(0, 1).expand(0, len(percentiles)),
+                  "lerf_curve": empty.view(0, 1).expand(0, len(percentiles))} if return_curves else {}
+        return {"morf": empty, "lerf": empty, "road": empty, **curves}
     morf, lerf = road_masks(saliency.to(x.device), percentiles)  # (B, P, H, W) each
     P = morf.shape[1]
     removed = torch.stack([morf, lerf], 1).reshape(B * 2 * P, H, W)
