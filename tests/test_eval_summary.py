@@ -31,7 +31,8 @@ def test_summarize_mean_ci_and_nan_count():
 
 
 def test_bootstrap_ci_edge_cases():
-    assert bootstrap_ci([3.0]) == (3.0, 3.0)
+    assert bootstrap_ci([3.0] * 4) == (3.0, 3.0)
+    assert all(np.isnan(bootstrap_ci([3.0])))  # one value: no interval (stats.min_sample)
     assert all(np.isnan(bootstrap_ci([])))
     with pytest.raises(ValueError, match="NaN"):
         bootstrap_ci([1.0, float("nan")])

@@ -154,6 +154,8 @@ def metric_outcomes(family: pd.DataFrame, *, target: float | None = None, contro
     missing = {"metric", "ci_low", "ci_high"} - set(family.columns)
     if missing:
         raise KeyError(f"the family table lacks the column(s) {sorted(missing)}")
+    # rows are matched by position: families joined by pd.concat without ignore_index repeat labels
+    family = family.reset_index(drop=True)
     artefact = (control_outcomes(family, control, on=on)["artefact"] if control is not None
                 else pd.Series(False, index=family.index))
     rows = []

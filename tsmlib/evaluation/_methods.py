@@ -62,6 +62,11 @@ def check_map_batch(maps: torch.Tensor, x: torch.Tensor, name: str) -> torch.Ten
     maps = maps.detach()
     if not bool(torch.isfinite(maps).all()):
         raise ValueError(f"method {name!r} returned NaN/Inf maps")
+    if maps.numel():
+        lo, hi = float(maps.min()), float(maps.max())
+        if lo < -1e-4 or hi > 1 + 1e-4:  # the tolerance of the metrics' own range check
+            raise ValueError(f"method {name!r} returned maps outside [0, 1] (values in [{lo:.4g}, {hi:.4g}]); "
+                             "min-max normalise them (tsmlib.minmax_normalize)")
     return maps
 
 

@@ -412,3 +412,159 @@ def sanity_summary(results: pd.DataFrame, *, similarity: str = "spearman", thres
     )
     out["weight_independent"] = out["final_similarity"] > threshold
     return out
+
+
+# ------------------------------------------------------------------------- sMPRT and eMPRT (Quantus 0.6)
+def smooth_model_randomization(model: nn.Module, x: torch.Tensor, methods, layer, *, n_samples: int = 50,
+                               noise: float = 0.1, noise_seed: int = 0, method_options=None,
+                               **kwargs) -> pd.DataFrame:
+    """Smooth MPRT (sMPRT; Hedström et al. 2024, "Sanity Checks Revisited", Quantus's ``SmoothMPRT``):
+    :func:`model_randomization` on maps averaged over noisy copies of the images.
+
+    Plain MPRT over-reports a method's sensitivity to the weights when its maps are noisy (shattered
+    gradients): two noisy maps correlate little even when the model did not change. sMPRT denoises first:
+    each method's map is the mean of its maps on ``n_samples`` copies ``x + eps``, with
+    ``eps ~ N(0, (noise * (max x - min x))^2)`` per image (its range), the last copy noise-free, as in
+    Quantus. The noise is drawn once (seed ``noise_seed``) and reused at every step, so the trained and
+    the randomised models see the same copies (Quantus draws afresh for every model).
+
+    Parameters
+    ----------
+    model, x, methods, layer
+        As in :func:`model_randomization`.
+    n_samples : int
+        Noisy copies per image (Quantus's ``nr_samples``; 50 by default there too).
+    noise : float
+        Noise level relative to each image's value range (Quantus's ``noise_magnitude``, 0.1).
+    noise_seed : int
+        Seed of the noise.
+    method_options
+        Options per registry method.
+    **kwargs
+        Everything else of :func:`model_randomization` (``scheme``, ``blocks``, ``similarities``, ``seed``,
+        ``targets``, ...).
+
+    Returns
+    -------
+    pandas.DataFrame
+        :func:`model_randomization`'s rows, computed on the averaged maps. The Spearman values equal
+        Quantus's (it compares ``|a| / max|a|`` of the averaged maps, the same ranks for these
+        non-negative maps).
+    """
+    if int(n_samples) < 1:
+        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    if not noise >= 0:
+        raise ValueError(f"noise must be >= 0, got {noise}")
+    if not isinstance(x, torch.Tensor) or x.ndim != 4:
+        raise ValueError(f"x must be a batch of images (B, C, H, W), got {tuple(getattr(x, 'shape', ()))}")
+    fns = resolve_methods(methods, method_options)
+    eps = smooth_noise(x, n_samples, noise, noise_seed)
+
+    def smoothed(name, fn):
+        def run(net, xs, layer_, targets):
+            if xs.shape != x.shape:
+                raise ValueError("smooth_model_randomization's maps are for the images it was given")
+            total = None
+            for e in eps:
+                m = method_maps(net, xs + e.to(device=xs.device, dtype=xs.dtype), {name: fn}, layer_, targets,
+                                layer_gradients=True)[name].double()
+                total = m if total is None else total + m
+            return total / len(eps)
+
+        run.__name__ = name
+        return run
+
+    return model_randomization(model, x, {name: smoothed(name, fn) for name, fn in fns.items()}, layer, **kwargs)
+
+
+def smooth_noise(x: torch.Tensor, n_samples: int, noise: float, seed: int = 0) -> torch.Tensor:
+    """The noise of :func:`smooth_model_randomization`: ``(n_samples, B, C, H, W)`` float64 draws of
+    ``N(0, (noise * (max x_b - min x_b))^2)`` per image ``b`` (on the CPU, seed ``seed``); the last one is 0."""
+    span = (x.flatten(1).max(1).values - x.flatten(1).min(1).values).double().cpu().view(1, -1, 1, 1, 1)
+    eps = torch.randn((int(n_samples), *x.shape), generator=torch.Generator().manual_seed(int(seed)),
+                      dtype=torch.float64) * (noise * span)
+    eps[-1] = 0
+    return eps
+
+
+def discrete_entropy(maps: torch.Tensor, n_bins: int = 100) -> torch.Tensor:
+    """Per-map Shannon entropy (nats) of the histogram of its values (Quantus's ``discrete_entropy``).
+
+    ``n_bins`` equal bins over each map's ``[min, max]``, the last one closed (:func:`numpy.histogram`'s
+    rule), then ``-sum p log p`` of the bin shares (:func:`scipy.stats.entropy`). A constant map has
+    entropy 0.
+
+    Parameters
+    ----------
+    maps : torch.Tensor, shape (B, H, W) (or (B, N))
+    n_bins : int
+
+    Returns
+    -------
+    torch.Tensor, shape (B,), float64
+    """
+    if int(n_bins) < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    v = maps.flatten(1).double()
+    B, N = v.shape
+    lo, hi = v.min(1, keepdim=True).values, v.max(1, keepdim=True).values
+    steps = torch.arange(n_bins + 1, dtype=torch.float64, device=v.device) / n_bins
+    edges = lo + (hi - lo) * steps  # (B, n_bins + 1)
+    edges[:, -1:] = hi
+    idx = (torch.searchsorted(edges.contiguous(), v.contiguous(), right=True) - 1).clamp(0, n_bins - 1)
+    idx = torch.where(hi > lo, idx, torch.zeros_like(idx))
+    counts = torch.zeros(B, n_bins, dtype=torch.float64, device=v.device).scatter_add_(1, idx, torch.ones_like(v))
+    p = counts / N
+    return -(torch.where(p > 0, p * torch.log(p.clamp(min=1e-300)), torch.zeros_like(p))).sum(1)
+
+
+def efficient_model_randomization(model: nn.Module, x: torch.Tensor, methods, layer, *, n_bins: int = 100,
+                                  blocks: Sequence | None = None, seed: int = 0,
+                                  targets: torch.Tensor | None = None, method_options=None,
+                                  image_ids: Sequence | None = None) -> pd.DataFrame:
+    """Efficient MPRT (eMPRT; Hedström et al. 2024, "Sanity Checks Revisited", Quantus's ``EfficientMPRT``):
+    the relative rise in a map's complexity from the trained to the fully randomised model.
+
+    Instead of comparing maps step by step (MPRT), eMPRT compares two states only: the trained model and
+    the model with every block of ``blocks`` re-initialised (the last step of the cascading scheme of
+    :func:`randomised_models`). Complexity is the :func:`discrete_entropy` of the map's values; a map that
+    depends on what the model learnt should become more complex (noisier) when the weights are random:
+    ``emprt = (H_random - H_trained) / H_trained``, higher is better.
+
+    Parameters
+    ----------
+    model, x, methods, layer, targets, method_options, image_ids
+        As in :func:`model_randomization`.
+    n_bins : int
+        Histogram bins of the entropy (Quantus's default, 100, when no binning rule is chosen).
+    blocks : sequence of str or of tuples of str, optional
+        What is re-initialised (all of it, cumulatively); default every parameterised module.
+    seed : int
+        Seed of the re-initialisation (:func:`randomise_block_`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per image and method: ``image``, ``method``, ``complexity_trained``, ``complexity_random``
+        and ``emprt``; NaN where the trained model's map is constant (entropy 0).
+    """
+    model, fns, layer, targets, _, ids = _prepare(model, x, methods, layer, targets, ["spearman"],
+                                                  method_options, image_ids)
+    order = list(blocks) if blocks is not None else parameterised_modules_in_call_order(model, x)[::-1]
+    if not order:
+        raise ValueError("eMPRT needs at least one block to randomise")
+    trained = random = None
+    for step, _, net in randomised_models(model, order, scheme="cascading", seed=seed):
+        if step == 0:
+            trained = {n: discrete_entropy(m, n_bins) for n, m in
+                       method_maps(net, x, fns, layer, targets, layer_gradients=True).items()}
+        elif step == len(order):
+            random = {n: discrete_entropy(m, n_bins) for n, m in
+                      method_maps(net, x, fns, layer, targets, layer_gradients=True).items()}
+    rows = []
+    for name in fns:
+        h0, h1 = trained[name].cpu(), random[name].cpu()
+        rise = torch.where(h0 > 0, (h1 - h0) / h0.clamp(min=1e-300), torch.full_like(h0, float("nan")))
+        rows.extend({"image": i, "method": name, "complexity_trained": float(a), "complexity_random": float(b),
+                     "emprt": float(r)} for i, a, b, r in zip(ids, h0.tolist(), h1.tolist(), rise.tolist()))
+    return pd.DataFrame(rows, columns=["image", "method", "complexity_trained", "complexity_random", "emprt"])
