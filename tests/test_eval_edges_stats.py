@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from tsmlib.evaluation import stats as S
-from tsmlib.evaluation import verdicts as V
+from tsmbook import verdicts as V
 
 
 # ---------------------------------------------------------------------------------------- stats
