@@ -38,8 +38,9 @@ book: install
 
 # The chapters for a student: JupyterLab on notebooks/, with jupyterlab-myst rendering the chapters' MyST
 # (cross-references, math, folded solutions). Run a chapter top to bottom: it reads as its page on the site.
+# (--allow-root only where make runs as root, e.g. in a container: JupyterLab refuses root otherwise)
 lab: install
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean-book:
 	rm -rf _build book/executed
