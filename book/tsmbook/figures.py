@@ -525,7 +525,7 @@ def plot_method_schematic(image, tensors: Mapping, *, n_slices: int = 6, n_show:
                              width_ratios=[1.15, 0.8, 1.5, 1.0, 0.9, 0.9])
     # Row 1: TSM
     r = [fig.add_subplot(outer[0, j]) for j in (0, 1)]
-    _stack(r[0], slices, "magma", f"feature tensor $\\mathcal{{F}}$\n{C}×{H}×{W} (top {n_slices} channels)", fs)
+    _stack(r[0], slices, "magma", f"feature tensor $F$\n{C}×{H}×{W} (top {n_slices} channels)", fs)
     _heat(r[1], tensors["unfolding"].numpy(), f"mode-1 unfolding $F_{{(1)}}$\n{C}×{H * W}", fs, cmap="magma",
           aspect="auto")
     tk = outer[0, 2].subgridspec(2, 3, wspace=0.35, hspace=0.6, width_ratios=[0.6, 1, 1])
@@ -534,7 +534,7 @@ def plot_method_schematic(image, tensors: Mapping, *, n_slices: int = 6, n_show:
     ax_core = fig.add_subplot(tk[:, 1])
     core = tensors["core"].numpy()
     _stack(ax_core, [np.abs(core[k]) for k in range(min(4, K))], "viridis",
-           f"core $|\\mathcal{{G}}|$\n{K}×{H}×{W}\n(k = 1..4)", fs, offset=0.25)
+           f"core $|G|$\n{K}×{H}×{W}\n(k = 1..4)", fs, offset=0.25)
     ax_u2, ax_u3 = fig.add_subplot(tk[0, 2]), fig.add_subplot(tk[1, 2])
     _heat(ax_u2, tensors["U2"].numpy(), f"$U_2$ {H}×{H}", fs, symmetric=True)
     _heat(ax_u3, tensors["U3"].numpy(), f"$U_3$ {W}×{W}", fs, symmetric=True)
@@ -543,7 +543,7 @@ def plot_method_schematic(image, tensors: Mapping, *, n_slices: int = 6, n_show:
     w = tensors["w"].numpy()
     ax_w.plot(np.arange(C), w, lw=0.6, color="C0")
     ax_w.axhline(0, color="0.5", lw=0.5)
-    ax_w.set_title("channel weights $w = U_1[:, 1]$", fontsize=fs)
+    ax_w.set_title("channel weights $w$\n(first column of $U_1$)", fontsize=fs)
     ax_w.set_xlabel("channel c", fontsize=fs)
     _ticks_right(ax_w, fs)
     ax_sum = fig.add_subplot(outer[0, 4])
@@ -554,7 +554,7 @@ def plot_method_schematic(image, tensors: Mapping, *, n_slices: int = 6, n_show:
 
     # Row 2: EigenCAM
     e0 = fig.add_subplot(outer[1, 0])
-    _stack(e0, slices, "magma", f"feature tensor $\\mathcal{{F}}$\n{C}×{H}×{W}", fs)
+    _stack(e0, slices, "magma", f"feature tensor $F$\n{C}×{H}×{W}", fs)
     e1 = fig.add_subplot(outer[1, 1])
     _heat(e1, tensors["centred"].numpy(), f"centred matrix $M$\n{H * W}×{C}", fs, aspect="auto", symmetric=True)
     sv = outer[1, 2].subgridspec(1, 2, wspace=0.9)
@@ -594,7 +594,7 @@ def plot_method_schematic(image, tensors: Mapping, *, n_slices: int = 6, n_show:
                 ax.set_ylabel(_wrap(display_name(name), 1.0, fs), fontsize=fs)
             axes_c.append(ax)
     m3 = fig.add_subplot(outer[2, 3])
-    for key, name, colour in (("tsm_sigma", "Tucker core $\\|\\mathcal{G}_k\\|_F$", "C0"),
+    for key, name, colour in (("tsm_sigma", "Tucker core $\\|G[k, :, :]\\|_F$", "C0"),
                               ("eigencam_sigma", "centred SVD $s_k$", "C1")):
         sig = tensors[key].numpy()[:12]
         m3.bar(np.arange(1, len(sig) + 1) + (-0.2 if colour == "C0" else 0.2), sig / sig[0], width=0.4,
