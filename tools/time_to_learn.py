@@ -40,11 +40,29 @@ def _source(cell) -> str:
     return "".join(src) if isinstance(src, list) else src
 
 
+def _said_words(code: str) -> int:
+    """Words of the sentences a code cell shows through ``tsmbook.prose.say("...")``: prose the reader
+    reads, although it is written in a (folded) code cell."""
+    import ast
+
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return 0
+    return sum(len(node.args[0].value.split()) for node in ast.walk(tree)
+               if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "say"
+               and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str))
+
+
 def counts(nb: dict) -> tuple[int, int]:
-    """``(words, code_lines)`` the rule counts in a notebook (a dict as in the ``.ipynb`` file)."""
+    """``(words, code_lines)`` the rule counts in a notebook (a dict as in the ``.ipynb`` file): the words
+    of the markdown cells and of the sentences said by code cells (:func:`_said_words`), and the lines of
+    the code the page shows."""
     words = code = 0
     for cell in nb["cells"]:
         text = _source(cell)
+        if cell["cell_type"] == "code":
+            words += _said_words(text)
         if cell["cell_type"] == "markdown":
             exercises = EXERCISES.search(text)
             words += len(text[:exercises.start() if exercises else None].split())
