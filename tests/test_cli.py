@@ -94,13 +94,15 @@ def test_same_stems_transparency_and_tiny_images(tmp_path, capsys):
     kite, kite2, cat = (np.load(out / f) for f in ("kite.npz", "kite-2.npz", "Kite-3.npz"))
     np.testing.assert_array_equal(kite["tsm_raw"], kite2["tsm_raw"])
     assert np.abs(cat["tsm_raw"] - kite["tsm_raw"]).max() > 1e-3
-    # only the tiny image is reported as upscaled
-    assert "tiny.png is 16x16, smaller than the model's 224x224 input" in captured.err
-    assert captured.err.count("smaller than the model's") == 1
+    # the images that the preprocessing upscales are reported: the tiny one and the 240 px kites (resized
+    # to 256 before the 224 crop; before issue 21 only images under 224 px were), not the cat photo
+    assert "tiny.png is 16x16, smaller than the 256 px the model's preprocessing resizes to" in captured.err
+    assert "kite.png is 240x240, smaller than the 256 px" in captured.err
+    assert captured.err.count("smaller than the 256 px") == 3 and "Kite.jpg" not in captured.err
 
 
 def test_open_image_composites_onto_white(tmp_path):
-    from tsmlib.cli import _open_image
+    from tsmlib.data import open_rgb as _open_image  # the CLI and the loaders read images alike
 
     px = np.array([[[10, 20, 30, 0], [10, 20, 30, 255], [200, 0, 0, 128]]], dtype=np.uint8)
     Image.fromarray(px, "RGBA").save(tmp_path / "a.png")

@@ -314,7 +314,7 @@ def fast_ablation_cam(model: nn.Module, x: torch.Tensor, module: nn.Module, targ
     elif not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != x.shape[0]:
         reason = "the model's output is not (B, K) logits"
     if reason is None:
-        A = captured[0].detach()
+        A = captured[0].detach().clone()  # later layers may edit the output in place (ReLU(inplace=True))
         if targets is None:
             classes = np.argmax(logits.cpu().numpy(), axis=-1).tolist()  # as BaseCAM.forward
         else:

@@ -39,8 +39,6 @@ from pathlib import Path
 __all__ = ["main", "build_parser"]
 
 DEFAULT_METHODS = ["tsm", "mtsm"]
-#: RGB colour that transparent pixels are composited onto.
-BACKGROUND = (255, 255, 255)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,40 +130,73 @@ def _err(msg: str) -> None:
     print(f"tsmlib: {msg}", file=sys.stderr)
 
 
-def _open_image(path: str | Path):
-    """Open an image as RGB, compositing any transparency onto :data:`BACKGROUND` (white).
+class _UniqueNames:
+    """Output names in input order: the stem, with ``-2``, ``-3``, ... for stems already taken.
 
-    Raises ``OSError`` naming the path if the file cannot be read.
+    Collisions are compared case-insensitively (macOS and Windows file systems).
     """
-    from PIL import Image
 
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if "A" in im.getbands() or "transparency" in im.info:
-                rgba = im.convert("RGBA")
-                background = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
-                return Image.alpha_composite(background, rgba).convert("RGB")
-            return im.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise OSError(f"cannot read image {path}: {exc}") from exc
+    def __init__(self):
+        self.taken: set[str] = set()
+
+    def __call__(self, path) -> str:
+        stem = Path(path).stem
+        name, n = stem, 1
+        while name.casefold() in self.taken:
+            n += 1
+            name = f"{stem}-{n}"
+        self.taken.add(name.casefold())
+        return name
 
 
 def _unique_names(paths) -> list[str]:
-    """Output names for ``paths``: the stem, with ``-2``, ``-3``, ... for stems already taken.
+    """:class:`_UniqueNames` for a whole list of paths."""
+    name = _UniqueNames()
+    return [name(p) for p in paths]
 
-    Collisions are compared case-insensitively (macOS and Windows file systems), in input order.
-    """
-    taken, names = set(), []
-    for path in paths:
-        stem = Path(path).stem
-        name, n = stem, 1
-        while name.casefold() in taken:
-            n += 1
-            name = f"{stem}-{n}"
-        taken.add(name.casefold())
-        names.append(name)
-    return names
+
+def _check_out_dir(out: Path) -> str | None:
+    """Why ``out`` cannot be the output directory (an existing file, not writable), or None."""
+    import os
+
+    if out.exists() and not out.is_dir():
+        return f"--out {out} is an existing file; expected a directory (it is created if missing)"
+    probe = out
+    while not probe.exists():  # the first existing ancestor must let us create the rest
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"--out {out}: {probe} is a file, not a directory"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"--out {out} is not writable ({probe}: permission denied); expected a directory you can write"
+    return None
+
+
+def _check_device(device: str) -> str | None:
+    """Why ``device`` cannot be used here (CUDA asked for, none available; a malformed name), or None."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        return f"unknown device {device!r}; expected cpu, cuda or cuda:N"
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            return f"--device {device}: CUDA is not available on this machine (torch {torch.__version__}); use --device cpu"
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            return f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+    return None
+
+
+def _batches_of(items, size: int):
+    """``items`` in consecutive lists of at most ``size``."""
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _list_models() -> int:
@@ -193,13 +224,16 @@ def _explain(args) -> int:
     import torch
     from PIL import Image
 
-    from .cam import saliency_maps
-    from .progress import progress
     from ._names import UnknownNameError
-    from .registry import method_info
+    from .cam import saliency_maps
+    from .data.common import open_rgb
+    from .hooks import resolve_layer
     from .models import DEFAULT_MODEL, CheckpointError, WeightsNotFoundError, get_spec, load_model
     from .overlay import overlay
+    from .progress import progress
+    from .registry import method_info
 
+    # every configuration error before any work: methods, model, output folder, device, batch size
     skipped = 0
     methods = []
     for m in args.method:
@@ -209,6 +243,9 @@ def _explain(args) -> int:
             _err(f"{exc} Skipped.")
             skipped += 1
             continue
+        except (TypeError, ValueError) as exc:  # a variant with a bad option: tsm[rnaks=3]
+            _err(f"method {m!r}: {exc}")
+            return 2
         if name not in methods:
             methods.append(name)
     if not methods:
@@ -218,40 +255,54 @@ def _explain(args) -> int:
     except UnknownNameError as exc:
         _err(str(exc))
         return 2
+    out = Path(args.out)
+    problem = _check_out_dir(out) or _check_device(args.device)
+    if problem is None and args.batch_size < 1:
+        problem = f"--batch-size must be a positive integer, got {args.batch_size}"
+    if problem:
+        _err(problem)
+        return 2
     try:
         lm = load_model(model_name, weights=args.weights, allow_download=args.allow_download, device=args.device)
     except (WeightsNotFoundError, CheckpointError) as exc:
         _err(str(exc))
         return 2
     layer = args.layer or lm.target_layer
-
-    good = []
-    size = lm.input_size
-    for path in args.images:
-        try:
-            img = _open_image(path)
-        except OSError as exc:
-            _err(f"skipped: {exc}")
-            skipped += 1
-            continue
-        if min(img.size) < size:
-            _err(f"warning: {path} is {img.size[0]}x{img.size[1]}, smaller than the model's {size}x{size} "
-                 "input; it is upscaled, so the maps explain interpolated pixels")
-        good.append((Path(path), img))
-    if not good:
-        _err("no readable image")
+    try:
+        resolve_layer(lm.model, layer)
+    except ValueError as exc:
+        _err(f"--layer: {exc}")
         return 2
-    names = _unique_names(p for p, _ in good)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+
+    size, resize = lm.input_size, getattr(lm.spec, "resize_size", lm.input_size)
+    unique = _UniqueNames()
+
+    def readable(paths):
+        """(path, output name, preprocessed (3, S, S) tensor) of each readable image, decoded one at a time."""
+        nonlocal skipped
+        for path in paths:
+            try:
+                img = open_rgb(path)
+            except OSError as exc:
+                _err(f"skipped: {exc}")
+                skipped += 1
+                continue
+            if min(img.size) < resize:
+                _err(f"warning: {path} is {img.size[0]}x{img.size[1]}, smaller than the {resize} px the model's "
+                     f"preprocessing resizes to (before its {size}x{size} crop); it is upscaled, so the maps "
+                     "explain interpolated pixels")
+            x = lm.preprocess(img)
+            del img  # only the model's input is kept: memory does not grow with the image size
+            yield Path(path), unique(path), x
+
     summary = []
     written = set()
-    bs = max(1, args.batch_size)
-    with progress(total=len(good), desc=f"{model_name}: {', '.join(methods)}", unit="img",
+    with progress(total=len(args.images), desc=f"{model_name}: {', '.join(methods)}", unit="img",
                   enabled=not args.no_progress, file=sys.stderr) as bar:
-        for start in range(0, len(good), bs):
-            chunk = good[start:start + bs]
-            x = torch.stack([lm.preprocess(img) for _, img in chunk]).to(args.device)
+        # images are decoded batch by batch: memory stays flat in the number of inputs
+        for chunk in _batches_of(readable(args.images), args.batch_size):
+            x = torch.stack([t for _, _, t in chunk]).to(args.device)
             # one forward pass gives the logits and serves every label-free method; the
             # label-dependent ones explain the class predicted by that same pass
             details = saliency_maps(lm.model, x, methods, layer=layer)
@@ -259,8 +310,7 @@ def _explain(args) -> int:
             preds = logits.argmax(dim=1)
             results = {m: (d.maps.detach().float().cpu().numpy(), d.raw.detach().float().cpu().numpy())
                        for m, d in details.items()}
-            for j, (path, _) in enumerate(chunk):
-                stem = names[start + j]
+            for j, (path, stem, _) in enumerate(chunk):
                 arrays = {}
                 for m, (maps, raw) in results.items():
                     arrays[m] = maps[j].astype(np.float32)
@@ -279,6 +329,10 @@ def _explain(args) -> int:
                                         "probability": float(torch.softmax(logits[j], 0)[k])}
                 summary.append(rec)
             bar.update(len(chunk))
+            del x, details, results, chunk
+    if not summary:
+        _err("no readable image")
+        return 2
     (out / "summary.json").write_text(json.dumps({"model": model_name, "layer": layer, "methods": methods,
                                                  "images": summary}, indent=1) + "\n")
     n_written = len({rec["maps"] for rec in summary})
