@@ -22,8 +22,9 @@ Per batch, one forward pass gives the predictions and the activations of every l
 ``evaluate`` runs :func:`tsmlib.evaluation.command.run_evaluation` on a YAML run configuration
 (flags override its keys): one CSV shard per ``shard_size`` images, resumable after a kill, merged
 into ``results.csv``, ``summary.csv`` and ``run.json``. Under ``torchrun --nproc-per-node N -m tsmlib
-evaluate run.yaml`` the shards are divided among the N processes (multi-node and SLURM: see
-``tsmlib evaluate --help``).
+evaluate run.yaml`` the N processes take the shards one at a time (multi-node and SLURM: see
+``tsmlib evaluate --help``). A configuration error stops it within seconds, before the model is
+loaded: ``tsmlib: <what is wrong, and what is expected>``, exit status 2.
 
 Unreadable images and unknown methods of ``explain`` are reported and skipped; the others are still processed (exit
 status 1 if anything was skipped, 2 if nothing could run).
@@ -70,7 +71,7 @@ Any key of the configuration can also be set with --set KEY=VALUE (YAML value, e
 --set 'max_images={gradcam: 100}'). Results go to OUT/<fingerprint>/ (results.csv, summary.csv,
 run.json, shards/); run the same command again to resume after an interruption.
 
-Distributed (torch.distributed; gloo on CPU, NCCL on GPU; process r takes shards r, r+N, ...):
+Distributed (torch.distributed; gloo on CPU, NCCL on GPU; each process takes the next free shard):
   torchrun --nproc-per-node 4 -m tsmlib evaluate run.yaml --device cuda
   head=$(scontrol show hostnames $SLURM_JOB_NODELIST | head -n1)
   srun torchrun --nnodes $SLURM_NNODES --nproc-per-node 4 --rdzv-backend c10d \\
@@ -87,7 +88,7 @@ def _add_evaluate(sub) -> None:
     ev.add_argument("--model", help="registry model (tsmlib models)")
     ev.add_argument("--weights", help="weight file for the model")
     ev.add_argument("--layer", help="target layer (default: the model's)")
-    ev.add_argument("--dataset", choices=["photos", "synthetic", "imagenet", "voc"])
+    ev.add_argument("--dataset", help="photos, imagenet, voc or a registered data set (synthetic: imports: [tsmbook])")
     ev.add_argument("--root", help="local copy of imagenet / voc")
     ev.add_argument("--split", help="synthetic: test/val/train; voc: val/train")
     ev.add_argument("--n-images", type=int, help="evaluate the first N images")
@@ -105,7 +106,9 @@ def _add_evaluate(sub) -> None:
 def _evaluate(args) -> int:
     import yaml
 
-    from .evaluation.command import load_config, run_evaluation
+    from .data.common import DatasetNotFoundError
+    from .evaluation.command import ConfigError, load_config, run_evaluation
+    from .evaluation.runner import ShardError
 
     overrides = {k: getattr(args, k) for k in ("model", "weights", "layer", "dataset", "root", "split", "n_images",
                                                "methods", "metrics", "batch_size", "shard_size", "device", "out")}
@@ -114,15 +117,18 @@ def _evaluate(args) -> int:
         if not sep:
             _err(f"--set expects KEY=VALUE, got {item!r}")
             return 2
-        overrides[key.strip()] = yaml.safe_load(value)
+        try:
+            overrides[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            _err(f"--set {item}: the value is not valid YAML ({getattr(exc, 'problem', exc)})")
+            return 2
     if args.no_progress:
         overrides["progress"] = False
     try:
-        config = load_config(args.config, overrides)
-    except (OSError, ValueError) as exc:
+        run_evaluation(load_config(args.config, overrides))
+    except (ConfigError, DatasetNotFoundError, ShardError) as exc:
         _err(str(exc))
         return 2
-    run_evaluation(config)
     return 0
 
 
@@ -153,38 +159,6 @@ def _unique_names(paths) -> list[str]:
     """:class:`_UniqueNames` for a whole list of paths."""
     name = _UniqueNames()
     return [name(p) for p in paths]
-
-
-def _check_out_dir(out: Path) -> str | None:
-    """Why ``out`` cannot be the output directory (an existing file, not writable), or None."""
-    import os
-
-    if out.exists() and not out.is_dir():
-        return f"--out {out} is an existing file; expected a directory (it is created if missing)"
-    probe = out
-    while not probe.exists():  # the first existing ancestor must let us create the rest
-        probe = probe.parent
-    if not probe.is_dir():
-        return f"--out {out}: {probe} is a file, not a directory"
-    if not os.access(probe, os.W_OK | os.X_OK):
-        return f"--out {out} is not writable ({probe}: permission denied); expected a directory you can write"
-    return None
-
-
-def _check_device(device: str) -> str | None:
-    """Why ``device`` cannot be used here (CUDA asked for, none available; a malformed name), or None."""
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        return f"unknown device {device!r}; expected cpu, cuda or cuda:N"
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            return f"--device {device}: CUDA is not available on this machine (torch {torch.__version__}); use --device cpu"
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            return f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)"
-    return None
 
 
 def _batches_of(items, size: int):
@@ -232,6 +206,7 @@ def _explain(args) -> int:
     from .overlay import overlay
     from .progress import progress
     from .registry import method_info
+    from .runtime import check_device, check_output_dir
 
     # every configuration error before any work: methods, model, output folder, device, batch size
     skipped = 0
@@ -256,7 +231,7 @@ def _explain(args) -> int:
         _err(str(exc))
         return 2
     out = Path(args.out)
-    problem = _check_out_dir(out) or _check_device(args.device)
+    problem = check_output_dir(out, "--out") or check_device(args.device, "--device")
     if problem is None and args.batch_size < 1:
         problem = f"--batch-size must be a positive integer, got {args.batch_size}"
     if problem:
