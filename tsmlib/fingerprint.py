@@ -321,17 +321,35 @@ def fingerprint(*parts: Any, **named: Any) -> str:
 
 
 # ------------------------------------------------------------------------------------------ writes
+def _umask() -> int:
+    """The process's umask, read without changing it where the system allows (Linux's /proc)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a fresh temporary path next to ``path``; on success move it onto ``path`` with ``os.replace``.
 
     The temporary name is unique (``.<name>.<random>.tmp``: two processes writing the same entry never
     share it) and does not end like a cache entry, so readers never see it; if the block raises (or the
-    process dies) the entry is not created and the temporary file is removed (or left, ignored).
+    process dies) the entry is not created and the temporary file is removed (or left, ignored). The
+    file gets the mode any new file gets (``0666`` less the umask), like ``open(path, "w")``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would lock out a colleague resuming the run
+    except (AttributeError, OSError):  # no fchmod (Windows), or a file system without modes
+        pass
     os.close(fd)
     tmp = Path(tmp)
     try:
