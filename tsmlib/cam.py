@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from . import methods as _methods
-from .hooks import ActivationCapture, capture_activations, resolve_layer
+from .hooks import ActivationCapture, capture_activations, in_eval_mode, resolve_layer
 from .registry import (
     MethodInfo,
     UnknownNameError,
@@ -71,6 +71,7 @@ def _check(x, layer, need_layer: bool = True) -> None:
         raise ValueError(f"x must be a batch of images (B, C, H, W), got {getattr(x, 'shape', type(x))}")
 
 
+@in_eval_mode
 def saliency_maps(
     model: nn.Module,
     x: torch.Tensor,
@@ -115,6 +116,7 @@ def saliency_maps(
     return out
 
 
+@in_eval_mode
 def saliency(
     model: nn.Module,
     x: torch.Tensor,
@@ -133,7 +135,9 @@ def saliency(
     Parameters
     ----------
     model : nn.Module
-        In eval mode (this function does not change it).
+        Run in eval mode for the call, whatever its mode (:func:`tsmlib.hooks.eval_mode`: BatchNorm with
+        its running statistics, no dropout); every module's mode is restored after, its buffers and the
+        parameters' ``.grad`` are left as they were.
     x : (B, 3, H_in, W_in)
         Model input.
     method : str

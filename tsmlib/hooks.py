@@ -8,13 +8,14 @@ build on it without import cycles::
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 from typing import Callable
 
 import torch
 from torch import nn
 
-__all__ = ["resolve_layer", "ActivationCapture", "capture_activations", "memoised_activations",
+__all__ = ["resolve_layer", "eval_mode", "in_eval_mode", "ActivationCapture", "capture_activations", "memoised_activations",
            "clear_activation_memo", "layer_gradients_only"]
 
 
@@ -31,6 +32,40 @@ def resolve_layer(model: nn.Module, layer: nn.Module | str) -> nn.Module:
         close = difflib.get_close_matches(layer, names, n=5)
         hint = f" Did you mean: {', '.join(close)}?" if close else f" Top-level modules: {', '.join(n for n in names if '.' not in n)}."
         raise ValueError(f"model has no submodule {layer!r}.{hint}") from None
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module):
+    """Context manager: ``model`` in eval mode inside, every submodule's own mode restored on exit.
+
+    Every saliency method runs in it (:func:`tsmlib.saliency`, :func:`tsmlib.cam.saliency_maps`, the
+    baselines), so a model left in train mode is explained as it predicts -- BatchNorm with its running
+    statistics, no dropout -- its buffers are not updated, and its maps do not depend on the other images
+    of the batch. Modes are restored module by module (a model with some modules in eval mode and
+    others in train mode comes back the same), also when the block raises.
+
+    >>> with eval_mode(model):                     # doctest: +SKIP
+    ...     maps = tsmlib.saliency(model, x, "tsm", "layer4")
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def in_eval_mode(fn: Callable) -> Callable:
+    """Decorator: ``fn(model, ...)`` runs inside :func:`eval_mode` ``(model)``."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(model, *args, **kwargs):
+        with eval_mode(model):
+            return fn(model, *args, **kwargs)
+
+    return wrapper
 
 
 class ActivationCapture:
