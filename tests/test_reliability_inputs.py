@@ -4,6 +4,9 @@ Issue 21, "Wrong results": 16-bit greyscale PNGs, EXIF orientation, annotations 
 image, activations edited in place by later layers.
 """
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -143,3 +146,37 @@ def test_kept_graph_tensor_edited_in_place_raises():
     with ActivationCapture(model, "0") as cap:
         model(torch.randn(1, 3, 8, 8))
     assert cap.result().min() < 0
+
+
+# ------------------------------------------------------------------ a method defined in a notebook
+def test_a_method_without_source_is_keyed_by_its_code():
+    """A function defined in a notebook kernel (here: by exec, which has no source file either) was keyed
+    by its name alone: two different `mine` methods shared a cache entry."""
+    from tsmlib.fingerprint import callable_digest
+
+    ns1, ns2, ns3 = {}, {}, {}
+    exec("def mine(model, x, layer, targets):\n    return x.mean(1)\n", ns1)
+    exec("def mine(model, x, layer, targets):\n    return x.amax(1)\n", ns2)
+    exec("def mine(model, x, layer, targets):\n    return x.mean(1)\n", ns3)
+    assert callable_digest(ns1["mine"]) != callable_digest(ns2["mine"])
+    assert callable_digest(ns1["mine"]) == callable_digest(ns3["mine"])  # same code, same key
+
+
+def test_synthetic_run_config_is_written_atomically(tmp_path, monkeypatch):
+    """A run killed while writing config.json leaves the previous file whole (before: half a file)."""
+    from tsmbook.synthetic import loops
+
+    loops.run({"threads": 1, "a": 1}, tmp_path, stages=())
+    assert json.loads((tmp_path / "config.json").read_text()) == {"threads": 1, "a": 1}
+    real = Path.write_text
+
+    def killed(self, text, *a, **k):
+        real(self, text[: len(text) // 2])
+        raise KeyboardInterrupt("killed mid-write")
+
+    monkeypatch.setattr(Path, "write_text", killed)
+    with pytest.raises(KeyboardInterrupt):
+        loops.run({"threads": 1, "a": 2}, tmp_path, stages=())
+    monkeypatch.setattr(Path, "write_text", real)
+    assert json.loads((tmp_path / "config.json").read_text()) == {"threads": 1, "a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["config.json"]  # no temporary file left
