@@ -215,3 +215,29 @@ def test_layer_typo_right_after_the_model(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("tsmlib: layer: model has no submodule 'layer44'") and "layer4" in err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.csv"))
+
+
+# ------------------------------------------------------------------------------------ bad images
+def test_a_truncated_image_stops_clearly_or_is_skipped_and_recorded(tmp_path, capsys):
+    from tsmlib.data import photo_manifest, photos_root
+
+    root = tmp_path / "photos"
+    shutil.copytree(photos_root(), root)
+    second = photo_manifest(root)[1]["file"]
+    data = (root / second).read_bytes()
+    (root / second).write_bytes(data[: len(data) // 3])  # a truncated JPEG
+    cfg = {"dataset": "photos", "root": str(root), "n_images": 3, "shard_size": 3, "batch_size": 3,
+           "methods": ["eigencam"], "metrics": ["average_drop"], "n_boot": 10, "progress": False}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
+    rc = main(["evaluate", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.startswith("tsmlib: image 1 of the photos data set: cannot read image") and \
+        "on_bad_image: skip" in err  # the default: a clear stop, no traceback
+    rc = main(["evaluate", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "out"), "--set", "on_bad_image=skip"])
+    assert rc == 0
+    run_dir = next(d for d in (tmp_path / "out").iterdir() if (d / "run.json").exists())
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["counts"]["images_skipped"] == 1
+    assert info["skipped"][0]["position"] == 1 and "truncated" in info["skipped"][0]["reason"]
+    names = [r["name"] for r in photo_manifest(root)[:3]]
+    assert sorted(pd.read_csv(run_dir / "results.csv")["image"].unique()) == sorted([names[0], names[2]])

@@ -23,7 +23,7 @@ class TinyBNNet(torch.nn.Module):
         block = lambda i, o: torch.nn.Sequential(torch.nn.Conv2d(i, o, 3, stride=2, padding=1),
                                                  torch.nn.BatchNorm2d(o), torch.nn.ReLU())
         self.layer1, self.layer4 = block(3, 6), block(6, 8)
-        self.head = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Dropout(0.5), torch.nn.Linear(8 * 4 * 4, 5))
+        self.head = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(), torch.nn.Dropout(0.5), torch.nn.Linear(8 * 4 * 4, 5))
         with torch.no_grad():  # non-trivial running statistics, so train and eval mode differ
             for bn in (self.layer1[1], self.layer4[1]):
                 bn.running_mean.uniform_(-0.5, 0.5)
@@ -93,3 +93,13 @@ def test_eval_mode_restores_on_error():
         assert not any(m.training for m in model.modules())
         raise RuntimeError("boom")
     assert all(m.training for m in model.modules())
+
+
+def test_a_one_by_one_layer_warns():
+    model = TinyBNNet().eval()
+    x = torch.randn(1, 3, 4, 4)  # layer4 is 1 x 1 for a 4 x 4 input
+    with pytest.warns(UserWarning, match="1 x 1: a one-pixel map"):
+        maps = tsmlib.saliency(model, x, "eigencam", "layer4")
+    assert float(maps.abs().max()) == 0.0  # what the warning is about
+    with pytest.warns(UserWarning, match="1 x 1"):
+        saliency_maps(model, x, ["tsm"], layer="layer4")

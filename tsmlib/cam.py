@@ -60,6 +60,12 @@ class SaliencyResult:
 
 
 def _finish(raw: torch.Tensor, x: torch.Tensor, upsample: bool, normalize: bool) -> torch.Tensor:
+    if normalize and raw.ndim >= 2 and raw.shape[-2:] == (1, 1):
+        import warnings
+
+        warnings.warn("the target layer's output is 1 x 1: a one-pixel map min-max normalises to all zeros "
+                      "and says nothing about where; choose an earlier layer (one with a spatial grid, e.g. "
+                      "a ResNet's 'layer4' rather than 'avgpool', or a larger input)", UserWarning, stacklevel=3)
     maps = _methods.minmax_normalize(raw) if normalize else raw
     return _methods.upsample(maps, x.shape[-2:]) if upsample else maps
 

@@ -107,7 +107,7 @@ def _evaluate(args) -> int:
     import yaml
 
     from .data.common import DatasetNotFoundError
-    from .evaluation.command import ConfigError, load_config, run_evaluation
+    from .evaluation.command import BadImageError, ConfigError, load_config, run_evaluation
     from .evaluation.runner import ShardError
 
     overrides = {k: getattr(args, k) for k in ("model", "weights", "layer", "dataset", "root", "split", "n_images",
@@ -129,6 +129,9 @@ def _evaluate(args) -> int:
     except (ConfigError, DatasetNotFoundError, ShardError) as exc:
         _err(str(exc))
         return 2
+    except BadImageError as exc:  # the shards written so far are kept: fix the file, or skip, and resume
+        _err(str(exc))
+        return 1
     return 0
 
 

@@ -65,7 +65,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["DEFAULTS", "EVALUATION_KEYS", "DATASETS", "ConfigError", "register_dataset", "load_config", "check_values",
+__all__ = ["DEFAULTS", "EVALUATION_KEYS", "DATASETS", "ConfigError", "BadImageError", "register_dataset", "load_config", "check_values",
            "check_config", "run_evaluation", "shard_paths"]
 
 #: The keys of a run configuration and their defaults.
@@ -104,6 +104,10 @@ _NOT_IN_KEY = {"out", "progress", "n_boot", "device", "dist_timeout_s"}
 
 class ConfigError(ValueError):
     """A run configuration that cannot run: the message says what is wrong and what is expected."""
+
+
+class BadImageError(OSError):
+    """An image of the data set cannot be read (``on_bad_image: stop``, the default)."""
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: Mapping | None = None) -> dict:
@@ -310,7 +314,7 @@ class _Dataset:
                 samples.append(self.items[i])
             except OSError as exc:  # an unreadable or truncated image file
                 if not self.skip_bad:
-                    raise OSError(f"image {i} of the {self.kind} data set: {exc} (set on_bad_image: skip to "
+                    raise BadImageError(f"image {i} of the {self.kind} data set: {exc} (set on_bad_image: skip to "
                                   "leave such images out, recorded in run.json)") from exc
                 self.skipped.append({"position": i, "reason": str(exc)})
         return list(prepare_records(samples, self.loaded))
