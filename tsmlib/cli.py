@@ -12,9 +12,16 @@ predicted classes and each image's output files. ``<name>`` is the file's stem; 
 collide (``a/kite.jpg b/kite.png``, compared case-insensitively) get ``kite``, ``kite-2``, ``kite-3``,
 ... in command-line order, so no output overwrites another.
 
-Transparent pixels (an alpha channel or a PNG transparency key) are composited onto white before the
-model sees the image (the colour stored under a transparent pixel is arbitrary). Images smaller than
-the model's input size are upscaled by its preprocessing; a warning on stderr says so.
+Images are read as :func:`tsmlib.data.open_rgb` reads them, like the data set loaders: turned upright
+as their EXIF orientation says (phone photos), 16-bit greyscale rescaled to 8 bits (not clipped to
+white), transparent pixels (an alpha channel or a PNG transparency key) composited onto white (the
+colour stored under a transparent pixel is arbitrary). Images whose shorter side is below the size the
+model's preprocessing resizes to (256 px before a 224 px crop) are upscaled; a warning on stderr says
+so. Images are decoded batch by batch, so memory does not grow with the number of inputs.
+
+Configuration errors (``--out`` an existing file or not writable, a ``--layer`` typo, a method variant
+with a bad option, ``--device cuda`` without CUDA, ``--batch-size 0``) stop before any image is read:
+``tsmlib: <what is wrong>``, exit status 2.
 
 Per batch, one forward pass gives the predictions and the activations of every label-free method
 (``tsmlib.cam.saliency_maps``); label-dependent methods explain the predicted class.
