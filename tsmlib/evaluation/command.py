@@ -182,11 +182,12 @@ def check_values(config: Mapping) -> None:
         raise ConfigError(f"on_bad_image must be 'stop' or 'skip', got {config['on_bad_image']!r}")
 
 
-def check_config(config: Mapping) -> None:
+def check_config(config: Mapping) -> "_Dataset":
     """Everything that can be checked before the model is loaded, in seconds: method, metric, model
     and data set names (with the closest names), the data set's folder and layout, the split, the
     output folder and the device. Call after importing ``config["imports"]`` (they may register
-    names). Raises :class:`ConfigError` (or ``DatasetNotFoundError`` for a missing data set)."""
+    names). Raises :class:`ConfigError` (or ``DatasetNotFoundError`` for a missing data set); returns
+    the run's data set, not yet bound to a model."""
     from tsmlib._names import UnknownNameError
     from tsmlib.models import get_spec
     from tsmlib.registry import method_info
@@ -216,7 +217,7 @@ def check_config(config: Mapping) -> None:
     problem = check_output_dir(config["out"]) or check_device(str(config["device"]))
     if problem:
         raise ConfigError(problem)
-    _Dataset(config)  # names, folders, layouts and splits of the built-in data sets
+    return _Dataset(config)  # names, folders, layouts and splits of the built-in data sets
 
 
 # ------------------------------------------------------------------------------------------- data
@@ -452,7 +453,7 @@ def run_evaluation(config: Mapping, out_dir: str | os.PathLike | None = None, *,
             importlib.import_module(module)  # registers the models and data sets the run names
         except ImportError as exc:
             raise ConfigError(f"imports: cannot import {module!r}: {exc}") from None
-    check_config(config)  # names, paths, device: before the model is loaded
+    dataset = check_config(config)  # names, paths, device: before the model is loaded
     rank, world, local_rank = _world()
     own_group = False
     if world > 1:
@@ -468,7 +469,6 @@ def run_evaluation(config: Mapping, out_dir: str | os.PathLike | None = None, *,
     device = _device(config, local_rank)
     t0 = time.perf_counter()
     try:
-        dataset = _Dataset(config)
         lm = load_model(config["model"], weights=config["weights"], device=device)
         layer = config["layer"] or lm.target_layer
         try:
