@@ -102,17 +102,17 @@ def test_same_stems_transparency_and_tiny_images(tmp_path, capsys):
     assert captured.err.count("smaller than the 256 px") == 3 and "Kite.jpg" not in captured.err
 
 
-def test_open_image_composites_onto_white(tmp_path):
-    from tsmlib.data import open_rgb as _open_image  # the CLI and the loaders read images alike
+def test_open_rgb_composites_onto_white(tmp_path):
+    from tsmlib.data import open_rgb  # the CLI and the loaders read images alike (before: the loaders dropped alpha)
 
     px = np.array([[[10, 20, 30, 0], [10, 20, 30, 255], [200, 0, 0, 128]]], dtype=np.uint8)
     Image.fromarray(px, "RGBA").save(tmp_path / "a.png")
-    got = np.asarray(_open_image(tmp_path / "a.png"))
+    got = np.asarray(open_rgb(tmp_path / "a.png"))
     # alpha 0 -> white, alpha 255 -> the colour, alpha 128 -> halfway between red and white
     assert got[0, 0].tolist() == [255, 255, 255] and got[0, 1].tolist() == [10, 20, 30]
     assert np.abs(got[0, 2].astype(int) - [227, 127, 127]).max() <= 1
     with pytest.raises(OSError, match="cannot read image"):
-        _open_image(tmp_path / "missing.png")
+        open_rgb(tmp_path / "missing.png")
 
 
 def test_overlay_is_the_saved_map_and_one_forward_serves_the_label_free_methods(tmp_path, monkeypatch, capsys):
