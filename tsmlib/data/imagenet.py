@@ -17,7 +17,6 @@ per object and a box-union foreground mask.
 
 from __future__ import annotations
 
-import os
 import re
 from functools import lru_cache
 from pathlib import Path

@@ -61,7 +61,6 @@ import math
 import os
 import sys
 import time
-from dataclasses import fields
 from pathlib import Path
 from typing import Any, Mapping
 
