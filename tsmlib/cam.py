@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from . import methods as _methods
-from .hooks import ActivationCapture, capture_activations, resolve_layer
+from .hooks import ActivationCapture, capture_activations, in_eval_mode, resolve_layer
 from .registry import (
     MethodInfo,
     UnknownNameError,
@@ -60,6 +60,12 @@ class SaliencyResult:
 
 
 def _finish(raw: torch.Tensor, x: torch.Tensor, upsample: bool, normalize: bool) -> torch.Tensor:
+    if normalize and raw.ndim >= 2 and raw.shape[-2:] == (1, 1):
+        import warnings
+
+        warnings.warn("the target layer's output is 1 x 1: a one-pixel map min-max normalises to all zeros "
+                      "and says nothing about where; choose an earlier layer (one with a spatial grid, e.g. "
+                      "a ResNet's 'layer4' rather than 'avgpool', or a larger input)", UserWarning, stacklevel=3)
     maps = _methods.minmax_normalize(raw) if normalize else raw
     return _methods.upsample(maps, x.shape[-2:]) if upsample else maps
 
@@ -71,6 +77,7 @@ def _check(x, layer, need_layer: bool = True) -> None:
         raise ValueError(f"x must be a batch of images (B, C, H, W), got {getattr(x, 'shape', type(x))}")
 
 
+@in_eval_mode
 def saliency_maps(
     model: nn.Module,
     x: torch.Tensor,
@@ -115,6 +122,7 @@ def saliency_maps(
     return out
 
 
+@in_eval_mode
 def saliency(
     model: nn.Module,
     x: torch.Tensor,
@@ -133,7 +141,9 @@ def saliency(
     Parameters
     ----------
     model : nn.Module
-        In eval mode (this function does not change it).
+        Run in eval mode for the call, whatever its mode (:func:`tsmlib.hooks.eval_mode`: BatchNorm with
+        its running statistics, no dropout); every module's mode is restored after, its buffers and the
+        parameters' ``.grad`` are left as they were.
     x : (B, 3, H_in, W_in)
         Model input.
     method : str

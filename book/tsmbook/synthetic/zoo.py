@@ -29,7 +29,7 @@ from pathlib import Path
 
 from torch import nn
 
-from .data import FASHION_MNIST_CLASSES, SceneConfig, SyntheticSet, generate
+from .data import FASHION_MNIST_CLASSES, SPLITS, SceneConfig, SyntheticSet, generate
 from .nets import ContractModel, Embedder, SmallResNet
 
 __all__ = [
@@ -274,4 +274,4 @@ def register() -> None:
 
     for spec in model_specs():
         register_model(spec, overwrite=True)
-    register_dataset("synthetic", BenchmarkRun)
+    register_dataset("synthetic", BenchmarkRun, splits=tuple(SPLITS))  # a bad split fails before the model loads
