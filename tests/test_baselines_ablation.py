@@ -287,6 +287,8 @@ def _bench():
     import importlib.util
     from pathlib import Path
 
+    pytest.importorskip("tsmbook", reason="the benchmark scripts time with the book's package (book/pyproject.toml)")
+
     path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_ablation.py"
     spec = importlib.util.spec_from_file_location("bench_ablation", path)
     module = importlib.util.module_from_spec(spec)

@@ -113,6 +113,9 @@ def _glues(notebook: Path, key: str) -> bool:
     source = "".join("".join(c["source"]) for c in _read_nb(notebook)["cells"] if c["cell_type"] == "code")
     if re.search(r'glue\(\s*"' + re.escape(key) + '"', source):
         return True
+    claims_cell = [c for c in _read_nb(notebook)["cells"] if c.get("id") == "claims-glue"]
+    if claims_cell and f'"{key}"' in "".join(claims_cell[0]["source"]):
+        return True  # the chapter's cell that glues its facts for the claims page names it
     for template in re.findall(r'glue\(\s*f"([^"]+)"', source):
         parts = re.split(r"\{[^}]*\}", template)
         match = re.fullmatch("([A-Za-z0-9_]+)".join(re.escape(x) for x in parts), key)
@@ -504,3 +507,216 @@ def test_every_figure_and_section_reference_has_its_label():
     assert not missing, f"references without a label: {missing}"
     # the check itself can fail
     assert _labels_and_references("{numref}`fig-x`")[1] - _labels_and_references("")[0] == {"fig-x"}
+
+
+# --------------------------------------------------------------------------- the student's view (JupyterLab)
+
+#: The MyST roles and directives that JupyterLab renders with jupyterlab-myst 2.x (``make lab``), in markdown
+#: cells and in Markdown outputs alike (seen in JupyterLab through a headless Chromium). Anything else in a
+#: chapter would reach a student raw. ``{numref}`` and ``{cite:t}`` render there as their label or key, since
+#: JupyterLab has neither the other pages' figures nor the bibliography.
+LAB_ROLES = {"numref", "ref", "eq", "doc", "cite:p", "cite:t"}
+LAB_DIRECTIVES = {"dropdown", "note"}
+_ROLE = re.compile(r"\{([a-z][\w:-]*)\}`")
+_FENCE = re.compile(r"^\s*(?:`{3,}|:{3,})\{([\w-]+)\}", re.M)
+#: A field of tsmbook.prose.say left unfilled (``{eval_n_images}``, ``{share:.1f}``); LaTeX groups such as
+#: ``\frac{1}{N}`` follow a backslash command or a brace and are not fields.
+_UNFILLED = re.compile(r"(?<![\\\w}^_])\{[a-z][a-z0-9]*_[a-z0-9_]*(?::[^{}`\s]*)?\}(?!`)")
+
+
+def _student_view(nb: dict) -> list[tuple[str, str, bool]]:
+    """What JupyterLab shows of a notebook, as (where, text, is_markdown): the markdown cells, and each code
+    cell's outputs (Markdown where the output has it, else plain text). Code inputs are code, not prose."""
+    shown = []
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] == "markdown":
+            shown.append((f"cell {i} (markdown)", "".join(cell["source"]), True))
+            continue
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if "text/markdown" in data:
+                shown.append((f"cell {i} (Markdown output)", "".join(data["text/markdown"]), True))
+            elif "text/plain" in data or "text" in out:
+                shown.append((f"cell {i} (output)", "".join(data.get("text/plain", out.get("text", ""))), False))
+    return shown
+
+
+def _raw_in_student_view(nb: dict) -> list[str]:
+    """Every placeholder, role or directive that a student would read raw in JupyterLab, with its cell."""
+    problems = []
+    for where, text, markdown in _student_view(nb):
+        if "{glue" in text:
+            problems.append(f"{where}: a glue placeholder: {text[text.index('{glue'):][:60]!r}")
+        if not markdown:
+            continue
+        problems += [f"{where}: role {{{r}}} (not rendered by jupyterlab-myst)" for r in _ROLE.findall(text)
+                     if r not in LAB_ROLES and not r.startswith("glue")]
+        problems += [f"{where}: directive {{{d}}} (not rendered by jupyterlab-myst)" for d in _FENCE.findall(text)
+                     if d not in LAB_DIRECTIVES]
+        if "output" in where:  # a markdown cell's code examples hold f-strings, not fields
+            problems += [f"{where}: unfilled field {f}" for f in _UNFILLED.findall(text)]
+    return problems
+
+
+def _say_cells(nb: dict) -> list[dict]:
+    """The code cells that end in a tsmbook.prose.say call (their output is the sentence)."""
+    return [c for c in nb["cells"] if c["cell_type"] == "code" and re.search(r"^say\(", "".join(c["source"]), re.M)]
+
+
+def test_student_view_rules_find_placeholders_roles_and_fences():
+    md = lambda text: {"cell_type": "markdown", "source": [text], "metadata": {}}  # noqa: E731
+    out = lambda text: {"cell_type": "code", "source": [], "metadata": {},  # noqa: E731
+                        "outputs": [{"output_type": "display_data", "data": {"text/markdown": text}}]}
+    clean = {"cells": [md("{numref}`fig-a`, {cite:p}`k`, $\\frac{1}{N}$\n\n```{dropdown} Solution\nx\n```"),
+                       out("On 24 photographs ({doc}`01_theory`)")]}
+    assert _raw_in_student_view(clean) == []
+    raw = {"cells": [md("{glue:text}`eval_n:d` photos"), md(":::{tab-set}\n:::"), md("{py:func}`tsmlib.tsm`"),
+                     out("{eval_n_images} photos, {share_pct:.1f} %")]}
+    problems = _raw_in_student_view(raw)
+    assert [p.split(":")[0] for p in problems] == ["cell 0 (markdown)", "cell 1 (markdown)", "cell 2 (markdown)",
+                                                   "cell 3 (Markdown output)", "cell 3 (Markdown output)"], problems
+
+
+@pytest.mark.parametrize("name", ALL_NOTEBOOKS)
+def test_notebook_prose_has_no_glue_and_its_sentences_fold_their_code(name):
+    """The sources a student opens: no {glue} placeholder (the chapter's numbers are written by
+    tsmbook.prose.say cells, whose code the site removes and JupyterLab folds), no role or directive that
+    JupyterLab shows raw; glue only in the cell that hands values to the claims page."""
+    nb = _read_nb(NOTEBOOK_DIR / f"{name}.ipynb")
+    assert _raw_in_student_view(nb) == []
+    for cell in _say_cells(nb):
+        assert "remove-input" in cell["metadata"].get("tags", []), f"say cell {cell['id']} shows its code on the site"
+        assert cell["metadata"].get("jupyter", {}).get("source_hidden"), f"say cell {cell['id']} is open in JupyterLab"
+    glued = [c["id"] for c in nb["cells"] if c["cell_type"] == "code" and "display=False" in "".join(c["source"])
+             and "glue(" in "".join(c["source"])]
+    assert set(glued) <= {"claims-glue"}, f"values glued outside the claims page's cell: {glued}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_executed_chapter_reads_in_jupyterlab_as_on_the_site(site, name):
+    """The executed chapter as a student sees it after running it top to bottom: every sentence filled in
+    (no placeholder, no unfilled field), no role or directive left raw, solutions folded (dropdowns)."""
+    path = site["root"] / "book" / "executed" / f"{name}.ipynb"
+    if not path.is_file():
+        pytest.skip(f"{name} did not execute (see test_notebook_executes_with_ci_parameters)")
+    nb = _read_nb(path)
+    assert _raw_in_student_view(nb) == []
+    for cell in _say_cells(nb):
+        assert any("text/markdown" in o.get("data", {}) for o in cell["outputs"]), f"say cell {cell['id']} wrote nothing"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _ShownText(HTMLParser):
+    """The text of a JupyterLab page that a reader sees: everything but the cell editors (CodeMirror holds
+    the source of every cell, folded or not) and scripts."""
+
+    VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+    def __init__(self):
+        super().__init__()
+        self.stack, self.hidden, self.parts = [], 0, []
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self.VOID:
+            return
+        skip = tag in ("script", "style") or "cm-editor" in (dict(attrs).get("class") or "")
+        self.stack.append(skip)
+        self.hidden += skip
+
+    def handle_endtag(self, tag):
+        if tag not in self.VOID and self.stack:
+            self.hidden -= self.stack.pop()
+
+    def handle_data(self, data):
+        if not self.hidden:
+            self.parts.append(data)
+
+
+def _shown_text(dom: str) -> str:
+    parser = _ShownText()
+    parser.feed(dom)
+    return re.sub(r"\s+", " ", " ".join(parser.parts))
+
+
+def test_shown_text_leaves_out_the_editors():
+    dom = ('<div class="jp-Cell"><div class="cm-editor"><div class="cm-line">```{dropdown} x</div></div>'
+           '<div class="jp-RenderedMarkdown"><p>On <b>24</b> photos</p><br><img src="x"></div></div>')
+    assert _shown_text(dom).split() == ["On", "24", "photos"]
+
+
+@pytest.mark.slow
+def test_a_chapter_reads_the_same_in_jupyterlab(site, tmp_path):
+    """Chapter 4, executed, opened in JupyterLab (with jupyterlab-myst, as `make lab` installs it) in a headless
+    Chromium: its sentences show their numbers, and no placeholder or directive fence is left raw."""
+    pytest.importorskip("jupyterlab", reason="JupyterLab is not installed (make lab, or pip install -e './book[lab]')")
+    pytest.importorskip("jupyterlab_myst", reason="jupyterlab-myst is not installed (make lab)")
+    name = "04_supervised_evaluation"
+    executed = site["root"] / "book" / "executed" / f"{name}.ipynb"
+    if not executed.is_file():
+        pytest.skip(f"{name} did not execute")
+    nb = _read_nb(executed)
+    root = tmp_path / "lab"
+    root.mkdir()
+    shutil.copy2(executed, root / f"{name}.ipynb")
+    settings = tmp_path / "settings" / "@jupyterlab" / "notebook-extension"
+    settings.mkdir(parents=True)  # every cell rendered at once, not only those in view
+    (settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
+    port = _free_port()
+    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
+           "--IdentityProvider.token=", "--ServerApp.password=", f"--ServerApp.root_dir={root}",
+           f"--LabApp.user_settings_dir={tmp_path / 'settings'}", f"--LabApp.workspaces_dir={tmp_path / 'ws'}"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg")}
+    log = (tmp_path / "lab.log").open("w")  # a file, not a pipe: a full pipe would stall the server
+    server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        import time
+        import urllib.request
+
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=1)
+                break
+            except OSError:
+                assert server.poll() is None, f"jupyter lab stopped: {(tmp_path / 'lab.log').read_text()[-2000:]}"
+                time.sleep(0.5)
+        with tempfile.TemporaryDirectory() as profile:
+            res = subprocess.run(
+                [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+                 f"--user-data-dir={profile}", "--virtual-time-budget=15000", "--window-size=1400,4000",
+                 "--dump-dom", f"http://127.0.0.1:{port}/lab/tree/{name}.ipynb"],
+                capture_output=True, text=True, timeout=180)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+    dom = res.stdout
+    assert "jp-Notebook" in dom, f"JupyterLab did not open {name}: {res.stderr[-1500:]}"
+    text = _shown_text(dom)
+    # jupyterlab-myst shows a {glue:text} role as its name ("eval_n_images:d"), a fence it does not know raw
+    glue_names = re.findall(r"\b[a-z]+(?:_[a-z0-9]+)+:\.?\d*[sdf%]\b", text)
+    assert not glue_names and "```{" not in text and ":::{" not in text, f"placeholders in JupyterLab: {glue_names[:5]}"
+    assert 'data-mime-type="text/markdown"' in dom, "JupyterLab shows no Markdown output"
+    sentences = ["".join(o["data"]["text/markdown"]) for c in _say_cells(nb) for o in c["outputs"]
+                 if "text/markdown" in o.get("data", {})]
+    assert sentences, "chapter 4 writes its sentences with tsmbook.prose.say"
+    missing = []
+    for sentence in sentences:  # the plain stretches of each sentence (no markup) as JupyterLab shows them
+        prose = re.sub(r"^\s*(?:[-*]|\d+\.)\s+", "\n", sentence, flags=re.M)  # list markers are not text
+        plain = [p.strip() for line in prose.split("\n\n") for p in
+                 re.findall(r"[A-Za-z0-9 ,.%()-]{30,}", re.sub(r"\s+", " ", line))]
+        missing += [p for p in plain if p not in text]
+    assert not missing, f"sentences JupyterLab does not show: {missing[:5]}"
+    solutions = len(re.findall(r"^\s*```\{dropdown\}", "\n".join("".join(c["source"]) for c in nb["cells"]), re.M))
+    folded = re.findall(r"<details(?![^>]*\bopen\b)[^>]*>", dom)
+    assert len(folded) >= solutions > 0, f"{solutions} solutions, {len(folded)} folded in JupyterLab"

@@ -118,7 +118,7 @@ def test_tables_show_display_names_in_a_notebook_and_the_data_stay_as_they_are(m
     from IPython.core.interactiveshell import InteractiveShell
 
     import tsmbook.style
-    from tsmbook.plotting import display_label
+    from tsmbook.names import display_label
 
     assert tsmbook.style.show_tables_with_display_names() is False  # no IPython shell: nothing to do
     shell = InteractiveShell.instance()

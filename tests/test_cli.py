@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from tsmlib.cli import main
@@ -94,22 +95,24 @@ def test_same_stems_transparency_and_tiny_images(tmp_path, capsys):
     kite, kite2, cat = (np.load(out / f) for f in ("kite.npz", "kite-2.npz", "Kite-3.npz"))
     np.testing.assert_array_equal(kite["tsm_raw"], kite2["tsm_raw"])
     assert np.abs(cat["tsm_raw"] - kite["tsm_raw"]).max() > 1e-3
-    # only the tiny image is reported as upscaled
-    assert "tiny.png is 16x16, smaller than the model's 224x224 input" in captured.err
-    assert captured.err.count("smaller than the model's") == 1
+    # the images that the preprocessing upscales are reported: the tiny one and the 240 px kites (resized
+    # to 256 before the 224 crop; before issue 21 only images under 224 px were), not the cat photo
+    assert "tiny.png is 16x16, smaller than the 256 px the model's preprocessing resizes to" in captured.err
+    assert "kite.png is 240x240, smaller than the 256 px" in captured.err
+    assert captured.err.count("smaller than the 256 px") == 3 and "Kite.jpg" not in captured.err
 
 
-def test_open_image_composites_onto_white(tmp_path):
-    from tsmlib.cli import _open_image
+def test_open_rgb_composites_onto_white(tmp_path):
+    from tsmlib.data import open_rgb  # the CLI and the loaders read images alike (before: the loaders dropped alpha)
 
     px = np.array([[[10, 20, 30, 0], [10, 20, 30, 255], [200, 0, 0, 128]]], dtype=np.uint8)
     Image.fromarray(px, "RGBA").save(tmp_path / "a.png")
-    got = np.asarray(_open_image(tmp_path / "a.png"))
+    got = np.asarray(open_rgb(tmp_path / "a.png"))
     # alpha 0 -> white, alpha 255 -> the colour, alpha 128 -> halfway between red and white
     assert got[0, 0].tolist() == [255, 255, 255] and got[0, 1].tolist() == [10, 20, 30]
     assert np.abs(got[0, 2].astype(int) - [227, 127, 127]).max() <= 1
     with pytest.raises(OSError, match="cannot read image"):
-        _open_image(tmp_path / "missing.png")
+        open_rgb(tmp_path / "missing.png")
 
 
 def test_overlay_is_the_saved_map_and_one_forward_serves_the_label_free_methods(tmp_path, monkeypatch, capsys):
@@ -147,3 +150,79 @@ def test_overlay_is_the_saved_map_and_one_forward_serves_the_label_free_methods(
     x = lm.preprocess(Image.open(PHOTOS / "cat.jpg").convert("RGB"))
     expect = (overlay(x, cat["tsm"], alpha=0.5, normalize=False) * 255).round().astype(np.uint8)
     np.testing.assert_array_equal(np.asarray(Image.open(out / "cat_tsm.png")), expect)
+
+
+def _peak_rss_mib(args, env) -> float:
+    """Peak resident memory of ``python -m tsmlib ARGS`` in a child process of its own (os.wait4)."""
+    import os
+
+    proc = subprocess.Popen([sys.executable, "-m", "tsmlib", *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, proc.stderr.read()[-2000:]
+    return usage.ru_maxrss / 1024  # KiB on Linux
+
+
+def test_explain_memory_is_flat_in_the_number_of_images(tmp_path):
+    """Images are decoded batch by batch: 18 large images need no more memory than 2 (before: every
+    decoded image was kept until the first batch, 18 MB per 6-MP image)."""
+    import os
+
+    yy, xx = np.mgrid[0:2000, 0:3000].astype(np.float32)
+    big = np.stack([np.sin(xx / 300) * 127 + 128, np.cos(yy / 250) * 127 + 128, (xx + yy) / 20], -1)
+    Image.fromarray(big.clip(0, 255).astype(np.uint8)).save(tmp_path / "big.jpg", quality=85)
+    paths = []
+    for i in range(18):
+        paths.append(tmp_path / f"img{i:02d}.jpg")
+        paths[-1].write_bytes((tmp_path / "big.jpg").read_bytes())
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=f"{root}:{root / 'book'}", OMP_NUM_THREADS="1", TSM_PROGRESS="0")
+    common = ["--method", "eigencam", "--batch-size", "2", "--no-progress"]
+    few = _peak_rss_mib(["explain", *map(str, paths[:2]), "--out", str(tmp_path / "a"), *common], env)
+    many = _peak_rss_mib(["explain", *map(str, paths), "--out", str(tmp_path / "b"), *common], env)
+    assert many - few < 100, (few, many)  # 16 more decoded 6-MP images would add about 290 MB
+
+
+def test_explain_configuration_errors_before_any_work(tmp_path, capsys, monkeypatch):
+    import tsmlib.models
+
+    img = str(PHOTOS / "cat.jpg")
+    (tmp_path / "a_file").write_text("x")
+    real_load = tsmlib.models.load_model
+    monkeypatch.setattr(tsmlib.models, "load_model", lambda *a, **k: pytest.fail("model loaded before the check"))
+    cases = [
+        (["--out", str(tmp_path / "a_file")], "is an existing file; expected a directory"),
+        (["--out", str(tmp_path / "a_file" / "sub")], "is a file, not a directory"),
+        (["--method", "tsm[rnaks=3]"], "method 'tsm[rnaks=3]': invalid option(s) ['rnaks']"),
+        (["--batch-size", "0"], "--batch-size must be a positive integer"),
+        (["--device", "cuda:99" if torch.cuda.is_available() else "cuda"], "--device cuda"),
+    ]
+    for flags, message in cases:
+        rc = main(["explain", img, "--out", str(tmp_path / "out"), *flags] if "--out" not in flags
+                  else ["explain", img, *flags])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.startswith("tsmlib: ") and message in err, (flags, err)
+    monkeypatch.setattr(tsmlib.models, "load_model", real_load)
+    assert main(["explain", img, "--out", str(tmp_path / "out"), "--layer", "featurez"]) == 2
+    err = capsys.readouterr().err
+    assert "tsmlib: --layer: model has no submodule 'featurez'" in err and "features" in err
+    assert not (tmp_path / "out").exists()  # nothing written
+
+
+def test_explain_16_bit_and_rotated_photos(tmp_path, capsys):
+    """Before: a 16-bit copy of cat.jpg was read as an all-white image ("nematode"); a phone photo
+    with EXIF Orientation 6 was explained sideways."""
+    cat = Image.open(PHOTOS / "cat.jpg").convert("RGB")
+    Image.fromarray(np.asarray(cat.convert("L")).astype(np.uint16) * 257).save(tmp_path / "cat16.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    cat.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "phone.jpg", exif=exif.tobytes(), quality=95)
+    cat.save(tmp_path / "upright.jpg", quality=95)
+    out = tmp_path / "out"
+    assert main(["explain", str(tmp_path / "cat16.png"), str(tmp_path / "phone.jpg"), str(tmp_path / "upright.jpg"),
+                 "--method", "tsm", "--out", str(out), "--no-progress"]) == 0
+    preds = {Path(r["image"]).stem: r["predicted"] for r in json.loads((out / "summary.json").read_text())["images"]}
+    assert "cat" in preds["cat16"]["name"] and preds["cat16"]["name"] != "nematode"
+    assert preds["phone"]["name"] == preds["upright"]["name"]
+    phone, upright = np.load(out / "phone.npz")["tsm"], np.load(out / "upright.npz")["tsm"]
+    assert np.abs(phone - upright).mean() < 0.05  # the same map, not a sideways one

@@ -29,7 +29,8 @@ TINY = {"imports": ["tsmbook"], "model": "synthetic_simclr", "dataset": "synthet
 
 
 def _env():
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", TSM_PROGRESS="0")
+    # this checkout's tsmlib and tsmbook (not the installed ones: the fingerprint covers tsmbook's source)
+    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'book'}", OMP_NUM_THREADS="1", TSM_PROGRESS="0")
     return env
 
 

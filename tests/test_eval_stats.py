@@ -69,7 +69,7 @@ def test_paired_relative_change_edge_cases():
     assert all(np.isnan(nan3))
     change, low, high = S.paired_relative_change([2.0], [1.0], higher_is_better=True)
     assert change == 1.0 and np.isnan(low) and np.isnan(high)
-    assert S.paired_relative_change([1.0, 2.0], [1.0, 2.0], higher_is_better=True) == (0.0, 0.0, 0.0)
+    assert S.paired_relative_change([1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0], higher_is_better=True) == (0.0, 0.0, 0.0)
     with pytest.raises(ValueError, match="equal lengths"):
         S.paired_relative_change([1.0, 2.0], [1.0], higher_is_better=True)
     with pytest.raises(ValueError, match="NaN"):
@@ -112,7 +112,7 @@ def test_holm_hand_case():
 
 
 def test_mean_ci():
-    assert S.mean_ci([3.0, 3.0]) == (3.0, 3.0)
+    assert S.mean_ci([3.0] * 4) == (3.0, 3.0)
     assert all(np.isnan(S.mean_ci([])))
     lo, hi = S.mean_ci([1.0, 2.0, 3.0, 4.0, 10.0], n_resamples=2000)
     assert lo < 4.0 < hi
@@ -120,7 +120,7 @@ def test_mean_ci():
         S.mean_ci([1.0, np.nan])
     with pytest.raises(ValueError, match="confidence must be in"):
         S.mean_ci([1.0, 2.0], confidence=95)
-    assert S.mean_ci([3.0]) == (3.0, 3.0)
+    assert all(np.isnan(S.mean_ci([3.0])))  # one value: no interval (stats.min_sample)
     # a wide sample has a wider interval than a narrow one
     rng = np.random.default_rng(0)
     lo1, hi1 = S.mean_ci(rng.normal(0, 1, 200), n_resamples=2000)
@@ -193,7 +193,7 @@ def test_paired_difference_by_hand():
 
 
 def test_paired_difference_degenerate_and_bad_inputs():
-    same = S.paired_difference([1.0, 2.0], [1.0, 2.0])
+    same = S.paired_difference([1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0])
     assert same["mean difference"] == 0 and (same["ci_low"], same["ci_high"]) == (0, 0) and same["p_value"] == 1.0
     empty = S.paired_difference([], [])
     assert empty["n"] == 0 and np.isnan(empty["mean difference"]) and np.isnan(empty["p_value"])
@@ -218,3 +218,22 @@ def test_row_correlation_closed_forms():
     assert S.row_correlation([[1.0, 1.0, 1.0]], [[0.0, 1.0, 2.0]])[0] == 0.0
     with pytest.raises(ValueError, match="same shape"):
         S.row_correlation(np.ones((2, 3)), np.ones((3, 2)))
+
+
+def test_compare_to_references_and_beats_all():
+    from _eval_helpers import yardstick_results
+    from tsmlib.evaluation import beats_all_references, compare_to_references
+
+    r = yardstick_results()
+    table = compare_to_references(r, ["good", "same", "mixed"], ["whole-image", "centre-prior"], ["iou"], by=["model"],
+                                  n_resamples=500)
+    assert len(table) == 3 * 2 * 2  # methods x references x models, one family
+    assert np.allclose(table["confidence"], 1 - 0.05 / 12)  # Bonferroni over the family of the metric
+    beats = beats_all_references(table, by=["model"]).set_index(["model", "method"])
+    assert beats.loc[("a", "good"), "beats"] and beats.loc[("b", "good"), "beats"]
+    assert not beats.loc[("a", "same"), "beats"] and beats.loc[("a", "same"), "n_beaten"] == 1  # beats the centre only
+    assert not beats.loc[("a", "mixed"), "beats"]
+    assert (beats["n_references"] == 2).all()
+    # the relative change of "good" over the whole image, by hand: +0.3 on a mean of 0.25 -> +120 %
+    good = table[(table.method == "good") & (table.reference == "whole-image") & (table.model == "a")].iloc[0]
+    assert np.isclose(good["relative_change"], 0.3 / 0.25)

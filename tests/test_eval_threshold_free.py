@@ -248,6 +248,6 @@ def test_yardsticks_run_by_name():
     assert tsmlib.method_info("tsm").family == "ours" and tsmlib.method_info("mtsm[k=3]").family == "variant"
     with pytest.raises(ValueError, match="family"):
         tsmlib.available_methods(family="nope")
-    from tsmbook.plotting import display_name
+    from tsmbook.names import display_name
 
     assert display_name("centre-prior") == "Centre prior" and display_name("whole-image") == "Whole image"

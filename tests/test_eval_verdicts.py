@@ -1,4 +1,5 @@
-"""tsmbook.verdicts: every verdict reachable from hand-built family tables, boundaries, bad input."""
+"""tsmbook.verdicts: every verdict reachable from hand-built family tables, boundaries, bad input; the sanity
+check's thresholds and verdicts by hand."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pandas as pd
 import pytest
 
 from tsmlib.evaluation import stats as S
+from tsmbook import verdicts
 from tsmbook.verdicts import VERDICTS, metric_outcomes, verdict
 
 nan = float("nan")
@@ -177,3 +179,86 @@ def test_control_bad_input():
         control_outcomes(keyed((0.1, 0.2)), pd.concat([keyed((0.1, 0.2)), keyed((0.1, 0.3))]))
     with pytest.raises(KeyError, match="method"):
         control_outcomes(keyed((0.1, 0.2)), family((0.1, 0.2)))
+
+
+# ------------------------------------------------------------------------ the sanity check's verdicts
+def _rows(values_by_step, method, scheme):
+    return [{"scheme": scheme, "step": s, "layer_randomized": f"b{s}", "image": i, "method": method,
+             "similarity": "spearman", "value": v} for s, vals in values_by_step.items() for i, v in enumerate(vals)]
+
+
+def test_sanity_thresholds_and_verdicts_by_hand():
+    import pandas as pd
+
+    # noise floor: two methods, 10 images each; 5 % quantile of the pooled 20 values
+    floor_vals = np.linspace(0.90, 0.99, 10)
+    floor = pd.DataFrame(_rows({0: [1.0] * 10, 1: floor_vals}, "m1", "perturbation")
+                         + _rows({0: [1.0] * 10, 1: floor_vals + 0.005}, "m2", "perturbation"))
+    pooled = np.concatenate([floor_vals, floor_vals + 0.005])
+    rnd = np.linspace(-0.2, 0.2, 9)
+    results = pd.DataFrame(
+        _rows({0: [1.0] * 9, 1: rnd, 2: rnd[::-1]}, "random", "cascading")
+        + _rows({0: [1.0] * 9, 1: [0.97] * 9, 2: [0.99, 0.98, 0.97, 0.96, 0.99, 0.98, 0.97, 0.96, 0.98]}, "same", "cascading")
+        + _rows({0: [1.0] * 9, 1: [0.9] * 9, 2: [0.5, 0.55, 0.6, 0.45, 0.5, 0.52, 0.48, 0.5, 0.5]}, "partly", "cascading")
+        + _rows({0: [1.0] * 9, 1: [0.4] * 9, 2: rnd * 0.5}, "gone", "cascading")
+        + _rows({0: [1.0] * 9, 1: [0.3] * 9, 2: [0.99] * 9}, "gone", "independent"))
+    th = verdicts.sanity_thresholds(floor, results, methods=["m1", "m2"], random_method="random", quantile=0.05)
+    assert th["similar"] == pytest.approx(np.quantile(pooled, 0.05))
+    # |rho| of the random anchor over steps 1 and 2, 95 % quantile
+    assert th["random"] == pytest.approx(np.quantile(np.abs(np.concatenate([rnd, rnd])), 0.95))
+    v = verdicts.sanity_verdicts(results, similar=th["similar"], random=th["random"], n_resamples=999)
+    assert v.loc[("cascading", "same"), "verdict"] == "stays similar"
+    assert v.loc[("cascading", "partly"), "verdict"] == "changes partly"
+    assert v.loc[("cascading", "gone"), "verdict"] == "as different as a random map"
+    assert v.loc[("cascading", "partly"), "step"] == 2
+    assert v.loc[("cascading", "partly"), "mean"] == pytest.approx(np.mean([0.5, 0.55, 0.6, 0.45, 0.5, 0.52, 0.48, 0.5, 0.5]))
+    lo, hi = v.loc[("cascading", "partly"), ["ci_low", "ci_high"]]
+    assert lo < 0.51 < hi
+    # independent scheme: the statistic is the step that lowers the mean most (step 1 here, not the last)
+    assert v.loc[("independent", "gone"), "step"] == 1
+    assert v.loc[("independent", "gone"), "mean"] == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="overlap"):
+        verdicts.sanity_thresholds(floor.assign(value=0.1), results, methods=["m1"], random_method="random")
+    with pytest.raises(ValueError, match="random anchor"):
+        verdicts.sanity_thresholds(floor, results, methods=["m1"], random_method="nope")
+    with pytest.raises(ValueError, match="random < similar"):
+        verdicts.sanity_verdicts(results, similar=0.2, random=0.5)
+    with pytest.raises(ValueError, match="quantile"):
+        verdicts.sanity_thresholds(floor, results, methods=["m1"], random_method="random", quantile=0.7)
+
+
+def test_a_constant_map_counts_as_zero_similarity_in_the_verdicts():
+    import pandas as pd
+
+    # a Grad-CAM that a random network leaves all zero has an undefined rho (NaN): it kept no ranking
+    rows = _rows({0: [1.0] * 6, 1: [np.nan] * 6}, "flat", "cascading") + _rows({0: [1.0] * 6, 1: [-0.99] * 6}, "flip", "cascading")
+    df = pd.DataFrame(rows)
+    vals = verdicts.similarity_values(df)
+    assert vals[(vals.method == "flat") & (vals.step == 1)]["value"].tolist() == [0.0] * 6
+    assert vals[(vals.method == "flip") & (vals.step == 1)]["value"].tolist() == pytest.approx([0.99] * 6)
+    v = verdicts.sanity_verdicts(df, similar=0.95, random=0.2, n_resamples=999)
+    assert v.loc[("cascading", "flat"), "verdict"] == "as different as a random map"
+    assert v.loc[("cascading", "flip"), "verdict"] == "stays similar"  # an inverted map kept its structure
+
+
+def _verdict_table(rows):
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=["scheme", "method", "verdict"]).set_index(["scheme", "method"])
+
+
+def test_label_free_verdict_follows_its_rule_case_by_case():
+    chance, partly, similar = "as different as a random map", "changes partly", "stays similar"
+    both = lambda a, b: _verdict_table([("cascading", "tsm", a), ("independent", "tsm", b),  # noqa: E731
+                                        ("cascading", "gradcam", similar), ("independent", "gradcam", similar)])
+    assert verdicts.label_free_verdict(both(chance, chance), ["tsm"])["verdict"] == "supported"
+    r = verdicts.label_free_verdict(both(partly, chance), ["tsm"])
+    assert (r["verdict"], r["partly"], r["at_chance"]) == ("partly supported", {"tsm": ["cascading"]},
+                                                          {"tsm": ["independent"]})
+    assert verdicts.label_free_verdict(both(chance, similar), ["tsm"])["verdict"] == "not supported"
+    assert verdicts.label_free_verdict(both(partly, "undecided"), ["tsm"])["failing"] == ["tsm"]
+    # a label-dependent method that stays similar does not enter the label-free claim
+    assert verdicts.label_free_verdict(both(chance, chance), ["tsm"])["failing"] == []
+    assert verdicts.label_free_verdict(both(chance, chance), [])["verdict"] == "not testable here"
+    with pytest.raises(KeyError, match="no verdict"):
+        verdicts.label_free_verdict(both(chance, chance), ["mtsm"])

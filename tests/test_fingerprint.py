@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 import tsmlib
-from tsmbook import figures, style
+from tsmbook import style
+from tsmlib.registry import register_variant
 from tsmlib import fingerprint as F
 from tsmlib.evaluation import evaluate
 
@@ -351,7 +352,7 @@ def test_cascading_randomisation_changes_a_variant_map():
 
     model = CountingConvNet().eval()
     x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
-    name = figures.method_variant("mtsm", k=2)
+    name = register_variant("mtsm", k=2)
     def direct(model, x, layer, targets):  # the same map, not through the variant
         return tsmlib.saliency(model, x, "mtsm", layer, k=2)
 

@@ -107,3 +107,19 @@ def test_weight_status_says_what_is_missing_and_what_is_found_without_loading(tm
     assert weight_status("DINO-ResNet50") == {"weights": f"found: {spec.weights.filename}", "linear probe": "missing"}
     with pytest.raises(KeyError, match="no_such_model"):
         weight_status("no_such_model")
+
+
+def test_every_zoo_model_declares_its_display_name_and_its_control_follows():
+    from tsmlib.models.randomise import random_variant
+    from tsmlib.models.registry import ModelSpec
+
+    assert get_spec("efficientnet_lite0").display_name == "EfficientNet-Lite0"
+    assert get_spec("dino_resnet50").display_name == "DINO ResNet-50"
+    assert get_spec("efficientnet_lite0_random").display_name == "EfficientNet-Lite0 (random weights)"
+    assert random_variant(get_spec("vgg16")).display_name == "VGG-16 (random weights)"
+    from tsmlib.models.zoo import SPECS
+
+    for spec in SPECS:
+        assert spec.display_name != spec.name, f"model {spec.name!r} declares no display name"
+    # a user's spec without one is displayed by its name
+    assert ModelSpec(name="mine", description="", family="supervised", architecture="resnet18").display_name == "mine"

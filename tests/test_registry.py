@@ -168,3 +168,63 @@ def test_variants_share_one_forward_pass(fresh_registry):
     names = [registry.register_variant("mtsm", k=k) for k in (1, 2, 3)] + ["tsm[ranks=(None,4,4)]"]
     maps = saliency_maps(net, x, names, "feat")
     assert len(calls) == 1 and set(maps) >= set(names)
+
+
+def test_variant_name_is_canonical():
+    assert registry.variant_name("mtsm") == "mtsm"
+    assert registry.variant_name("mtsm", weighting="uniform", k=5) == "mtsm[k=5,weighting=uniform]"
+    assert registry.variant_name("tsm", ranks=(None, 4, 4)) == "tsm[ranks=(None,4,4)]"
+
+
+def test_variant_equals_saliency_with_options_and_shares_the_forward_pass(fresh_registry):
+    from _eval_helpers import CountingConvNet
+
+    model = CountingConvNet().eval()
+    x = torch.rand(2, 3, 16, 16)
+    names = [registry.register_variant("mtsm", k=k) for k in (1, 2, 3)]
+    assert names == ["mtsm[k=1]", "mtsm[k=2]", "mtsm[k=3]"]
+    for k, name in zip((1, 2, 3), names):
+        torch.testing.assert_close(tsmlib.saliency(model, x, name, "conv"), tsmlib.saliency(model, x, "mtsm", "conv", k=k))
+    model.calls = 0
+    together = tsmlib.cam.saliency_maps(model, x, names, "conv")
+    assert model.calls == 1  # the variants are activation methods: one shared forward pass
+    for k, name in zip((1, 2, 3), names):
+        torch.testing.assert_close(together[name].maps, tsmlib.saliency(model, x, "mtsm", "conv", k=k))
+
+
+def test_variant_rejects_unknown_base_and_bad_options(fresh_registry):
+    with pytest.raises(ValueError, match="builds on"):
+        registry.register_variant("gradcam", k=2)
+    with pytest.raises(TypeError, match="invalid option"):
+        registry.register_variant("tsm", k=2)  # tsm has no k
+    with pytest.raises(ValueError, match="weighting"):
+        registry.register_variant("mtsm", weighting="cubic")
+
+
+def test_variant_without_options_is_the_registered_method():
+    before = tsmlib.method_info("mtsm")
+    assert registry.register_variant("mtsm") == "mtsm"
+    assert tsmlib.method_info("mtsm") is before
+
+
+# ------------------------------------------------------------------------------------- display names
+def test_every_builtin_method_declares_its_display_name():
+    shown = {name: tsmlib.method_info(name).display_name for name in registry.BUILTIN_DESCRIPTIONS}
+    assert shown["multivec-eigencam"] == "Multivec-EigenCAM" and shown["gradcam++"] == "Grad-CAM++"
+    assert shown["whole-image"] == "Whole image" and shown["gradcam-eigencam"] == "EigenCAM (pytorch-grad-cam)"
+    assert all(s and s != name for name, s in shown.items()), shown  # each one declared, none left as its name
+
+
+def test_a_user_method_is_displayed_by_its_name_unless_told(fresh_registry):
+    assert tsmlib.register_method("my_cam", lambda *a, **k: None, label_free=True).display_name == "my_cam"
+    info = tsmlib.register_method("my_cam", lambda *a, **k: None, label_free=True, display_name="My CAM",
+                                  overwrite=True)
+    assert info.display_name == "My CAM" and tsmlib.method_info("MY-CAM").display_name == "My CAM"
+
+
+def test_a_variant_is_displayed_as_its_base_with_its_options(fresh_registry):
+    assert tsmlib.method_info("mtsm[k=5]").display_name == "MTSM (k=5)"
+    assert tsmlib.method_info("mtsm[k=5,weighting=uniform]").display_name == "MTSM (k=5, weighting=uniform)"
+    assert tsmlib.method_info("tsm[ranks=(None,4,4)]").display_name == "TSM (ranks=(None, 4, 4))"
+    name = registry.register_variant("multivec-eigencam", normalize_components=False)
+    assert tsmlib.method_info(name).display_name == "Multivec-EigenCAM (normalize_components=False)"

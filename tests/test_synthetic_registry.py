@@ -72,3 +72,9 @@ def test_explicit_class_list_and_bad_class_spec():
 def test_weight_status_reports_the_committed_files():
     # the synthetic benchmark's models are committed with the book (data/ssl), not in the hub cache
     assert weight_status("synthetic_simclr") == {"weights": "committed: simclr.safetensors", "linear probe": "-"}
+
+
+def test_the_four_models_declare_their_display_names():
+    shown = {name: get_spec(name).display_name for name in NAMES}
+    assert shown == {"synthetic_supervised": "supervised (synthetic)", "synthetic_simclr": "SimCLR (synthetic)",
+                     "synthetic_barlow": "Barlow Twins (synthetic)", "synthetic_random": "random weights (synthetic)"}

@@ -78,25 +78,6 @@ def test_bad_names_and_missing_manifest(tmp_path):
         zoo.read_manifest(tmp_path)
 
 
-def test_figures_from_the_manifest():
-    import matplotlib.pyplot as plt
-
-    from tsmbook.synthetic.figures import plot_samples, plot_training_curves
-
-    fig = plot_training_curves(MANIFEST)
-    assert len(fig.axes) == 6
-    # the plotted curve is the recorded one, with the value at initialisation first
-    h = MANIFEST["models"]["simclr"]["history"]
-    line = fig.axes[4].lines[0]
-    assert list(line.get_ydata()) == [h["monitor_init"]] + h["monitor"]
-    plt.close(fig)
-    fig = plot_samples(zoo.load_benchmark_split("test", n=3), n=5)
-    assert len(fig.axes) == 9
-    plt.close(fig)
-    with pytest.raises(ValueError, match="history"):
-        plot_training_curves({"models": {}})
-
-
 def test_registry_builder():
     model, files, extras = zoo.make_registry_builder("synthetic_barlow")(None, None, None, False, None)
     assert extras["kind"] == "barlow" and extras["embedder"].backbone is model.backbone

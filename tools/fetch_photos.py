@@ -15,7 +15,7 @@ Foreground masks: OpenCV GrabCut (5 iterations) initialised with each object's b
 looking at the photo; the union over the objects is the mask. Per-image hand polygons
 (``add``/``remove``) correct GrabCut where it fails, and ``full_frame`` marks photos whose object
 fills the frame. Every mask was checked by eye on the overlays this script writes to
-``--overlay-dir``; ``tsmbook.viz.data_card`` draws them all.
+``--overlay-dir``; ``tsmbook.figures.data_card`` draws them all.
 
 Boxes are ``[x0, y0, x1, y1]`` in pixels of the resized photo (x1, y1 exclusive).
 """
@@ -467,7 +467,7 @@ def write_readme(records) -> None:
         "masks (`masks/`, white = object), one box per object, ImageNet class ids and VOC classes in",
         "`manifest.json`. Built by `tools/fetch_photos.py` (see its docstring to rebuild); photos resized",
         f"to a short side of at most {MAX_SHORT_SIDE} px. Loader: `tsmlib.data.load_photos()`;",
-        "figure of all photos with their masks: `tsmbook.viz.data_card(load_photos())`.",
+        "figure of all photos with their masks: `tsmbook.figures.data_card(load_photos())`.",
         "",
         "| photo | objects | source | licence | attribution |",
         "|---|---|---|---|---|",

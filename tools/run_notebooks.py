@@ -6,10 +6,13 @@ Usage::
     python tools/run_notebooks.py                       # params/default.yaml -> book/executed/
     python tools/run_notebooks.py --params params/ci.yaml --output-dir /tmp/executed
     python tools/run_notebooks.py 01_theory --force      # one chapter, ignore the cache
+    python tools/run_notebooks.py 04 --params params/student.yaml   # a unique prefix names a chapter too
 
 Every ``notebooks/[0-9]*.ipynb`` (files starting with ``_``, such as the chapter template, are left
 out unless named explicitly) is executed with ``kernel_name="python3"`` in ``notebooks/`` as its
-working directory, and written to ``<output-dir>/<name>.ipynb``, which ``_toc.yml`` points at.
+working directory, and written to ``<output-dir>/<name>.ipynb``, which ``_toc.yml`` points at. A notebook
+is named by its file name without ``.ipynb`` or by an unambiguous beginning of it (``04`` or
+``04_supervised`` for ``04_supervised_evaluation``).
 
 Parameter files (``params/*.yaml``) are a mapping::
 
@@ -27,7 +30,14 @@ its current executed copy was written (stored in that copy's metadata under ``ts
 ``--force`` re-executes anyway.
 
 Prints one progress line per notebook with its time, and exits with status 1 naming every notebook
-that failed (its partial output is kept as ``<name>.failed.ipynb`` for inspection).
+that failed (its partial output is kept as ``<name>.failed.ipynb`` for inspection), or with status 2
+when a name or the parameter file is wrong.
+
+Run times: every page gets a "Time to run" line with the time of the run that made it. A page can only
+measure its own run, so the times of the other parameter sets come from :data:`RUN_TIMES`, a committed
+record written by ``--record-times`` (for example ``--params params/student.yaml --force
+--record-times --output-dir /tmp/student``: the student times next to the default ones on every page).
+The line is refreshed on cached copies too, so a new record needs no re-execution.
 """
 
 from __future__ import annotations
@@ -52,6 +62,9 @@ CACHE_FORMAT = 1  # bump to invalidate every cached execution
 DATA_DIRS = ("data/ssl",)
 #: The packages the chapters import, by their source (the photos are package data of tsmlib).
 PACKAGES = ("tsmlib", "book/tsmbook")
+#: Measured run times of whole parameter sets, per chapter (``--record-times`` writes it).
+RUN_TIMES = ROOT / "params" / "run-times.json"
+RUN_TIMES_SHOWN = "params/run-times.json"  # as a page names it
 
 
 @dataclass
@@ -174,7 +187,7 @@ def execute(notebook: Path, output: Path, parameters: dict, key: str, timeout: i
     nb = nbformat.read(str(partial), as_version=4)
     nb.metadata["tsm_book"] = {"key": key, "parameters": parameters, "source": notebook.name,
                                "seconds": round(seconds, 1), "cpus": os.cpu_count()}
-    prepare_for_the_page(nb, seconds, parameters.get("profile"))
+    prepare_for_the_page(nb, seconds, parameters.get("profile"), recorded_times(notebook.stem))
     nbformat.write(nb, str(partial))
     partial.replace(output)
     if failed.exists():
@@ -193,13 +206,59 @@ def format_duration(seconds: float) -> str:
     return f"{s} s" if s < 60 else f"{s // 60} min {s % 60:02d} s"
 
 
-def prepare_for_the_page(nb, seconds: float, profile: str | None) -> None:
+def load_run_times(path: Path | None = None) -> dict:
+    """The recorded run times, ``{profile: {notebook: {"seconds": s, "measured": date, "cpus": n,
+    "machine": text}}}`` (empty when the file does not exist); ``path`` defaults to :data:`RUN_TIMES`."""
+    path = path or RUN_TIMES
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict) or not all(
+            isinstance(per_nb, dict) and all(isinstance(r, dict) and "seconds" in r for r in per_nb.values())
+            for per_nb in data.values()):
+        raise ValueError(f"{path}: expected {{profile: {{notebook: {{'seconds', 'measured', 'cpus', 'machine'}}}}}}")
+    return data
+
+
+def recorded_times(name: str, path: Path | None = None) -> dict:
+    """The recorded run times of one notebook, ``{profile: {"seconds": s, "measured": ..., ...}}``."""
+    return {profile: per_nb[name] for profile, per_nb in load_run_times(path).items() if name in per_nb}
+
+
+def record_run_times(outcomes: list[Outcome], profile: str, path: Path | None = None, machine: str = "") -> None:
+    """Store the times of the notebooks this run executed under ``profile`` in ``path`` (default
+    :data:`RUN_TIMES`), each with its date, CPU count and ``machine``; cached and failed notebooks are
+    not measurements and keep their earlier record, as do the other profiles."""
+    path = path or RUN_TIMES
+    data = load_run_times(path)
+    measured = time.strftime("%Y-%m-%d", time.gmtime())
+    for o in outcomes:
+        if o.status == "executed":
+            data.setdefault(profile, {})[o.name] = {"seconds": round(o.seconds, 1), "measured": measured,
+                                                    "cpus": os.cpu_count(), "machine": machine}
+    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def time_note(seconds: float, profile: str | None, cpus: int | None, others: dict | None = None) -> str:
+    """The "Time to run" line: this run's time, then the recorded times of the other parameter sets."""
+    note = (f"**Time to run:** {format_duration(seconds)} with the `{profile or 'given'}` parameters, measured "
+            f"when this page was built ({cpus} CPU cores)")
+    for other, rec in sorted((others or {}).items()):
+        if other != profile:
+            where = f"{rec.get('cpus')} CPU cores" + (f", {rec['machine']}" if rec.get("machine") else "")
+            note += (f"; {format_duration(rec['seconds'])} with the `{other}` parameters (measured on "
+                     f"{rec.get('measured')}, {where}; `{RUN_TIMES_SHOWN}`)")
+    return note + "."
+
+
+def prepare_for_the_page(nb, seconds: float, profile: str | None, others: dict | None = None) -> None:
     """What the reader sees of an executed notebook (in place):
 
     * papermill's injected-parameters cell is kept but folded (``hide-input``): it holds the values that
       actually ran; the notebook's own ``parameters`` cell (defaults a reader may not have run) is
       removed from the page (``remove-cell``), so the page never shows two disagreeing parameter cells;
-    * a "Time to run" line, measured here, goes right after the Prerequisites section's first cell.
+    * a "Time to run" line (:func:`time_note`), measured here, next to the ``others`` recorded for other
+      parameter sets (:func:`recorded_times`), goes right after the Prerequisites section's first cell.
     """
     import nbformat
 
@@ -209,13 +268,29 @@ def prepare_for_the_page(nb, seconds: float, profile: str | None) -> None:
             _add_tag(cell, "hide-input")
         elif "parameters" in tags:
             _add_tag(cell, "remove-cell")
-    note = (f"**Time to run:** {format_duration(seconds)} with the `{profile or 'given'}` parameters, measured "
-            f"when this page was built ({os.cpu_count()} CPU cores).")
+    note = time_note(seconds, profile, os.cpu_count(), others)
     where = next((i for i, c in enumerate(nb.cells)
                   if c.cell_type == "markdown" and "## Prerequisites" in "".join(c.source)), None)
     cell = nbformat.v4.new_markdown_cell(note)
     cell.metadata["tags"] = ["time-to-run"]
     nb.cells.insert(where + 1 if where is not None else min(1, len(nb.cells)), cell)
+
+
+def refresh_time_note(executed: Path) -> bool:
+    """Rewrite the "Time to run" line of an executed copy with the current :data:`RUN_TIMES` (its own time
+    and cores come from its metadata); return whether it changed."""
+    nb = json.loads(executed.read_text())
+    meta = nb.get("metadata", {}).get("tsm_book", {})
+    cell = next((c for c in nb["cells"] if "time-to-run" in c.get("metadata", {}).get("tags", [])), None)
+    if cell is None or "seconds" not in meta:
+        return False
+    note = time_note(meta["seconds"], meta.get("parameters", {}).get("profile"), meta.get("cpus"),
+                     recorded_times(executed.stem))
+    if "".join(cell["source"]) == note:
+        return False
+    cell["source"] = note
+    executed.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    return True
 
 
 #: What a page must never show: progress bars, cache chatter, absolute paths of a machine.
@@ -302,17 +377,26 @@ def kernel_environment() -> None:
 
 
 def select_notebooks(names: list[str], notebook_dir: Path) -> list[Path]:
+    """The notebooks ``names`` designate: each name is a file name in ``notebook_dir`` (``.ipynb`` optional)
+    or the beginning of exactly one chapter's name (``04`` for ``04_supervised_evaluation``); no names:
+    every chapter (the notebooks not starting with ``_``)."""
+    chapters = sorted(p for p in notebook_dir.glob("*.ipynb") if not p.name.startswith(("_", ".")))
     if not names:
-        found = sorted(p for p in notebook_dir.glob("*.ipynb") if not p.name.startswith("_"))
-        if not found:
+        if not chapters:
             raise FileNotFoundError(f"no notebooks in {notebook_dir}")
-        return found
+        return chapters
     chosen = []
     for n in names:
-        p = notebook_dir / (n if n.endswith(".ipynb") else n + ".ipynb")
-        if not p.is_file():
-            raise FileNotFoundError(f"notebook {n!r} not found in {notebook_dir}")
-        chosen.append(p)
+        stem = n.removesuffix(".ipynb")
+        exact = notebook_dir / f"{stem}.ipynb"
+        matches = [exact] if exact.is_file() else [p for p in chapters if p.stem.startswith(stem)]
+        if len(matches) > 1:
+            raise ValueError(f"notebook {n!r} is ambiguous: it begins {', '.join(p.stem for p in matches)}; "
+                             f"give more of the name")
+        if not matches:
+            raise FileNotFoundError(f"notebook {n!r} not found in {notebook_dir}; the chapters are: "
+                                    f"{', '.join(p.stem for p in chapters) or '(none)'}")
+        chosen.append(matches[0])
     return chosen
 
 
@@ -334,6 +418,7 @@ def run(names: list[str], params_file: Path, output_dir: Path, *, force: bool = 
             key = execution_key(nb, parameters, digest)
             out = output_dir / nb.name
             if not force and cached_key(out) == key:
+                refresh_time_note(out)  # the recorded times of the other parameter sets may be new
                 outcomes.append(Outcome(nb.stem, "cached", 0.0))
                 print(f"{prefix}: unchanged, cached copy kept ({out.relative_to(output_dir.parent)})", file=stream, flush=True)
                 continue
@@ -359,15 +444,27 @@ def run(names: list[str], params_file: Path, output_dir: Path, *, force: bool = 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("notebooks", nargs="*", help="notebook names (default: every notebooks/*.ipynb not starting with _)")
+    ap.add_argument("notebooks", nargs="*", help="notebook names, or unambiguous beginnings of them such as 04 "
+                                                 "(default: every notebooks/*.ipynb not starting with _)")
     ap.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="parameter file (default: params/default.yaml)")
     ap.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT, help="where executed copies go (default: book/executed)")
     ap.add_argument("--force", action="store_true", help="execute even when the cached copy is up to date")
     ap.add_argument("--notebook-dir", type=Path, default=NOTEBOOK_DIR, help="where the source notebooks are (default: notebooks/)")
     ap.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds (default: none)")
+    ap.add_argument("--record-times", action="store_true",
+                    help=f"store the executed notebooks' times under the parameter set's profile in "
+                         f"{RUN_TIMES.relative_to(ROOT)} (use with --force, on a quiet machine)")
+    ap.add_argument("--machine", default="", help="a few words on the machine, stored with --record-times")
     args = ap.parse_args(argv)
-    outcomes = run(args.notebooks, args.params, args.output_dir, force=args.force, timeout=args.timeout,
-                   notebook_dir=args.notebook_dir)
+    try:
+        outcomes = run(args.notebooks, args.params, args.output_dir, force=args.force, timeout=args.timeout,
+                       notebook_dir=args.notebook_dir)
+    except (FileNotFoundError, ValueError) as err:  # a wrong name or parameter file: say which, no traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.record_times:
+        profile = load_params(args.params)["shared"].get("profile") or args.params.stem
+        record_run_times(outcomes, profile, machine=args.machine)
     failed = [o.name for o in outcomes if o.status == "failed"]
     if failed:
         print(f"FAILED notebooks: {', '.join(failed)}", file=sys.stderr)

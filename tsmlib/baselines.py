@@ -36,6 +36,7 @@ layers), ``aug_smooth`` and ``eigen_smooth`` (pytorch-grad-cam's smoothing switc
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Callable, Sequence
 
@@ -57,7 +58,7 @@ from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
 
-from tsmlib.hooks import capture_activations, resolve_layer
+from tsmlib.hooks import capture_activations, eval_mode, resolve_layer
 
 #: pytorch-grad-cam classes behind the label-dependent names (and its EigenCAM, label-free).
 GRAD_CAM_CLASSES = {
@@ -85,9 +86,38 @@ def _check_targets(x: torch.Tensor, targets) -> torch.Tensor | None:
     return targets
 
 
+@contextlib.contextmanager
+def _caller_gradients_kept(model: nn.Module):
+    """Context manager: the parameters' ``.grad`` as the caller left them, whatever happens inside.
+
+    pytorch-grad-cam calls ``model.zero_grad()`` and ``backward()``, which would wipe (or add to) the
+    gradients of a caller who explains between ``loss.backward()`` and ``optimizer.step()``. Inside, every
+    ``.grad`` is None, so backward writes fresh tensors and never touches the caller's; on exit the
+    caller's tensors (the same objects, not copies) are put back.
+    """
+    saved = [(p, p.grad) for p in model.parameters()]
+    for p, _ in saved:
+        p.grad = None
+    try:
+        yield
+    finally:
+        for p, grad in saved:
+            p.grad = grad
+
+
 def _run_grad_cam(cls, model: nn.Module, x: torch.Tensor, module: nn.Module, targets: torch.Tensor | None, *,
                   batch_size: int | None, reshape_transform, aug_smooth: bool, eigen_smooth: bool) -> torch.Tensor:
-    """pytorch-grad-cam's ``cls`` on ``x`` (B, 3, H, W) at ``module``: maps (B, H, W) as a tensor."""
+    """pytorch-grad-cam's ``cls`` on ``x`` (B, 3, H, W) at ``module``: maps (B, H, W) as a tensor.
+
+    The model runs in eval mode (pytorch-grad-cam's own choice; each module's mode is restored after)
+    and the parameters' ``.grad`` are those the caller left (:func:`_caller_gradients_kept`).
+    """
+    with eval_mode(model), _caller_gradients_kept(model):
+        return _grad_cam_maps(cls, model, x, module, targets, batch_size=batch_size,
+                              reshape_transform=reshape_transform, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
+
+
+def _grad_cam_maps(cls, model, x, module, targets, *, batch_size, reshape_transform, aug_smooth, eigen_smooth):
     per_image = cls is ScoreCAM  # ScoreCAM materialises (B, C, 3, H, W) masked copies: one image at a time
     kwargs = {"ablation_layer": AblationLayer()} if cls is AblationCAM else {}  # fresh, not the shared default
     cam = cls(model=model, target_layers=[module], reshape_transform=reshape_transform, **kwargs)
@@ -106,7 +136,6 @@ def _run_grad_cam(cls, model: nn.Module, x: torch.Tensor, module: nn.Module, tar
                                                  eigen_smooth=eigen_smooth)))
     finally:
         cam.activations_and_grads.release()
-        model.zero_grad(set_to_none=True)
     return _as_output(torch.cat(maps), x)
 
 
@@ -274,7 +303,8 @@ def fast_ablation_cam(model: nn.Module, x: torch.Tensor, module: nn.Module, targ
     Parameters
     ----------
     model : nn.Module
-        Classifier returning logits (B, K); put in eval mode (as pytorch-grad-cam does).
+        Classifier returning logits (B, K); run in eval mode (as pytorch-grad-cam does), each module's
+        mode restored after.
     x : torch.Tensor, shape (B, 3, H, W)
     module : nn.Module
         The target layer (output (B, C, h, w)).
@@ -296,7 +326,11 @@ def fast_ablation_cam(model: nn.Module, x: torch.Tensor, module: nn.Module, targ
     if reshape_transform is not None or aug_smooth:
         _log.debug("Ablation-CAM with reshape_transform or aug_smooth: pytorch-grad-cam's AblationCAM")
         return _run_grad_cam(AblationCAM, model, x, module, targets, **opts)
-    model.eval()
+    with eval_mode(model):  # as pytorch-grad-cam, but each module's mode restored after
+        return _fast_ablation_cam(model, x, module, targets, bs, opts)
+
+
+def _fast_ablation_cam(model, x, module, targets, bs: int, opts: dict) -> torch.Tensor:
     device = next(model.parameters()).device
     xd = x.detach().to(device)
     captured = []
@@ -314,7 +348,7 @@ def fast_ablation_cam(model: nn.Module, x: torch.Tensor, module: nn.Module, targ
     elif not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != x.shape[0]:
         reason = "the model's output is not (B, K) logits"
     if reason is None:
-        A = captured[0].detach()
+        A = captured[0].detach().clone()  # later layers may edit the output in place (ReLU(inplace=True))
         if targets is None:
             classes = np.argmax(logits.cpu().numpy(), axis=-1).tolist()  # as BaseCAM.forward
         else:
@@ -332,7 +366,7 @@ def fast_ablation_cam(model: nn.Module, x: torch.Tensor, module: nn.Module, targ
     weights = (original - ablated) / original
     acts = A.cpu().numpy()
     weighted = weights[:, :, None, None] * acts
-    cam = get_2d_projection(weighted) if eigen_smooth else weighted.sum(axis=1)
+    cam = get_2d_projection(weighted) if opts["eigen_smooth"] else weighted.sum(axis=1)
     cam = scale_cam_image(np.maximum(cam, 0), (x.shape[-1], x.shape[-2]))
     cam = scale_cam_image(np.maximum(cam[:, None, :], 0).mean(axis=1))
     return _as_output(torch.from_numpy(cam), x)

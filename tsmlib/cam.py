@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from . import methods as _methods
-from .hooks import ActivationCapture, capture_activations, layer_gradients_only, resolve_layer
+from .hooks import ActivationCapture, capture_activations, in_eval_mode, layer_gradients_only, resolve_layer
 from .registry import (
     MethodInfo,
     UnknownNameError,
@@ -68,6 +68,12 @@ Method = Union[str, MethodInfo, Callable[..., torch.Tensor]]
 
 
 def _finish(raw: torch.Tensor, x: torch.Tensor, upsample: bool, normalize: bool) -> torch.Tensor:
+    if normalize and raw.ndim >= 2 and raw.shape[-2:] == (1, 1):
+        import warnings
+
+        warnings.warn("the target layer's output is 1 x 1: a one-pixel map min-max normalises to all zeros "
+                      "and says nothing about where; choose an earlier layer (one with a spatial grid, e.g. "
+                      "a ResNet's 'layer4' rather than 'avgpool', or a larger input)", UserWarning, stacklevel=3)
     maps = _methods.minmax_normalize(raw) if normalize else raw
     return _methods.upsample(maps, x.shape[-2:]) if upsample else maps
 
@@ -79,9 +85,9 @@ def _check(x, layer, need_layer: bool = True) -> None:
         raise ValueError(f"x must be a batch of images (B, C, H, W), got {getattr(x, 'shape', type(x))}")
 
 
-def _checked_maps(maps, x: torch.Tensor, name: str, full_size: bool) -> torch.Tensor:
+def _checked_maps(maps, x: torch.Tensor, name: str, full_size: bool, unit: bool) -> torch.Tensor:
     """A method's final maps, detached: a (B, h, w) tensor of finite values, (B, H_in, W_in) when
-    ``full_size``; a clear error naming the method otherwise."""
+    ``full_size``, in [0, 1] when ``unit``; a clear error naming the method otherwise."""
     if not isinstance(maps, torch.Tensor):
         raise TypeError(f"method {name!r} returned {type(maps).__name__}, expected a (B, H, W) tensor")
     if maps.ndim != 3 or maps.shape[0] != x.shape[0] or (full_size and maps.shape[-2:] != x.shape[-2:]):
@@ -90,6 +96,11 @@ def _checked_maps(maps, x: torch.Tensor, name: str, full_size: bool) -> torch.Te
     maps = maps.detach()
     if not bool(torch.isfinite(maps).all()):
         raise ValueError(f"method {name!r} returned NaN/Inf maps")
+    if unit and maps.numel():
+        lo, hi = float(maps.min()), float(maps.max())
+        if lo < -1e-4 or hi > 1 + 1e-4:  # the tolerance of the metrics' own range check
+            raise ValueError(f"method {name!r} returned maps outside [0, 1] (values in [{lo:.4g}, {hi:.4g}]); "
+                             "min-max normalise them (tsmlib.minmax_normalize)")
     return maps
 
 
@@ -138,6 +149,7 @@ def resolve_methods(methods, options: Mapping[str, Mapping] | None = None) -> di
     return out
 
 
+@in_eval_mode
 def saliency_maps(
     model: nn.Module,
     x: torch.Tensor,
@@ -183,7 +195,7 @@ def saliency_maps(
     dict
         ``{key: SaliencyResult}`` in the order of ``methods``; every result holds the output of the
         shared forward pass. Maps are detached and checked: (B, h, w), finite, (B, H_in, W_in) when
-        ``upsample`` (callables always).
+        ``upsample`` (callables always), in [0, 1] when ``normalize`` (callables' too: their maps are final).
     """
     resolved = resolve_methods(methods, options)
     registry = [m for m in resolved.values() if isinstance(m, MethodInfo)]
@@ -201,7 +213,7 @@ def saliency_maps(
     out = {}
     for key, m in resolved.items():
         if not isinstance(m, MethodInfo):
-            maps = _checked_maps(m(model, x, layer, targets), x, key, full_size=True)
+            maps = _checked_maps(m(model, x, layer, targets), x, key, full_size=True, unit=normalize)
             out[key] = SaliencyResult(maps, maps, output)
             continue
         opts = dict(options.get(key, {}))
@@ -212,11 +224,13 @@ def saliency_maps(
                 raw = m.fn(model, x, layer, targets, reshape_transform=reshape_transform, **opts)
         else:
             raw = m.fn(model, x, layer, targets, reshape_transform=reshape_transform, **opts)
-        maps = _checked_maps(_finish(raw, x, upsample, normalize and not m.normalized), x, key, full_size=upsample)
+        maps = _checked_maps(_finish(raw, x, upsample, normalize and not m.normalized), x, key, full_size=upsample,
+                             unit=normalize)
         out[key] = SaliencyResult(maps, raw, output)
     return out
 
 
+@in_eval_mode
 def saliency(
     model: nn.Module,
     x: torch.Tensor,
@@ -235,7 +249,9 @@ def saliency(
     Parameters
     ----------
     model : nn.Module
-        In eval mode (this function does not change it).
+        Run in eval mode for the call, whatever its mode (:func:`tsmlib.hooks.eval_mode`: BatchNorm with
+        its running statistics, no dropout); every module's mode is restored after, its buffers and the
+        parameters' ``.grad`` are left as they were.
     x : (B, 3, H_in, W_in)
         Model input.
     method : str

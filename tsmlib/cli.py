@@ -12,9 +12,16 @@ predicted classes and each image's output files. ``<name>`` is the file's stem; 
 collide (``a/kite.jpg b/kite.png``, compared case-insensitively) get ``kite``, ``kite-2``, ``kite-3``,
 ... in command-line order, so no output overwrites another.
 
-Transparent pixels (an alpha channel or a PNG transparency key) are composited onto white before the
-model sees the image (the colour stored under a transparent pixel is arbitrary). Images smaller than
-the model's input size are upscaled by its preprocessing; a warning on stderr says so.
+Images are read as :func:`tsmlib.data.open_rgb` reads them, like the data set loaders: turned upright
+as their EXIF orientation says (phone photos), 16-bit greyscale rescaled to 8 bits (not clipped to
+white), transparent pixels (an alpha channel or a PNG transparency key) composited onto white (the
+colour stored under a transparent pixel is arbitrary). Images whose shorter side is below the size the
+model's preprocessing resizes to (256 px before a 224 px crop) are upscaled; a warning on stderr says
+so. Images are decoded batch by batch, so memory does not grow with the number of inputs.
+
+Configuration errors (``--out`` an existing file or not writable, a ``--layer`` typo, a method variant
+with a bad option, ``--device cuda`` without CUDA, ``--batch-size 0``) stop before any image is read:
+``tsmlib: <what is wrong>``, exit status 2.
 
 Per batch, one forward pass gives the predictions and the activations of every label-free method
 (``tsmlib.cam.saliency_maps``); label-dependent methods explain the predicted class.
@@ -22,8 +29,9 @@ Per batch, one forward pass gives the predictions and the activations of every l
 ``evaluate`` runs :func:`tsmlib.evaluation.command.run_evaluation` on a YAML run configuration
 (flags override its keys): one CSV shard per ``shard_size`` images, resumable after a kill, merged
 into ``results.csv``, ``summary.csv`` and ``run.json``. Under ``torchrun --nproc-per-node N -m tsmlib
-evaluate run.yaml`` the shards are divided among the N processes (multi-node and SLURM: see
-``tsmlib evaluate --help``).
+evaluate run.yaml`` the N processes take the shards one at a time (multi-node and SLURM: see
+``tsmlib evaluate --help``). A configuration error stops it within seconds, before the model is
+loaded: ``tsmlib: <what is wrong, and what is expected>``, exit status 2.
 
 Unreadable images and unknown methods of ``explain`` are reported and skipped; the others are still processed (exit
 status 1 if anything was skipped, 2 if nothing could run).
@@ -39,8 +47,6 @@ from pathlib import Path
 __all__ = ["main", "build_parser"]
 
 DEFAULT_METHODS = ["tsm", "mtsm"]
-#: RGB colour that transparent pixels are composited onto.
-BACKGROUND = (255, 255, 255)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,7 +78,7 @@ Any key of the configuration can also be set with --set KEY=VALUE (YAML value, e
 --set 'max_images={gradcam: 100}'). Results go to OUT/<fingerprint>/ (results.csv, summary.csv,
 run.json, shards/); run the same command again to resume after an interruption.
 
-Distributed (torch.distributed; gloo on CPU, NCCL on GPU; process r takes shards r, r+N, ...):
+Distributed (torch.distributed; gloo on CPU, NCCL on GPU; each process takes the next free shard):
   torchrun --nproc-per-node 4 -m tsmlib evaluate run.yaml --device cuda
   head=$(scontrol show hostnames $SLURM_JOB_NODELIST | head -n1)
   srun torchrun --nnodes $SLURM_NNODES --nproc-per-node 4 --rdzv-backend c10d \\
@@ -89,7 +95,7 @@ def _add_evaluate(sub) -> None:
     ev.add_argument("--model", help="registry model (tsmlib models)")
     ev.add_argument("--weights", help="weight file for the model")
     ev.add_argument("--layer", help="target layer (default: the model's)")
-    ev.add_argument("--dataset", choices=["photos", "synthetic", "imagenet", "voc"])
+    ev.add_argument("--dataset", help="photos, imagenet, voc or a registered data set (synthetic: imports: [tsmbook])")
     ev.add_argument("--root", help="local copy of imagenet / voc")
     ev.add_argument("--split", help="synthetic: test/val/train; voc: val/train")
     ev.add_argument("--n-images", type=int, help="evaluate the first N images")
@@ -107,7 +113,9 @@ def _add_evaluate(sub) -> None:
 def _evaluate(args) -> int:
     import yaml
 
-    from .evaluation.command import load_config, run_evaluation
+    from .data.common import DatasetNotFoundError
+    from .evaluation.command import BadImageError, ConfigError, load_config, run_evaluation
+    from .evaluation.runner import ShardError
 
     overrides = {k: getattr(args, k) for k in ("model", "weights", "layer", "dataset", "root", "split", "n_images",
                                                "methods", "metrics", "batch_size", "shard_size", "device", "out")}
@@ -116,15 +124,21 @@ def _evaluate(args) -> int:
         if not sep:
             _err(f"--set expects KEY=VALUE, got {item!r}")
             return 2
-        overrides[key.strip()] = yaml.safe_load(value)
+        try:
+            overrides[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            _err(f"--set {item}: the value is not valid YAML ({getattr(exc, 'problem', exc)})")
+            return 2
     if args.no_progress:
         overrides["progress"] = False
     try:
-        config = load_config(args.config, overrides)
-    except (OSError, ValueError) as exc:
+        run_evaluation(load_config(args.config, overrides))
+    except (ConfigError, DatasetNotFoundError, ShardError) as exc:
         _err(str(exc))
         return 2
-    run_evaluation(config)
+    except BadImageError as exc:  # the shards written so far are kept: fix the file, or skip, and resume
+        _err(str(exc))
+        return 1
     return 0
 
 
@@ -132,40 +146,41 @@ def _err(msg: str) -> None:
     print(f"tsmlib: {msg}", file=sys.stderr)
 
 
-def _open_image(path: str | Path):
-    """Open an image as RGB, compositing any transparency onto :data:`BACKGROUND` (white).
+class _UniqueNames:
+    """Output names in input order: the stem, with ``-2``, ``-3``, ... for stems already taken.
 
-    Raises ``OSError`` naming the path if the file cannot be read.
+    Collisions are compared case-insensitively (macOS and Windows file systems).
     """
-    from PIL import Image
 
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if "A" in im.getbands() or "transparency" in im.info:
-                rgba = im.convert("RGBA")
-                background = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
-                return Image.alpha_composite(background, rgba).convert("RGB")
-            return im.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise OSError(f"cannot read image {path}: {exc}") from exc
+    def __init__(self):
+        self.taken: set[str] = set()
+
+    def __call__(self, path) -> str:
+        stem = Path(path).stem
+        name, n = stem, 1
+        while name.casefold() in self.taken:
+            n += 1
+            name = f"{stem}-{n}"
+        self.taken.add(name.casefold())
+        return name
 
 
 def _unique_names(paths) -> list[str]:
-    """Output names for ``paths``: the stem, with ``-2``, ``-3``, ... for stems already taken.
+    """:class:`_UniqueNames` for a whole list of paths."""
+    name = _UniqueNames()
+    return [name(p) for p in paths]
 
-    Collisions are compared case-insensitively (macOS and Windows file systems), in input order.
-    """
-    taken, names = set(), []
-    for path in paths:
-        stem = Path(path).stem
-        name, n = stem, 1
-        while name.casefold() in taken:
-            n += 1
-            name = f"{stem}-{n}"
-        taken.add(name.casefold())
-        names.append(name)
-    return names
+
+def _batches_of(items, size: int):
+    """``items`` in consecutive lists of at most ``size``."""
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _list_models() -> int:
@@ -193,13 +208,17 @@ def _explain(args) -> int:
     import torch
     from PIL import Image
 
-    from .cam import saliency_maps
-    from .progress import progress
     from ._names import UnknownNameError
-    from .registry import method_info
+    from .cam import saliency_maps
+    from .data.common import open_rgb
+    from .hooks import resolve_layer
     from .models import DEFAULT_MODEL, CheckpointError, WeightsNotFoundError, get_spec, load_model
     from .overlay import overlay
+    from .progress import progress
+    from .registry import method_info
+    from .runtime import check_device, check_output_dir
 
+    # every configuration error before any work: methods, model, output folder, device, batch size
     skipped = 0
     methods = []
     for m in args.method:
@@ -209,6 +228,9 @@ def _explain(args) -> int:
             _err(f"{exc} Skipped.")
             skipped += 1
             continue
+        except (TypeError, ValueError) as exc:  # a variant with a bad option: tsm[rnaks=3]
+            _err(f"method {m!r}: {exc}")
+            return 2
         if name not in methods:
             methods.append(name)
     if not methods:
@@ -218,40 +240,54 @@ def _explain(args) -> int:
     except UnknownNameError as exc:
         _err(str(exc))
         return 2
+    out = Path(args.out)
+    problem = check_output_dir(out, "--out") or check_device(args.device, "--device")
+    if problem is None and args.batch_size < 1:
+        problem = f"--batch-size must be a positive integer, got {args.batch_size}"
+    if problem:
+        _err(problem)
+        return 2
     try:
         lm = load_model(model_name, weights=args.weights, allow_download=args.allow_download, device=args.device)
     except (WeightsNotFoundError, CheckpointError) as exc:
         _err(str(exc))
         return 2
     layer = args.layer or lm.target_layer
-
-    good = []
-    size = lm.input_size
-    for path in args.images:
-        try:
-            img = _open_image(path)
-        except OSError as exc:
-            _err(f"skipped: {exc}")
-            skipped += 1
-            continue
-        if min(img.size) < size:
-            _err(f"warning: {path} is {img.size[0]}x{img.size[1]}, smaller than the model's {size}x{size} "
-                 "input; it is upscaled, so the maps explain interpolated pixels")
-        good.append((Path(path), img))
-    if not good:
-        _err("no readable image")
+    try:
+        resolve_layer(lm.model, layer)
+    except ValueError as exc:
+        _err(f"--layer: {exc}")
         return 2
-    names = _unique_names(p for p, _ in good)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+
+    size, resize = lm.input_size, getattr(lm.spec, "resize_size", lm.input_size)
+    unique = _UniqueNames()
+
+    def readable(paths):
+        """(path, output name, preprocessed (3, S, S) tensor) of each readable image, decoded one at a time."""
+        nonlocal skipped
+        for path in paths:
+            try:
+                img = open_rgb(path)
+            except OSError as exc:
+                _err(f"skipped: {exc}")
+                skipped += 1
+                continue
+            if min(img.size) < resize:
+                _err(f"warning: {path} is {img.size[0]}x{img.size[1]}, smaller than the {resize} px the model's "
+                     f"preprocessing resizes to (before its {size}x{size} crop); it is upscaled, so the maps "
+                     "explain interpolated pixels")
+            x = lm.preprocess(img)
+            del img  # only the model's input is kept: memory does not grow with the image size
+            yield Path(path), unique(path), x
+
     summary = []
     written = set()
-    bs = max(1, args.batch_size)
-    with progress(total=len(good), desc=f"{model_name}: {', '.join(methods)}", unit="img",
+    with progress(total=len(args.images), desc=f"{model_name}: {', '.join(methods)}", unit="img",
                   enabled=not args.no_progress, file=sys.stderr) as bar:
-        for start in range(0, len(good), bs):
-            chunk = good[start:start + bs]
-            x = torch.stack([lm.preprocess(img) for _, img in chunk]).to(args.device)
+        # images are decoded batch by batch: memory stays flat in the number of inputs
+        for chunk in _batches_of(readable(args.images), args.batch_size):
+            x = torch.stack([t for _, _, t in chunk]).to(args.device)
             # one forward pass gives the logits and serves every label-free method; the
             # label-dependent ones explain the class predicted by that same pass
             details = saliency_maps(lm.model, x, methods, layer=layer)
@@ -259,8 +295,7 @@ def _explain(args) -> int:
             preds = logits.argmax(dim=1)
             results = {m: (d.maps.detach().float().cpu().numpy(), d.raw.detach().float().cpu().numpy())
                        for m, d in details.items()}
-            for j, (path, _) in enumerate(chunk):
-                stem = names[start + j]
+            for j, (path, stem, _) in enumerate(chunk):
                 arrays = {}
                 for m, (maps, raw) in results.items():
                     arrays[m] = maps[j].astype(np.float32)
@@ -279,6 +314,10 @@ def _explain(args) -> int:
                                         "probability": float(torch.softmax(logits[j], 0)[k])}
                 summary.append(rec)
             bar.update(len(chunk))
+            del x, details, results, chunk
+    if not summary:
+        _err("no readable image")
+        return 2
     (out / "summary.json").write_text(json.dumps({"model": model_name, "layer": layer, "methods": methods,
                                                  "images": summary}, indent=1) + "\n")
     n_written = len({rec["maps"] for rec in summary})

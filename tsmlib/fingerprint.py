@@ -168,8 +168,25 @@ def files_digest(paths: str | os.PathLike | Iterable[str | os.PathLike], *, rela
 
 
 # -------------------------------------------------------------------------------------- callables
+def _code_digest(target) -> str:
+    """SHA-256 of the compiled code of a function (or of every function of a class): bytecode,
+    constants (nested code objects recursively) and the names it uses; "" if it has none."""
+    def code(c) -> list:
+        return [c.co_code, c.co_names, c.co_varnames, c.co_freevars,
+                [code(k) if inspect.iscode(k) else repr(sorted(map(repr, k))) if isinstance(k, frozenset)
+                 else repr(k) for k in c.co_consts]]  # a frozenset's repr follows the string hash seed
+
+    if inspect.isclass(target):
+        funcs = [v for _, v in sorted(vars(target).items()) if inspect.isfunction(v)]
+    else:
+        funcs = [target]
+    codes = [code(f.__code__) for f in funcs if hasattr(f, "__code__")]
+    return _join([repr(codes)]) if codes else ""
+
+
 def callable_digest(fn, _depth: int = 0) -> str:
-    """SHA-256 of what a callable computes: its qualified name and source, and what it wraps.
+    """SHA-256 of what a callable computes: its qualified name and source (its compiled code where no
+    source file exists: a function defined in a notebook kernel or by ``exec``), and what it wraps.
 
     ``functools.partial`` objects digest their function and arguments (by :func:`value_digest`, not
     their ``repr``, which holds a memory address); closures (such as the registry's
@@ -192,7 +209,9 @@ def callable_digest(fn, _depth: int = 0) -> str:
     try:
         parts.append(inspect.getsource(target))
     except (OSError, TypeError):
-        pass
+        # no source file (a function defined in a notebook kernel, by exec, in a REPL): its compiled code,
+        # so two functions of the same name that compute different things never share a key
+        parts.append(_code_digest(target))
     if target is not fn and hasattr(fn, "__dict__"):  # a callable object: its attributes too
         try:
             parts.append(value_digest(vars(fn)))
@@ -321,17 +340,35 @@ def fingerprint(*parts: Any, **named: Any) -> str:
 
 
 # ------------------------------------------------------------------------------------------ writes
+def _umask() -> int:
+    """The process's umask, read without changing it where the system allows (Linux's /proc)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a fresh temporary path next to ``path``; on success move it onto ``path`` with ``os.replace``.
 
     The temporary name is unique (``.<name>.<random>.tmp``: two processes writing the same entry never
     share it) and does not end like a cache entry, so readers never see it; if the block raises (or the
-    process dies) the entry is not created and the temporary file is removed (or left, ignored).
+    process dies) the entry is not created and the temporary file is removed (or left, ignored). The
+    file gets the mode any new file gets (``0666`` less the umask), like ``open(path, "w")``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would lock out a colleague resuming the run
+    except (AttributeError, OSError):  # no fchmod (Windows), or a file system without modes
+        pass
     os.close(fd)
     tmp = Path(tmp)
     try:

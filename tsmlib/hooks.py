@@ -8,13 +8,15 @@ build on it without import cycles::
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 from typing import Callable
 
 import torch
 from torch import nn
 
-__all__ = ["resolve_layer", "layer_name", "ActivationCapture", "capture_activations", "layer_gradients_only"]
+__all__ = ["resolve_layer", "layer_name", "eval_mode", "in_eval_mode", "ActivationCapture", "capture_activations",
+           "layer_gradients_only"]
 
 
 def resolve_layer(model: nn.Module, layer: nn.Module | str) -> nn.Module:
@@ -53,6 +55,38 @@ def layer_name(model: nn.Module, layer: nn.Module | str) -> str:
             return name
     raise ValueError(f"the layer {type(layer).__name__} is not a submodule of the model; pass one of its own "
                      "modules or its dotted name")
+@contextlib.contextmanager
+def eval_mode(model: nn.Module):
+    """Context manager: ``model`` in eval mode inside, every submodule's own mode restored on exit.
+
+    Every saliency method runs in it (:func:`tsmlib.saliency`, :func:`tsmlib.cam.saliency_maps`, the
+    baselines), so a model left in train mode is explained as it predicts -- BatchNorm with its running
+    statistics, no dropout -- its buffers are not updated, and its maps do not depend on the other images
+    of the batch. Modes are restored module by module (a model with some modules in eval mode and
+    others in train mode comes back the same), also when the block raises.
+
+    >>> with eval_mode(model):                     # doctest: +SKIP
+    ...     maps = tsmlib.saliency(model, x, "tsm", "layer4")
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def in_eval_mode(fn: Callable) -> Callable:
+    """Decorator: ``fn(model, ...)`` runs inside :func:`eval_mode` ``(model)``."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(model, *args, **kwargs):
+        with eval_mode(model):
+            return fn(model, *args, **kwargs)
+
+    return wrapper
 
 
 class ActivationCapture:
@@ -67,7 +101,15 @@ class ActivationCapture:
         Applied to the layer output before it is stored, e.g. to turn ViT tokens (B, N, D) into
         (B, D, h, w) feature maps.
     detach : bool
-        Store a detached tensor (default). ``False`` keeps the graph, for gradient-based methods.
+        Store a detached copy (default). ``False`` keeps the graph, for gradient-based methods.
+
+    The stored activations are the layer's output as it left the layer. Layers after it may edit that
+    tensor in place (``ReLU(inplace=True)`` after a DenseNet's last BatchNorm, ``out += identity`` in
+    a ResNet block after its ``bn2``), so with ``detach`` the hook stores a copy: one memory copy of
+    the layer's output per forward pass (under 1 % of a forward pass; see the tests). A tensor edited
+    in place cannot be detected *before* the edit, so every output is copied. With ``detach=False``
+    the graph-carrying output itself is kept (a copy would cut it from the model's output), and
+    :meth:`result` raises if a later layer edited it in place.
 
     Examples
     --------
@@ -86,6 +128,7 @@ class ActivationCapture:
         self.reshape_transform = reshape_transform
         self.detach = detach
         self.activations: torch.Tensor | None = None
+        self._version = None
         self._handle = None
 
     def _hook(self, module, inputs, output):
@@ -93,7 +136,10 @@ class ActivationCapture:
             output = output[0]
         if self.reshape_transform is not None:
             output = self.reshape_transform(output)
-        self.activations = output.detach() if self.detach else output
+        if self.detach:
+            self.activations = output.detach().clone()  # immune to later in-place edits of the output
+        else:
+            self.activations, self._version = output, output._version
 
     def __enter__(self) -> "ActivationCapture":
         self._handle = self.module.register_forward_hook(self._hook)
@@ -113,6 +159,10 @@ class ActivationCapture:
         if self.activations is None:
             raise RuntimeError(f"layer {self.layer!r} did not run during the forward pass; "
                                "is it part of the model's forward?")
+        if not self.detach and self.activations._version != self._version:
+            raise RuntimeError(f"the output of layer {self.layer!r} was modified in place after the layer "
+                               "(e.g. by ReLU(inplace=True) or `out += identity`): the kept tensor no longer "
+                               "holds the layer's output; capture with detach=True (a copy) instead")
         return self.activations
 
 

@@ -77,7 +77,8 @@ class MethodInfo:
     for activation methods (None otherwise). Both are imported on first access when registered as
     ``"module:function"`` strings. ``family`` is one of :data:`FAMILIES`; ``normalized`` marks a method
     whose maps are already final in [0, 1] at the input resolution (the whole-image yardstick), which
-    :func:`tsmlib.saliency` returns without min-max normalisation.
+    :func:`tsmlib.saliency` returns without min-max normalisation. ``display_name`` is the name a reader
+    sees in a figure or table ("Multivec-EigenCAM", a variant "MTSM (k=5)"; default: ``name``).
     """
 
     name: str
@@ -90,7 +91,12 @@ class MethodInfo:
     options: tuple = ()
     family: str = "user"
     normalized: bool = False
+    display_name: str = ""
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self):
+        if not self.display_name:
+            object.__setattr__(self, "display_name", self.name)
 
     @property
     def map_fn(self) -> Callable[..., torch.Tensor] | None:
@@ -112,7 +118,7 @@ _REGISTRY: dict[str, MethodInfo] = {}
 
 def register_method(name: str, fn: Target | None = None, *, label_free: bool, description: str = "",
                     overwrite: bool = False, map_fn: Target | None = None, family: str = "user",
-                    normalized: bool = False) -> MethodInfo:
+                    normalized: bool = False, display_name: str | None = None) -> MethodInfo:
     """Add a saliency method to the registry used by :func:`tsmlib.saliency`; returns its entry.
 
     ``fn(model, x, layer, targets, **options)`` returns maps (B, h, w) at any resolution, raw or
@@ -124,8 +130,8 @@ def register_method(name: str, fn: Target | None = None, *, label_free: bool, de
 
     A name already registered (built-ins included; compared by the lookup rule of
     :mod:`tsmlib._names`) raises ``ValueError`` unless ``overwrite=True``; the new entry then stays.
-    ``family`` (one of :data:`FAMILIES`, default ``"user"``) and ``normalized`` are described in
-    :class:`MethodInfo`.
+    ``family`` (one of :data:`FAMILIES`, default ``"user"``), ``normalized`` and ``display_name``
+    (default ``name``) are described in :class:`MethodInfo`.
     """
     if fn is None and map_fn is None:
         raise TypeError("register_method needs fn or map_fn")
@@ -134,7 +140,8 @@ def register_method(name: str, fn: Target | None = None, *, label_free: bool, de
     key = normalize_name(name)
     if key in _REGISTRY and not overwrite:
         raise ValueError(f"a saliency method named {_REGISTRY[key].name!r} is already registered (pass overwrite=True)")
-    info = MethodInfo(name, fn, bool(label_free), description, map_fn, family=family, normalized=bool(normalized))
+    info = MethodInfo(name, fn, bool(label_free), description, map_fn, family=family, normalized=bool(normalized),
+                      display_name=display_name or name)
     _REGISTRY[key] = info
     return info
 
@@ -262,7 +269,8 @@ def register_variant(base: str, **options) -> str:
     -------
     str
         :func:`variant_name` ``(base, **options)``, usable wherever a method name is. Registering the
-        same variant again is harmless (the entry is the same).
+        same variant again is harmless (the entry is the same). Its display name is the base's with the
+        options in brackets: ``"mtsm[k=5,weighting=uniform]"`` reads ``"MTSM (k=5, weighting=uniform)"``.
 
     Notes
     -----
@@ -287,50 +295,55 @@ def register_variant(base: str, **options) -> str:
     description = f"{base_info.name} with {', '.join(f'{k}={_format_value(v)}' for k, v in sorted(options.items()))}"
     key = normalize_name(name)
     if key not in _REGISTRY:
+        shown = name[len(base_info.name) + 1:-1].replace(",", ", ")
         _REGISTRY[key] = MethodInfo(name, activation_method(bound), True, description, bound, base=base_info.name,
-                                    options=tuple(sorted(options.items())), family="variant")
+                                    options=tuple(sorted(options.items())), family="variant",
+                                    display_name=f"{base_info.display_name} ({shown})")
     return _REGISTRY[key].name
 
 
 # ---------------------------------------------------------------------------------------------------
 # Built-in entries (lazy: nothing below imports tsmlib.methods or tsmlib.baselines)
 
+#: The paper's four methods: name -> (function of :mod:`tsmlib.methods`, display name, description).
 _OURS = {
-    "eigencam": ("eigencam", "First principal component of the centred feature matrix, deterministic sign"),
-    "tsm": ("tsm", "Tucker Saliency Map: first channel factor of the HOOI decomposition"),
-    "multivec-eigencam": ("multivec_eigencam", "All EigenCAM components, sigma-weighted"),
-    "mtsm": ("mtsm", "Multivector TSM: all Tucker channel components, weighted by the core slice norms"),
+    "eigencam": ("eigencam", "EigenCAM", "First principal component of the centred feature matrix, deterministic sign"),
+    "tsm": ("tsm", "TSM", "Tucker Saliency Map: first channel factor of the HOOI decomposition"),
+    "multivec-eigencam": ("multivec_eigencam", "Multivec-EigenCAM", "All EigenCAM components, sigma-weighted"),
+    "mtsm": ("mtsm", "MTSM", "Multivector TSM: all Tucker channel components, weighted by the core slice norms"),
 }
 
-#: The baselines of :mod:`tsmlib.baselines`: name -> (function there, label-free, description).
+#: The baselines of :mod:`tsmlib.baselines`: name -> (function there, label-free, display name, description).
 BUILTIN_BASELINES = {
-    "gradcam": ("gradcam", False, "Grad-CAM (pytorch-grad-cam): channel weights = spatial mean of the class-logit gradients"),
-    "gradcam++": ("gradcampp", False, "Grad-CAM++ (pytorch-grad-cam): second-order weighting of positive gradients"),
-    "xgradcam": ("xgradcam", False, "XGrad-CAM (pytorch-grad-cam): activation-normalised gradient weights"),
-    "layercam": ("layercam", False, "LayerCAM (pytorch-grad-cam): element-wise ReLU(gradient) x activation"),
-    "hirescam": ("hirescam", False, "HiResCAM (pytorch-grad-cam): element-wise gradient x activation"),
-    "scorecam": ("scorecam", False, "Score-CAM (pytorch-grad-cam): weights = softmax of masked-input scores, one forward per channel"),
-    "ablationcam": ("ablationcam", False, "Ablation-CAM (pytorch-grad-cam): weights = score drop when a channel is zeroed, one forward per channel"),
-    "gradcam-eigencam": ("gradcam_eigencam", True, "pytorch-grad-cam's EigenCAM as is (per-image NumPy SVD, LAPACK's sign)"),
-    "lafam": ("lafam", True, "LaFAM: channel mean of the target layer's activations (label-free)"),
+    "gradcam": ("gradcam", False, "Grad-CAM", "Grad-CAM (pytorch-grad-cam): channel weights = spatial mean of the class-logit gradients"),
+    "gradcam++": ("gradcampp", False, "Grad-CAM++", "Grad-CAM++ (pytorch-grad-cam): second-order weighting of positive gradients"),
+    "xgradcam": ("xgradcam", False, "XGrad-CAM", "XGrad-CAM (pytorch-grad-cam): activation-normalised gradient weights"),
+    "layercam": ("layercam", False, "LayerCAM", "LayerCAM (pytorch-grad-cam): element-wise ReLU(gradient) x activation"),
+    "hirescam": ("hirescam", False, "HiResCAM", "HiResCAM (pytorch-grad-cam): element-wise gradient x activation"),
+    "scorecam": ("scorecam", False, "Score-CAM", "Score-CAM (pytorch-grad-cam): weights = softmax of masked-input scores, one forward per channel"),
+    "ablationcam": ("ablationcam", False, "Ablation-CAM", "Ablation-CAM (pytorch-grad-cam): weights = score drop when a channel is zeroed, one forward per channel"),
+    "gradcam-eigencam": ("gradcam_eigencam", True, "EigenCAM (pytorch-grad-cam)", "pytorch-grad-cam's EigenCAM as is (per-image NumPy SVD, LAPACK's sign)"),
+    "lafam": ("lafam", True, "LaFAM", "LaFAM: channel mean of the target layer's activations (label-free)"),
 }
-#: The yardsticks of :mod:`tsmlib.yardsticks`: name -> (function there, maps already final, description).
+#: The yardsticks of :mod:`tsmlib.yardsticks`: name -> (function there, maps already final, display name,
+#: description).
 BUILTIN_YARDSTICKS = {
-    "whole-image": ("whole_image", True, "Yardstick: 1 on every pixel (removes nothing; scores the mask's share of the image)"),
-    "centre-prior": ("centre_prior", False, "Yardstick: isotropic Gaussian centred in the image, sigma = 0.25 x the shorter side"),
+    "whole-image": ("whole_image", True, "Whole image", "Yardstick: 1 on every pixel (removes nothing; scores the mask's share of the image)"),
+    "centre-prior": ("centre_prior", False, "Centre prior", "Yardstick: isotropic Gaussian centred in the image, sigma = 0.25 x the shorter side"),
 }
 #: name -> description of every built-in method.
-BUILTIN_DESCRIPTIONS = {**{n: d for n, (_, d) in _OURS.items()}, **{n: d for n, (_, _, d) in BUILTIN_BASELINES.items()},
-                        **{n: d for n, (_, _, d) in BUILTIN_YARDSTICKS.items()}}
+BUILTIN_DESCRIPTIONS = {**{n: d for n, (*_, d) in _OURS.items()}, **{n: d for n, (*_, d) in BUILTIN_BASELINES.items()},
+                        **{n: d for n, (*_, d) in BUILTIN_YARDSTICKS.items()}}
 
 
 def _builtin_entries() -> dict[str, dict]:
     """name -> :func:`register_method` keyword arguments of every built-in method (lazy targets)."""
     entries = {name: {"map_fn": f"tsmlib.methods:{fn_name}", "label_free": True, "description": description,
-                      "family": "ours"} for name, (fn_name, description) in _OURS.items()}
+                      "family": "ours", "display_name": shown}
+               for name, (fn_name, shown, description) in _OURS.items()}
     entries.update({name: {"fn": f"tsmlib.yardsticks:{fn_name}", "label_free": True, "description": description,
-                           "family": "yardstick", "normalized": final}
-                    for name, (fn_name, final, description) in BUILTIN_YARDSTICKS.items()})
+                           "family": "yardstick", "normalized": final, "display_name": shown}
+                    for name, (fn_name, final, shown, description) in BUILTIN_YARDSTICKS.items()})
     if importlib.util.find_spec("pytorch_grad_cam") is not None:  # grad-cam is a dependency
         entries.update({name: baseline_entry(name) for name in BUILTIN_BASELINES})
     return entries
@@ -355,9 +368,10 @@ def restore_builtin_methods() -> list[str]:
 
 def baseline_entry(name: str) -> dict:
     """The :func:`register_method` keyword arguments of the built-in baseline ``name`` (lazy targets)."""
-    fn_name, label_free, description = BUILTIN_BASELINES[name]
+    fn_name, label_free, shown, description = BUILTIN_BASELINES[name]
     return {"fn": f"tsmlib.baselines:{fn_name}", "label_free": label_free, "description": description,
-            "map_fn": "tsmlib.baselines:lafam_map" if name == "lafam" else None, "family": "baseline"}
+            "map_fn": "tsmlib.baselines:lafam_map" if name == "lafam" else None, "family": "baseline",
+            "display_name": shown}
 
 
 _declare_builtins()

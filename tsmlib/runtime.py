@@ -2,11 +2,16 @@
 
 * :func:`reuse_freed_memory` -- keep large freed blocks for reuse (glibc), which the ``tsmlib``
   command applies to its own process and the book's notebooks to their kernels.
+* :func:`check_output_dir`, :func:`check_device` -- the checks the commands run before any work:
+  an output folder that can be written, a device that exists.
 """
 
 from __future__ import annotations
 
-__all__ = ["reuse_freed_memory"]
+import os
+from pathlib import Path
+
+__all__ = ["reuse_freed_memory", "check_output_dir", "check_device"]
 
 
 def reuse_freed_memory(threshold: int = 1 << 30) -> bool:
@@ -43,3 +48,36 @@ def reuse_freed_memory(threshold: int = 1 << 30) -> bool:
     M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
     value = min(int(threshold), 2**31 - 1)
     return bool(mallopt(M_MMAP_THRESHOLD, value)) and bool(mallopt(M_TRIM_THRESHOLD, min(2 * value, 2**31 - 1)))
+
+
+def check_output_dir(out, flag: str = "out") -> str | None:
+    """Why ``out`` cannot be an output directory (an existing file, not writable), or None; ``flag``
+    names the setting in the message (``--out`` on the command line)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        return f"{flag} {out} is an existing file; expected a directory (it is created if missing)"
+    probe = out
+    while not probe.exists():  # the first existing ancestor must let us create the rest
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{flag} {out}: {probe} is a file, not a directory"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{flag} {out} is not writable ({probe}: permission denied); expected a directory you can write"
+    return None
+
+
+def check_device(device: str, flag: str = "device") -> str | None:
+    """Why ``device`` cannot be used here (CUDA asked for, none available; a malformed name), or None;
+    ``flag`` names the setting in the message."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        return f"unknown device {device!r}; expected cpu, cuda or cuda:N"
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            return f"{flag} {device}: CUDA is not available on this machine (torch {torch.__version__}); use --device cpu"
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            return f"{flag} {device}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+    return None

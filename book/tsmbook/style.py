@@ -153,7 +153,7 @@ def setup(seed: int = 0, *, dpi: int = FIGURE_DPI, context: str = "notebook", to
 
 
 def show_tables_with_display_names() -> bool:
-    """In IPython, show every DataFrame with :func:`tsmbook.plotting.readable_table` labels ("Average Drop
+    """In IPython, show every DataFrame with :func:`tsmbook.names.readable_table` labels ("Average Drop
     (%)", "Multivec-EigenCAM") instead of code names; the DataFrame itself is unchanged. Returns False
     outside IPython. Should the renaming fail for a table, that table is shown as it is."""
     try:
@@ -167,7 +167,7 @@ def show_tables_with_display_names() -> bool:
 
     import pandas.io.formats.style  # noqa: F401 - pd.io.formats.style.Styler
 
-    from .plotting import display_label, readable_table
+    from .names import display_label, readable_table
 
     def html(df):
         try:

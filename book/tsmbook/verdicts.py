@@ -46,14 +46,23 @@ explains what the model learnt. A metric that would be *better* but has an artef
 **artefact** instead; an artefact metric counts as neither better nor worse in the verdicts above (so it
 can keep a "better" claim from being supported, and does not change a "not worse" claim). A gain whose
 control comparison could not be computed stays a gain (``control_checked`` says so).
+
+**The sanity check's verdicts** (chapter 9), on the tables of :mod:`tsmlib.evaluation.sanity`:
+:func:`sanity_thresholds` derives two thresholds from the data (the noise floor of a tiny weight nudge, and
+the random-map anchor), :func:`sanity_verdicts` reads one of :data:`SANITY_VERDICTS` per scheme and method
+off a bootstrap interval, and :func:`label_free_verdict` turns those into the verdict on the chapter's
+claim.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
-__all__ = ["VERDICTS", "CLAIMS", "CONTROL_KEYS", "control_outcomes", "metric_outcomes", "verdict", "verdict_detail"]
+__all__ = ["VERDICTS", "CLAIMS", "CONTROL_KEYS", "control_outcomes", "metric_outcomes", "verdict", "verdict_detail",
+           "SANITY_VERDICTS", "similarity_values", "sanity_thresholds", "sanity_verdicts", "label_free_verdict"]
 
 #: The four possible verdicts.
 VERDICTS = ("supported", "partly supported", "not supported", "not testable here")
@@ -145,6 +154,8 @@ def metric_outcomes(family: pd.DataFrame, *, target: float | None = None, contro
     missing = {"metric", "ci_low", "ci_high"} - set(family.columns)
     if missing:
         raise KeyError(f"the family table lacks the column(s) {sorted(missing)}")
+    # rows are matched by position: families joined by pd.concat without ignore_index repeat labels
+    family = family.reset_index(drop=True)
     artefact = (control_outcomes(family, control, on=on)["artefact"] if control is not None
                 else pd.Series(False, index=family.index))
     rows = []
@@ -243,3 +254,155 @@ def verdict_detail(family: pd.DataFrame, *, target: float | None = None, control
     level = family["confidence"].dropna() if "confidence" in family else pd.Series(dtype=float)
     level = f", {100 * float(level.iloc[0]):.1f} % intervals" if len(level) else ""
     return f"{', '.join(parts)}; {len(family)} comparisons{level}"
+
+
+# ------------------------------------------------------------------------------------------------
+# The sanity check's verdicts (on tsmlib.evaluation.sanity's tables)
+
+#: The four verdicts of :func:`sanity_verdicts`.
+SANITY_VERDICTS = ("stays similar", "changes partly", "as different as a random map", "undecided")
+
+
+def similarity_values(df: pd.DataFrame, similarity: str = "spearman", *, absolute: bool | None = None) -> pd.DataFrame:
+    """The rows of one similarity, as the verdicts read them: ``|value|`` when ``absolute`` (default: for
+    Spearman only; an inverted map keeps its ranking, while a negative SSIM is a real dissimilarity), and NaN
+    (Spearman's rho of a *constant* map, e.g. a Grad-CAM that a random network leaves all zero) as 0: a
+    constant map keeps no ranking of the trained one's pixels."""
+    df = df[df["similarity"] == similarity].copy()
+    if df.empty:
+        raise ValueError(f"no {similarity!r} rows in the results")
+    df["value"] = df["value"].fillna(0.0)
+    if absolute is None:
+        absolute = similarity == "spearman"
+    if absolute:
+        df["value"] = df["value"].abs()
+    return df
+
+
+def sanity_thresholds(floor: pd.DataFrame, results: pd.DataFrame, *, methods: Sequence[str], random_method: str,
+                      similarity: str = "spearman", absolute: bool | None = None, quantile: float = 0.05) -> dict:
+    """The two thresholds of :func:`sanity_verdicts`, derived from the data rather than chosen.
+
+    * ``similar``: the ``quantile`` of the per-image similarities of ``methods`` under a tiny nudge of the
+      weights (:func:`tsmlib.evaluation.sanity.noise_floor`), pooled over methods and images: a similarity at least this high is
+      indistinguishable from noise-level change.
+    * ``random``: the ``1 - quantile`` quantile of the random-map anchor's per-image similarities over
+      every randomisation step (``step > 0``) of ``results``: up to this, a map is as unrelated as a
+      random one.
+
+    Values are read by :func:`similarity_values` (``absolute``: ``|rho|`` for Spearman by default; NaN
+    counts as 0). Raises
+    ``ValueError`` when the two overlap (``random >= similar``): the check could not tell the cases apart.
+    """
+    if not 0 < quantile < 0.5:
+        raise ValueError(f"quantile must be in (0, 0.5), got {quantile}")
+    fl = similarity_values(floor, similarity, absolute=absolute)
+    fl = fl[(fl["step"] > 0) & fl["method"].isin(list(methods))]["value"].dropna()
+    rnd = similarity_values(results, similarity, absolute=absolute)
+    rnd = rnd[(rnd["step"] > 0) & (rnd["method"] == random_method)]["value"].dropna()
+    if fl.empty:
+        raise ValueError(f"the noise floor has no rows for {list(methods)}")
+    if rnd.empty:
+        raise ValueError(f"the results have no rows of the random anchor {random_method!r}")
+    out = {"similar": float(np.quantile(fl, quantile)), "random": float(np.quantile(rnd, 1 - quantile))}
+    if out["random"] >= out["similar"]:
+        raise ValueError(f"thresholds overlap ({out}): the random anchor is as similar as the noise floor")
+    return out
+
+
+def sanity_verdicts(results: pd.DataFrame, *, similar: float, random: float, similarity: str = "spearman",
+                    absolute: bool | None = None, confidence: float = 0.95, n_resamples: int = 9999,
+                    seed: int = 0) -> pd.DataFrame:
+    """Per scheme and method: does the map stay similar once the weights are randomised?
+
+    The statistic, per scheme: ``"cascading"``: the similarity at the last step (every listed block
+    re-initialised); ``"independent"``: the similarity at the step whose randomisation lowers the method's
+    mean similarity most (the block the map depends on most). Its mean over the images gets a bootstrap
+    interval (:func:`tsmlib.evaluation.stats.mean_ci`; values read by :func:`similarity_values`: ``|rho|``,
+    a constant map as 0), and the rule is:
+
+    * **stays similar**: the interval reaches ``similar`` (its upper end >= ``similar``): the change cannot
+      be told apart from noise-level change, the check *fails* for this method;
+    * **as different as a random map**: the interval reaches ``random`` (lower end <= ``random``);
+    * **changes partly**: between the two; **undecided**: the interval reaches both.
+
+    Parameters
+    ----------
+    results : DataFrame
+        Rows of :func:`tsmlib.evaluation.sanity.model_randomization` (one or both schemes concatenated).
+    similar, random : float
+        The thresholds of :func:`sanity_thresholds`.
+
+    Returns
+    -------
+    DataFrame indexed by ``(scheme, method)``: ``step``, ``block`` (``layer_randomized``), ``mean``,
+    ``ci_low``, ``ci_high``, ``verdict``.
+    """
+    from tsmlib.evaluation.stats import mean_ci
+
+    if not random < similar:
+        raise ValueError(f"need random < similar, got random={random}, similar={similar}")
+    df = similarity_values(results, similarity, absolute=absolute)
+    if "scheme" not in df:
+        df = df.assign(scheme="cascading")
+    rows = []
+    for (scheme, method), d in df[df["step"] > 0].groupby(["scheme", "method"], sort=False):
+        means = d.groupby("step")["value"].mean()
+        step = int(means.index.max()) if scheme != "independent" else int(means.idxmin())
+        at = d[d["step"] == step]
+        vals = at["value"].to_numpy()
+        lo, hi = mean_ci(vals, confidence=confidence, n_resamples=n_resamples, seed=seed)
+        reaches_similar, reaches_random = hi >= similar, lo <= random
+        verdict = ("undecided" if reaches_similar and reaches_random else "stays similar" if reaches_similar
+                   else "as different as a random map" if reaches_random else "changes partly")
+        rows.append({"scheme": scheme, "method": method, "step": step,
+                     "block": at["layer_randomized"].iloc[0], "mean": float(vals.mean()) if vals.size else np.nan,
+                     "ci_low": lo, "ci_high": hi, "verdict": verdict})
+    if not rows:
+        raise ValueError("no randomisation steps (step > 0) in the results")
+    return pd.DataFrame(rows).set_index(["scheme", "method"])
+
+
+def label_free_verdict(verdicts: pd.DataFrame, label_free: Sequence[str]) -> dict:
+    """The verdict on "the label-free maps explain the model", from :func:`sanity_verdicts`.
+
+    The rule: **not testable here** without label-free methods; **not supported** when one of them stays
+    similar (or is undecided) under any scheme; **partly supported** when none does but some change only
+    partly; **supported** when every one is as different as a random map under every scheme.
+
+    Parameters
+    ----------
+    verdicts : DataFrame
+        :func:`sanity_verdicts` output, indexed by ``(scheme, method)``.
+    label_free : sequence of str
+        The label-free methods the claim is about (each must be in ``verdicts`` under every scheme).
+
+    Returns
+    -------
+    dict
+        ``verdict``; ``failing`` (methods that stay similar or are undecided somewhere); ``partly``
+        (method -> the schemes where it changes only partly); ``at_chance`` (method -> the schemes where
+        it is as different as a random map); methods in the order given.
+
+    >>> v = pd.DataFrame({"scheme": ["cascading"] * 2 + ["independent"] * 2, "method": ["a", "b"] * 2,
+    ...                   "verdict": ["changes partly", "as different as a random map"] + ["as different as a random map"] * 2}
+    ...                  ).set_index(["scheme", "method"])
+    >>> r = label_free_verdict(v, ["a", "b"])
+    >>> r["verdict"], r["partly"], r["failing"]
+    ('partly supported', {'a': ['cascading']}, [])
+    """
+    schemes = list(dict.fromkeys(verdicts.index.get_level_values("scheme")))
+    missing = [(s, m) for s in schemes for m in label_free if (s, m) not in verdicts.index]
+    if missing:
+        raise KeyError(f"no verdict for {missing}; the verdicts cover {sorted(set(verdicts.index))}")
+
+    def where(method, wanted):
+        return [s for s in schemes if verdicts.loc[(s, method), "verdict"] in wanted]
+
+    failing = [m for m in label_free if where(m, ("stays similar", "undecided"))]
+    partly = {m: where(m, ("changes partly",)) for m in label_free if where(m, ("changes partly",))}
+    at_chance = {m: where(m, ("as different as a random map",)) for m in label_free
+                 if where(m, ("as different as a random map",))}
+    verdict = ("not testable here" if not label_free else "not supported" if failing
+               else "partly supported" if partly else "supported")
+    return {"verdict": verdict, "failing": failing, "partly": partly, "at_chance": at_chance}

@@ -17,12 +17,11 @@ per object and a box-union foreground mask.
 
 from __future__ import annotations
 
-import os
 import re
 from functools import lru_cache
 from pathlib import Path
 
-from .common import DatasetNotFoundError, Sample, boxes_to_mask, open_rgb, read_voc_xml
+from .common import DatasetNotFoundError, Sample, boxes_to_mask, open_rgb, orient_boxes, read_voc_xml, stored_size
 
 __all__ = ["ilsvrc2012_wnids", "wnid_to_index", "imagenet_classes", "ImageNetVal"]
 
@@ -161,13 +160,14 @@ class ImageNetVal:
 
     def __getitem__(self, i: int) -> Sample:
         path, label = self.items[i]
-        image = open_rgb(path)
+        image, turn = open_rgb(path, return_transpose=True)
         boxes, box_labels, mask = [], [], None
         if self.bbox_dir is not None:
             xml = self.bbox_dir / (path.stem + ".xml")
             if xml.is_file():
                 ann = read_voc_xml(xml)
-                boxes = [o["box"] for o in ann["objects"]]
+                # drawn on the stored pixels: turned with them
+                boxes = orient_boxes([o["box"] for o in ann["objects"]], stored_size(image.size, turn), turn)
                 box_labels = [o["name"] for o in ann["objects"]]
                 mask = boxes_to_mask(boxes, image.size)
         return Sample(

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .common import DatasetNotFoundError, Sample, open_rgb
+from .common import DatasetNotFoundError, Sample, open_rgb, orient_boxes, orient_mask, stored_size
 from .imagenet import imagenet_classes
 
 __all__ = ["photos_root", "photo_manifest", "photo_names", "load_photo", "load_photos", "PhotoSet"]
@@ -53,8 +53,8 @@ def photo_names(root=None) -> list[str]:
 
 
 def _record_to_sample(rec: dict, root: Path) -> Sample:
-    image = open_rgb(root / rec["file"])
-    mask = np.asarray(Image.open(root / rec["mask"]).convert("L")) > 127
+    image, turn = open_rgb(root / rec["file"], return_transpose=True)
+    mask = orient_mask(np.asarray(Image.open(root / rec["mask"]).convert("L")) > 127, turn)
     if mask.shape != (image.height, image.width):
         raise ValueError(f"mask of {rec['name']} has shape {mask.shape}, image is {image.size[::-1]}")
     labels = [int(i) for i in rec["imagenet_ids"]]
@@ -68,7 +68,7 @@ def _record_to_sample(rec: dict, root: Path) -> Sample:
         labels=labels,
         mask=mask,
         void=None,
-        boxes=[tuple(o["box"]) for o in rec["objects"]],
+        boxes=orient_boxes([o["box"] for o in rec["objects"]], stored_size(image.size, turn), turn),
         box_labels=[o["label"] for o in rec["objects"]],
         classes=[names[i] for i in labels],
         meta={k: rec[k] for k in ("license", "attribution", "source_package", "source_item",

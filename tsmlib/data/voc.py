@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .common import DatasetNotFoundError, Sample, open_rgb, read_voc_xml
+from .common import DatasetNotFoundError, Sample, open_rgb, orient_boxes, orient_mask, read_voc_xml
 
 __all__ = ["VOC_CLASSES", "VOCSegmentation"]
 
@@ -82,11 +82,11 @@ class VOCSegmentation:
         seg_path = self.dir / "SegmentationClass" / f"{vid}.png"
         if not seg_path.is_file():
             raise DatasetNotFoundError(f"VOC segmentation missing for {vid}: {seg_path}")
-        image = open_rgb(img_path)
+        image, turn = open_rgb(img_path, return_transpose=True)  # the segmentation is turned with it
         seg_img = Image.open(seg_path)
         if seg_img.mode not in ("P", "L"):
             raise ValueError(f"{seg_path}: expected a palette or grey PNG of class indices, got mode {seg_img.mode}")
-        seg = np.asarray(seg_img).astype(np.uint8)
+        seg = orient_mask(np.asarray(seg_img).astype(np.uint8), turn)
         if seg.shape != (image.height, image.width):
             raise ValueError(f"{seg_path}: shape {seg.shape} differs from the image {image.size[::-1]}")
         bad = np.setdiff1d(np.unique(seg), list(range(len(VOC_CLASSES))) + [VOID])
@@ -97,7 +97,7 @@ class VOCSegmentation:
         ann = self.dir / "Annotations" / f"{vid}.xml"
         if ann.is_file():
             parsed = read_voc_xml(ann)
-            boxes = [o["box"] for o in parsed["objects"]]
+            boxes = orient_boxes([o["box"] for o in parsed["objects"]], seg_img.size, turn)
             box_labels = [o["name"] for o in parsed["objects"]]
         return Sample(
             name=vid, image=image, label=None, labels=[],

@@ -45,11 +45,9 @@ from .metrics import (
 )
 from .runner import ALL_METRICS, COLUMNS, PAPER_METRICS, EvaluationConfig, Record, as_record, evaluate, prepare_records
 from .sanity import (cascading_randomization, independent_randomization, model_randomization, noise_floor,
-                     sanity_summary, sanity_thresholds, sanity_verdicts, spearman, ssim, label_free_verdict)
+                     sanity_summary, spearman, ssim)
 from .scores import ClassScore, EmbeddingSimilarity, make_score, probe_score
-from .summary import (best_iou_threshold, best_method, comparison_line, comparison_table,
-                      format_relative_change, interval_cell, interval_table, metric_column, paper_table,
-                      ranked_methods, summarize, summary_value)
+from .summary import best_iou_threshold, paper_table, summarize, summary_value
 from . import stats
 from .metric_registry import METRICS, MetricInfo, higher_is_better, metric_info, metric_label, register_metric
 from .stats import (beats_all_references, compare, compare_family, compare_to_references, holm, interval_outcome,
@@ -62,11 +60,9 @@ __all__ = [
     "relevance_rank_accuracy", "ALL_METRICS", "COLUMNS", "PAPER_METRICS", "Record",
     "EvaluationConfig", "register_metric",
     "as_record", "evaluate", "prepare_records", "cascading_randomization",
-    "independent_randomization", "model_randomization", "noise_floor", "sanity_summary", "sanity_thresholds",
-    "sanity_verdicts", "label_free_verdict", "spearman", "ssim",
-    "ClassScore", "EmbeddingSimilarity", "make_score", "probe_score", "best_iou_threshold", "best_method",
-    "summary_value", "paper_table", "summarize", "comparison_line", "comparison_table",
-    "format_relative_change", "interval_cell", "interval_table", "metric_column", "ranked_methods", "stats",
+    "independent_randomization", "model_randomization", "noise_floor", "sanity_summary", "spearman", "ssim",
+    "ClassScore", "EmbeddingSimilarity", "make_score", "probe_score", "best_iou_threshold",
+    "summary_value", "paper_table", "summarize", "stats",
     "METRICS", "MetricInfo", "higher_is_better", "metric_info", "metric_label",
     "compare", "compare_family", "compare_to_references", "beats_all_references", "holm", "interval_outcome",
     "mean_ci", "paired_relative_change", "paired_test", "relative_change",

@@ -50,8 +50,10 @@ class MetricInfo:
           explanation-masked inputs ``O`` (B,) (masked once per batch for all confidence metrics);
         * ``"mask"``: ``compute(S, mask, config)`` with maps ``S`` (b, S, S) in [0, 1] and label masks
           (b, S, S) of the b images that have a mask, and the :class:`~tsmlib.evaluation.EvaluationConfig`;
-        * ``"perturbation"``: ``compute(curves, config)`` with the output of
-          :func:`~tsmlib.evaluation.metrics.deletion_insertion_auc` (computed once per batch).
+        * ``"perturbation"``: ``compute(curves, config)`` with a mapping of the batch's perturbation
+          results, each computed once, on first use: the keys of
+          :func:`~tsmlib.evaluation.metrics.deletion_insertion_auc` (``"deletion"``, ``"insertion"``) and
+          of :func:`~tsmlib.evaluation.road.road` (``"road"``, ``"morf"``, ``"lerf"``).
 
         None for a metric the runner does not compute (a name for rows made otherwise, such as
         ``"similarity_drop"``: Average Drop in the cosine score space, renamed by a chapter).
@@ -59,6 +61,9 @@ class MetricInfo:
         Returns (B,) values; with ``thresholds`` (``config -> sequence``) it returns (B, T), one row per
         threshold, and with ``threshold`` (``config -> float``) the rows record that threshold.
     threshold, thresholds : callable or None
+    by_default : bool
+        Computed by :func:`tsmlib.evaluation.evaluate` when no metrics are named (in ``ALL_METRICS``);
+        False for a costly metric asked for by name (``"road"``).
     """
 
     name: str
@@ -70,6 +75,7 @@ class MetricInfo:
     compute: Callable | None = field(default=None, repr=False)
     threshold: Callable | None = field(default=None, repr=False)
     thresholds: Callable | None = field(default=None, repr=False)
+    by_default: bool = True
 
     def __post_init__(self):
         if self.kind is not None and self.kind not in KINDS:
@@ -103,7 +109,8 @@ METRICS: dict[str, MetricInfo] = {}
 
 def register_metric(name: str, kind: str | None = None, compute: Callable | None = None, *, display: str,
                     higher_is_better: bool, unit: str = "", digits: int = 3, threshold: Callable | None = None,
-                    thresholds: Callable | None = None, overwrite: bool = False) -> MetricInfo:
+                    thresholds: Callable | None = None, by_default: bool = True,
+                    overwrite: bool = False) -> MetricInfo:
     """Add a metric to :data:`METRICS`; with ``kind`` and ``compute``, :func:`tsmlib.evaluation.evaluate`
     computes it when asked for it by name. The arguments are the fields of :class:`MetricInfo`.
 
@@ -111,7 +118,8 @@ def register_metric(name: str, kind: str | None = None, compute: Callable | None
     """
     if name in METRICS and not overwrite:
         raise ValueError(f"a metric named {name!r} is already registered (pass overwrite=True)")
-    info = MetricInfo(name, display, unit, bool(higher_is_better), int(digits), kind, compute, threshold, thresholds)
+    info = MetricInfo(name, display, unit, bool(higher_is_better), int(digits), kind, compute, threshold, thresholds,
+                      bool(by_default))
     METRICS[name] = info
     return info
 
@@ -167,6 +175,10 @@ for _name, _display, _higher in (("mse", "MSE", False), ("energy_pointing_game",
     register_metric(_name, "mask", _mask_metric(getattr(M, _name)), display=_display, higher_is_better=_higher)
 register_metric("deletion", "perturbation", _curve("deletion"), display="Deletion AUC", higher_is_better=False)
 register_metric("insertion", "perturbation", _curve("insertion"), display="Insertion AUC", higher_is_better=True)
+# ROAD (Rong et al. 2022; tsmlib.evaluation.road): the combined score (LeRF - MoRF) / 2 at the percentiles
+# 10, ..., 90 with noisy linear imputation (noise 0.01, seed 0), in the run's score space. Not computed by
+# default: it costs 18 imputations (linear solves) and forward passes per image and method.
+register_metric("road", "perturbation", _curve("road"), display="ROAD", higher_is_better=True, by_default=False)
 # not computed by the runner: Average Drop in the cosine score space, as chapter 6 names its rows
 register_metric("similarity_drop", display="Similarity drop", unit="%", higher_is_better=False, digits=1)
 del _name, _display, _higher

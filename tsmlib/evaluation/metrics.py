@@ -16,14 +16,17 @@ its threshold-free summary :func:`iou_auc`), :func:`mse`, :func:`energy_pointing
 :func:`relevance_rank_accuracy` (Arras et al. 2022, CLEVR-XAI). Perturbation curves:
 :func:`deletion_insertion_auc` (Petsiuk et al. 2018, RISE).
 
-Masks are integer label images ``(B, H, W)``: 0 is background, any other value is foreground, and
-``void`` (255 in Pascal VOC) marks pixels ignored by every mask metric.
+Masks are integer label images ``(B, H, W)``: 0 is background, any positive value is foreground, and
+``void`` (255 in Pascal VOC) marks pixels ignored by every mask metric; a negative label other than
+``void`` raises ``ValueError`` (an "ignore" label such as -1 is not silently foreground).
 
 Undefined values are reported as NaN, never as a division by zero and never silently as 0:
 IoU when neither the mask nor the binarised map has a foreground pixel (or every pixel is void),
-MSE when every pixel is void, the energy pointing game when the map sums to zero on the valid pixels;
-the IoU AUC and the two relevance accuracies when the mask has no foreground on the valid pixels (there
-is nothing to find), the relevance accuracies also when the map has no positive value on them.
+MSE when every pixel is void; the IoU AUC, the two pointing games and the two relevance accuracies when
+the mask has no foreground on the valid pixels (there is nothing to find); the energy pointing game and
+the relevance accuracies also when the map has no positive value on them, and the pointing game when the
+map is constant on them (an all-zero or all-one map has no peak to point with). A batch of 0 images
+gives empty results, shape ``(0,)`` (``(0, T)`` for :func:`iou_curve`).
 """
 
 from __future__ import annotations
@@ -75,6 +78,8 @@ def _check_maps(saliency: torch.Tensor, name: str = "saliency") -> torch.Tensor:
 
 
 def _check_unit_range(saliency: torch.Tensor, name: str = "saliency", tol: float = 1e-4) -> None:
+    if saliency.numel() == 0:
+        return  # a batch of 0 maps: nothing to check (and min()/max() of an empty tensor raise)
     lo, hi = float(saliency.min()), float(saliency.max())
     if lo < -tol or hi > 1 + tol:
         raise ValueError(
@@ -83,7 +88,7 @@ def _check_unit_range(saliency: torch.Tensor, name: str = "saliency", tol: float
         )
 
 
-def _check_mask(mask: torch.Tensor, saliency: torch.Tensor) -> torch.Tensor:
+def _check_mask(mask: torch.Tensor, saliency: torch.Tensor, void: int | None = VOID) -> torch.Tensor:
     if not isinstance(mask, torch.Tensor):
         raise TypeError(f"mask must be a torch.Tensor of shape (B, H, W), got {type(mask).__name__}")
     if mask.ndim == 2:
@@ -93,9 +98,13 @@ def _check_mask(mask: torch.Tensor, saliency: torch.Tensor) -> torch.Tensor:
             f"mask shape {tuple(mask.shape)} does not match saliency shape {tuple(saliency.shape)}; "
             "resize the mask with nearest-neighbour interpolation (or upsample the map) to the same size"
         )
-    if mask.is_floating_point():
-        if not bool(((mask == mask.round()) & (mask >= 0)).all()):
-            raise ValueError("mask must hold integer labels (0 background, >0 foreground, 255 void)")
+    if mask.is_floating_point() and not bool((mask == mask.round()).all()):
+        raise ValueError("mask must hold integer labels (0 background, >0 foreground, 255 void)")
+    if mask.dtype != torch.bool and bool(((mask < 0) & (mask != (0 if void is None else void))).any()):
+        raise ValueError(
+            f"mask holds negative labels (min {int(mask.min())}); labels are 0 background, >0 foreground and "
+            f"void={void} ignored. Map an 'ignore' label such as -1 to {VOID}, or pass void=-1"
+        )
     return mask.to(saliency.device)
 
 
@@ -155,8 +164,9 @@ def average_gain(Y: torch.Tensor, O: torch.Tensor) -> torch.Tensor:
     Parameters
     ----------
     Y, O : torch.Tensor, shape (B,)
-        Scores on the full and on the explanation-masked image, in ``[0, 1]`` (probabilities or cosine
-        similarities).
+        Scores on the full and on the explanation-masked image, at most 1 (probabilities or cosine
+        similarities); a score above 1 (a logit) raises ``ValueError``, for ``Y`` and ``O`` alike. ``O``
+        may exceed 1 by float rounding (up to ``1e-6``, a cosine of two equal vectors): it counts as 1.
 
     Returns
     -------
@@ -165,13 +175,14 @@ def average_gain(Y: torch.Tensor, O: torch.Tensor) -> torch.Tensor:
         possible and the term is defined as 0 (the cosine score space always has ``Y == 1``).
     """
     Y, O = _check_scores(Y, O)
-    if bool((Y > 1).any()):
-        raise ValueError(
-            f"Average Gain needs scores in [0, 1] (probabilities); got max(Y) = {float(Y.max()):.4g}. "
-            "Use score='softmax' rather than logits."
-        )
+    for name, v, limit in (("Y", Y, 1.0), ("O", O, 1.0 + 1e-6)):
+        if bool((v > limit).any()):
+            raise ValueError(
+                f"Average Gain needs scores in [0, 1] (probabilities); got max({name}) = {float(v.max()):.4g}. "
+                "Use score='softmax' rather than logits."
+            )
     headroom = 1 - Y
-    gain = torch.clamp(O - Y, min=0)
+    gain = torch.clamp(O.clamp(max=1) - Y, min=0)
     return torch.where(headroom > 0, 100.0 * gain / headroom.clamp(min=torch.finfo(Y.dtype).tiny), torch.zeros_like(Y))
 
 
@@ -287,7 +298,7 @@ def iou_curve(saliency: torch.Tensor, mask: torch.Tensor, thresholds: Sequence[f
     """
     saliency = _check_maps(saliency)
     _check_unit_range(saliency)
-    mask = _check_mask(mask, saliency)
+    mask = _check_mask(mask, saliency, void)
     if thresholds is None:
         thresholds = default_thresholds()
     t = torch.as_tensor(thresholds, dtype=saliency.dtype, device=saliency.device).reshape(-1)
@@ -361,7 +372,7 @@ def iou_auc(saliency: torch.Tensor, mask: torch.Tensor, thresholds: Sequence[flo
         raise ValueError(f"iou_auc needs at least two increasing thresholds in [0, 1], got {t.tolist()}")
     saliency = _check_maps(saliency)
     curves = iou_curve(saliency, mask, t, void=void).double()  # (B, T); checks the range and the mask
-    fg, _ = foreground_and_valid(_check_mask(mask, saliency), void)
+    fg, _ = foreground_and_valid(_check_mask(mask, saliency, void), void)
     t = t.to(curves.device)
     area = ((curves[:, 1:] + curves[:, :-1]) * (t[1:] - t[:-1]) / 2).sum(-1) / (t[-1] - t[0])
     area = torch.where(fg.flatten(1).any(-1), area, torch.full_like(area, float("nan")))
@@ -371,7 +382,7 @@ def iou_auc(saliency: torch.Tensor, mask: torch.Tensor, thresholds: Sequence[flo
 def _positive_relevance(saliency: torch.Tensor, mask: torch.Tensor, void: int | None):
     """Shared set-up of the relevance accuracies: positive part of the map, foreground, valid pixels."""
     saliency = _check_maps(saliency)
-    mask = _check_mask(mask, saliency)
+    mask = _check_mask(mask, saliency, void)
     fg, valid = foreground_and_valid(mask, void)
     R = saliency.clamp(min=0) * valid
     return R.flatten(1), fg.flatten(1), valid.flatten(1)
@@ -459,7 +470,7 @@ def mse(saliency: torch.Tensor, mask: torch.Tensor, *, void: int | None = VOID) 
     """
     saliency = _check_maps(saliency)
     _check_unit_range(saliency)
-    mask = _check_mask(mask, saliency)
+    mask = _check_mask(mask, saliency, void)
     fg, valid = foreground_and_valid(mask, void)
     err = (saliency - fg.to(saliency.dtype)) ** 2 * valid
     n = valid.flatten(1).sum(-1).to(saliency.dtype)
@@ -479,37 +490,70 @@ def energy_pointing_game(saliency: torch.Tensor, mask: torch.Tensor, *, void: in
     -------
     torch.Tensor, shape (B,)
         Fraction of the map's energy inside the foreground, in [0, 1] (higher is better); NaN where the
-        map is zero on every valid pixel.
+        map is zero on every valid pixel, and where the mask has no foreground on them (nothing to find:
+        as :func:`relevance_mass_accuracy`, which it equals on these non-negative maps).
     """
     saliency = _check_maps(saliency)
     if bool((saliency < 0).any()):
         raise ValueError("the energy pointing game needs a non-negative map (min-max normalise it first)")
-    mask = _check_mask(mask, saliency)
+    mask = _check_mask(mask, saliency, void)
     fg, valid = foreground_and_valid(mask, void)
     total = (saliency * valid).flatten(1).sum(-1)
     inside = (saliency * fg).flatten(1).sum(-1)
-    return torch.where(total > 0, inside / total.clamp(min=torch.finfo(total.dtype).tiny),
+    ok = (total > 0) & fg.flatten(1).any(-1)
+    return torch.where(ok, inside / total.clamp(min=torch.finfo(total.dtype).tiny),
                        torch.full_like(total, float("nan")))
 
 
-def pointing_game(saliency: torch.Tensor, mask: torch.Tensor, *, void: int | None = VOID) -> torch.Tensor:
+def pointing_game(saliency: torch.Tensor, mask: torch.Tensor, *, void: int | None = VOID,
+                  tolerance: float = 0) -> torch.Tensor:
     """Per-image pointing game hit (Zhang et al. 2016): is the map's maximum on the foreground?
 
     The maximum is taken over non-void pixels; ties count as a hit if any maximal pixel is foreground.
+    A map that is constant on the valid pixels (an all-zero map, a dead Grad-CAM, the all-ones map) has
+    no peak: every pixel ties, and such a map would "hit" any non-empty mask, so it scores NaN instead
+    (as :func:`energy_pointing_game` and the relevance accuracies do for an all-zero map).
+
+    Parameters
+    ----------
+    saliency, mask : torch.Tensor, shape (B, H, W)
+        Finite maps; integer masks as in :func:`iou`.
+    void : int or None
+        Label of ignored pixels.
+    tolerance : float
+        A peak also hits when a foreground pixel lies within this Euclidean distance, in pixels of the
+        map (a disk around the peak, as TorchRay's ``pointing_game``). Zhang et al. allow 15 px, to absorb
+        the offset of a coarse map's peak; ``tolerance=15`` gives their setting. The default, 0, is the
+        rule the book's published numbers use: the maps are upsampled to the mask's resolution and the
+        masks are hand-checked segmentations, so a hit means the peak is on the object itself.
 
     Returns
     -------
     torch.Tensor, shape (B,)
-        1.0 for a hit, 0.0 for a miss, NaN where the mask has no foreground (the game cannot be played).
+        1.0 for a hit, 0.0 for a miss, NaN where the mask has no foreground (the game cannot be played)
+        or the map is constant on the valid pixels (no peak to point with).
     """
     saliency = _check_maps(saliency)
-    mask = _check_mask(mask, saliency)
+    mask = _check_mask(mask, saliency, void)
+    if not tolerance >= 0:
+        raise ValueError(f"tolerance must be a distance >= 0 in pixels, got {tolerance}")
     fg, valid = foreground_and_valid(mask, void)
     s = saliency.masked_fill(~valid, float("-inf")).flatten(1)
-    peak = s == s.max(-1, keepdim=True).values
-    hit = (peak & fg.flatten(1)).any(-1).to(saliency.dtype)
-    has_fg = fg.flatten(1).any(-1)
-    return torch.where(has_fg, hit, torch.full_like(hit, float("nan")))
+    top = s.max(-1, keepdim=True).values if s.shape[-1] else s[:, :1]
+    peak = s == top
+    lowest = saliency.masked_fill(~valid, float("inf")).flatten(1)
+    constant = (lowest.min(-1).values == top[:, 0]) if s.shape[-1] else torch.ones(s.shape[0], dtype=torch.bool,
+                                                                                      device=s.device)
+    target = fg
+    if tolerance > 0:
+        r = int(tolerance)
+        t = torch.arange(-r, r + 1, device=saliency.device, dtype=torch.float64)
+        disk = ((t[:, None] ** 2 + t[None, :] ** 2) <= float(tolerance) ** 2).to(saliency.dtype)
+        near = F.conv2d(fg[:, None].to(saliency.dtype), disk[None, None], padding=r)[:, 0] > 0
+        target = near
+    hit = (peak & target.flatten(1)).any(-1).to(saliency.dtype)
+    ok = fg.flatten(1).any(-1) & ~constant
+    return torch.where(ok, hit, torch.full_like(hit, float("nan")))
 
 
 # ------------------------------------------------------------------------------- deletion/insertion

@@ -305,8 +305,9 @@ class EvaluationConfig:
 CONFIDENCE_METRICS = metrics_of_kind("confidence")
 MASK_METRICS = metrics_of_kind("mask")
 PERTURBATION_METRICS = metrics_of_kind("perturbation")
-#: The built-in metrics the runner computes (the default of :func:`evaluate`).
-ALL_METRICS = tuple(name for name, info in METRICS.items() if info.kind is not None)
+#: The built-in metrics computed by default (the default of :func:`evaluate`): every computed entry of the
+#: registry but those registered with ``by_default=False`` (``"road"``, asked for by name).
+ALL_METRICS = tuple(name for name, info in METRICS.items() if info.kind is not None and info.by_default)
 #: The paper's four metrics.
 PAPER_METRICS = ("average_drop", "increase_in_confidence", "mse", "iou")
 
@@ -400,14 +401,14 @@ def evaluate(model: nn.Module, images: Iterable, methods, metrics: Sequence[str]
         shard = None
         if shard_dir is not None:
             shard = shard_dir / f"batch{b:06d}-{_batch_fingerprint(batch)[:16]}.csv"
-            cached = _read_shard(shard)  # None when absent, truncated or corrupt: recomputed
+            cached = _read_shard(shard, fingerprint=key, index=b)  # None when absent or corrupt: recomputed
             if cached is not None:
                 frames.append(cached)
                 start += len(batch)
                 continue
         df = stream.evaluate_batch(batch, start)
         if shard is not None:
-            _write_shard(shard, df)
+            _write_shard(shard, df, fingerprint=key, index=b)
         frames.append(df)
         start += len(batch)
     return stream.finish(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS))
@@ -497,44 +498,103 @@ def _device_of(model: nn.Module) -> torch.device:
 
 
 _SHARD_END = "# end sha256="
+_SHARD_HEAD = "# tsmlib shard "
 
 
-def _write_shard(path: Path, df: pd.DataFrame) -> None:
-    """Write a shard atomically (unique temp file + os.replace), ending in a digest of its content."""
-    text = df.to_csv(index=False)
-    with _fp.atomic_path(path) as tmp:
-        tmp.write_text(text + _SHARD_END + hashlib.sha256(text.encode()).hexdigest() + "\n")
+class ShardError(OSError):
+    """A shard file cannot be written, or holds another shard than its name says."""
 
 
-def _read_shard(path: Path) -> pd.DataFrame | None:
-    """A shard's table; None (a miss) when it is absent, truncated or otherwise corrupt."""
+def _write_shard(path: Path, df: pd.DataFrame, *, fingerprint: str | None = None, index: int | None = None) -> None:
+    """Write a shard atomically (unique temp file + os.replace), ending in a digest of its content.
+
+    The first line records the run's ``fingerprint`` and the shard's ``index``, so a file copied onto
+    another shard's name is recognised (:func:`_read_shard`); image ids are written as JSON
+    (:func:`_encode_id`), so they come back with their type.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ShardError(f"cannot write shard {path}: a directory has its name; remove it and run again")
+    df = df.assign(image=df["image"].map(_encode_id))
+    text = f"{_SHARD_HEAD}{json.dumps({'fingerprint': fingerprint, 'index': index})}\n" + df.to_csv(index=False)
     try:
-        raw = path.read_text()
-    except (FileNotFoundError, UnicodeDecodeError):
+        with _fp.atomic_path(path) as tmp:
+            tmp.write_text(text + _SHARD_END + hashlib.sha256(text.encode()).hexdigest() + "\n")
+    except OSError as exc:
+        raise ShardError(f"cannot write shard {path}: {exc.strerror or exc}") from exc
+
+
+def _shard_identity(path: Path) -> dict | None:
+    """The fingerprint and index a shard file records in its first line (None: no such line)."""
+    try:
+        with open(path) as f:
+            line = f.readline()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not line.startswith(_SHARD_HEAD):
+        return None
+    try:
+        return json.loads(line[len(_SHARD_HEAD):])
+    except ValueError:
+        return None
+
+
+def _read_shard(path: Path, *, fingerprint: str | None = None, index: int | None = None) -> pd.DataFrame | None:
+    """A shard's table; None (a miss, so it is recomputed) when it is absent, unreadable (a directory,
+    no permission), truncated or otherwise corrupt, or holds another shard than ``fingerprint`` and
+    ``index`` (when given) say: a file copied onto another shard's name."""
+    try:
+        raw = Path(path).read_text()
+    except (OSError, UnicodeDecodeError):
         return None
     text, sep, tail = raw.rpartition(_SHARD_END)
     if not sep or tail.strip() != hashlib.sha256(text.encode()).hexdigest():
         return None
+    head, _, body = text.partition("\n")
+    if not head.startswith(_SHARD_HEAD):
+        return None
     try:
-        df = pd.read_csv(io.StringIO(text), dtype={"image": str, "note": str}, keep_default_na=False,
+        identity = json.loads(head[len(_SHARD_HEAD):])
+    except ValueError:
+        return None
+    if (fingerprint is not None and identity.get("fingerprint") != fingerprint) or \
+            (index is not None and identity.get("index") != index):
+        return None
+    try:
+        df = pd.read_csv(io.StringIO(body), dtype={"image": str, "note": str}, keep_default_na=False,
                          na_values={"value": ["", "NaN", "nan"], "threshold": ["", "NaN", "nan"]})
     except (ValueError, pd.errors.ParserError):
         return None
     if not set(COLUMNS) <= set(df.columns):
         return None
     df["note"] = df["note"].fillna("").astype(str)
-    # ids are written as text; keep integer ids integer so cached and fresh tables compare equal
-    df["image"] = df["image"].map(_maybe_int)
-    if all(isinstance(v, int) for v in df["image"]):
+    # ids come back with the type they were written with ("7" stays a string, 7 an int, 1.5 a float)
+    df["image"] = df["image"].map(_decode_id)
+    if len(df) and all(isinstance(v, int) and not isinstance(v, bool) for v in df["image"]):
         df["image"] = df["image"].astype("int64")
     return df[COLUMNS]
 
 
-def _maybe_int(v):
+def _encode_id(v) -> str:
+    """An image id as JSON text: ints, floats, strings and bools keep their type through a shard; any
+    other id (a path, a tuple) is written as its ``str``."""
+    import numbers
+
+    if isinstance(v, (bool, str)) or v is None:
+        return json.dumps(v)
+    if isinstance(v, numbers.Integral):
+        return json.dumps(int(v))
+    if isinstance(v, numbers.Real):
+        return json.dumps(float(v))
+    return json.dumps(str(v))
+
+
+def _decode_id(text):
+    """The inverse of :func:`_encode_id`."""
     try:
-        return int(v) if str(int(v)) == str(v) else v
+        return json.loads(text)
     except (TypeError, ValueError):
-        return v
+        return text
 
 
 def _mask_to(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -560,6 +620,37 @@ def _batch_maps(model, x: torch.Tensor, fns: Mapping, subsets: Mapping, cfg: Eva
         maps.update({n: r.maps for n, r in results.items()})
         outputs[sel] = next(iter(results.values())).output
     return maps, outputs
+class _PerturbationResults(Mapping):
+    """The perturbation results of one method's batch, each computed on first use: deletion/insertion
+    (:func:`~tsmlib.evaluation.metrics.deletion_insertion_auc`) and ROAD (:func:`~tsmlib.evaluation.road.road`)."""
+
+    _GROUPS = {"deletion": "rise", "insertion": "rise", "road": "road", "morf": "road", "lerf": "road"}
+
+    def __init__(self, score_fn, x, maps, cfg: EvaluationConfig, masking_options: Mapping):
+        self._args = (score_fn, x, maps, cfg, dict(masking_options))
+        self._done: dict[str, dict] = {}
+
+    def _compute(self, group: str) -> dict:
+        score_fn, x, maps, cfg, masking_options = self._args
+        if group == "rise":
+            return M.deletion_insertion_auc(score_fn, x, maps, steps=cfg.steps, deletion_baseline=cfg.deletion_baseline,
+                                            insertion_baseline=cfg.insertion_baseline,
+                                            chunk_size=cfg.score_batch_size, **masking_options)
+        from .road import road
+
+        return road(score_fn, x, maps, chunk_size=cfg.score_batch_size)
+
+    def __getitem__(self, key):
+        group = self._GROUPS[key]
+        if group not in self._done:
+            self._done[group] = self._compute(group)
+        return self._done[group][key]
+
+    def __iter__(self):
+        return iter(self._GROUPS)
+
+    def __len__(self) -> int:
+        return len(self._GROUPS)
 
 
 def _evaluate_batch(model, batch: list[Record], fns, start: int, cfg: EvaluationConfig, run: _Run) -> pd.DataFrame:
@@ -636,11 +727,8 @@ def _evaluate_batch(model, batch: list[Record], fns, start: int, cfg: Evaluation
         if "confidence" in kinds:
             inputs["confidence"] = (Y[idx], scorer(M.masked_input(xs, S, cfg.masking, **masking_options), ctx))
         if "perturbation" in kinds:
-            curves = M.deletion_insertion_auc(lambda imgs, k: scorer(imgs, ctx[k]), xs, S, steps=cfg.steps,
-                                              deletion_baseline=cfg.deletion_baseline,
-                                              insertion_baseline=cfg.insertion_baseline,
-                                              chunk_size=cfg.score_batch_size, **masking_options)
-            inputs["perturbation"] = (curves, cfg)
+            inputs["perturbation"] = (_PerturbationResults(lambda imgs, k, _ctx=ctx: scorer(imgs, _ctx[k]), xs, S,
+                                                           cfg, masking_options), cfg)
         with_mask = [j for j, i in enumerate(sel) if has_mask[i]]
         mask_which = [sel[j] for j in with_mask]
         if with_mask and "mask" in kinds:

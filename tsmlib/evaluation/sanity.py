@@ -13,10 +13,9 @@ Spearman rank correlation and SSIM (both in torch, batched). Two schemes share o
 Two anchors run like methods: :func:`edge_map` (a Sobel edge map of the image, which ignores the model:
 similarity 1 under any randomisation) and :func:`random_map` (a smooth random map, drawn afresh for every
 model: low similarity at every step). :func:`noise_floor` measures the similarity that a tiny nudge of the
-trained weights leaves, and :func:`sanity_thresholds` / :func:`sanity_verdicts` turn both into a rule:
-a method *stays similar* when its similarity after randomisation cannot be told apart from that noise
-level. :func:`randomisation_blocks`, :func:`group_blocks` and :func:`block_label` give the steps and their
-names in words.
+trained weights leaves; the book turns both into its verdicts (``tsmbook.verdicts``: a method *stays
+similar* when its similarity after randomisation cannot be told apart from that noise level).
+:func:`tsmlib.models.randomise.randomisation_blocks` and ``group_blocks`` give the steps.
 
 The target of label-dependent methods stays the class predicted by the *original* model, as in the paper.
 """
@@ -25,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import re
 from typing import Sequence
 
 import numpy as np
@@ -239,61 +237,6 @@ def random_map(model: nn.Module, x: torch.Tensor, layer=None, targets=None, *, g
 random_map.label_free = True
 
 
-_WORDS = {"fc": "classifier", "_fc": "classifier", "classifier": "classifier",
-          "_conv_head": "head", "_bn1": "head", "conv_head": "head",
-          "_conv_stem": "stem", "_bn0": "stem", "conv_stem": "stem", "conv1": "stem", "bn1": "stem"}
-_BLOCK_LISTS = ("_blocks", "blocks", "features", "layers")
-
-
-def _one_label(model: nn.Module | None, name: str) -> str:
-    parts = name.split(".")
-    if parts[-1].isdigit() and len(parts) > 1:
-        parent = parts[-2]
-        prefix = "" if parent in _BLOCK_LISTS else f"{parent} "
-        return f"{prefix}block {int(parts[-1]) + 1}"
-    return _WORDS.get(parts[-1], name.removeprefix("net."))
-
-
-def block_label(model: nn.Module | None, block: str | Sequence[str]) -> str:
-    """A randomisation step in words, for axis labels.
-
-    ``"net._fc"`` -> ``"classifier"``, ``"net._blocks.15"`` -> ``"block 16"``, ``"layer4.2"`` ->
-    ``"layer4 block 3"``, stem and head convolutions and their batch norms -> ``"stem"``, ``"head"``; a
-    group of blocks joins its members, with consecutive block numbers as a range:
-    ``("net._bn1", "net._conv_head", "net._blocks.15", "net._blocks.14")`` -> ``"head, blocks 15-16"``.
-    ``"(none)"`` or an empty group -> ``"none (trained)"``.
-    """
-    names = [block] if isinstance(block, str) else list(block)
-    if not names or names == ["(none)"]:
-        return "none (trained)"
-    labels: list[str] = []
-    numbered: dict[str, list[int]] = {}
-    for name in names:
-        label = _one_label(model, name)
-        match = re.fullmatch(r"(.*?)block (\d+)", label)
-        if match:
-            prefix = match.group(1)
-            if prefix not in numbered:
-                numbered[prefix] = []
-                labels.append(("block", prefix))
-            numbered[prefix].append(int(match.group(2)))
-        elif label not in labels:
-            labels.append(label)
-    words = []
-    for item in labels:
-        if isinstance(item, tuple):
-            prefix, nums = item[1], sorted(numbered[item[1]])
-            if len(nums) == 1:
-                words.append(f"{prefix}block {nums[0]}")
-            elif nums == list(range(nums[0], nums[-1] + 1)):
-                words.append(f"{prefix}blocks {nums[0]}\u2013{nums[-1]}")
-            else:
-                words.append(f"{prefix}blocks {', '.join(map(str, nums))}")
-        else:
-            words.append(item)
-    return ", ".join(words)
-
-
 def _check_similarities(similarities) -> list[str]:
     similarities = list(similarities)
     for s in similarities:
@@ -428,155 +371,6 @@ def noise_floor(model: nn.Module, x: torch.Tensor, methods, layer, *, scale: flo
     return _compare_steps(model, x, fns, options, layer, targets, steps, similarities, ids, "perturbation", False)
 
 
-# ------------------------------------------------------------------------------------------ verdicts
-SANITY_VERDICTS = ("stays similar", "changes partly", "as different as a random map", "undecided")
-
-
-def similarity_values(df: pd.DataFrame, similarity: str = "spearman", *, absolute: bool | None = None) -> pd.DataFrame:
-    """The rows of one similarity, as the verdicts read them: ``|value|`` when ``absolute`` (default: for
-    Spearman only; an inverted map keeps its ranking, while a negative SSIM is a real dissimilarity), and NaN
-    (Spearman's rho of a *constant* map, e.g. a Grad-CAM that a random network leaves all zero) as 0: a
-    constant map keeps no ranking of the trained one's pixels."""
-    df = df[df["similarity"] == similarity].copy()
-    if df.empty:
-        raise ValueError(f"no {similarity!r} rows in the results")
-    df["value"] = df["value"].fillna(0.0)
-    if absolute is None:
-        absolute = similarity == "spearman"
-    if absolute:
-        df["value"] = df["value"].abs()
-    return df
-
-
-def sanity_thresholds(floor: pd.DataFrame, results: pd.DataFrame, *, methods: Sequence[str], random_method: str,
-                      similarity: str = "spearman", absolute: bool | None = None, quantile: float = 0.05) -> dict:
-    """The two thresholds of :func:`sanity_verdicts`, derived from the data rather than chosen.
-
-    * ``similar``: the ``quantile`` of the per-image similarities of ``methods`` under a tiny nudge of the
-      weights (:func:`noise_floor`), pooled over methods and images: a similarity at least this high is
-      indistinguishable from noise-level change.
-    * ``random``: the ``1 - quantile`` quantile of the random-map anchor's per-image similarities over
-      every randomisation step (``step > 0``) of ``results``: up to this, a map is as unrelated as a
-      random one.
-
-    Values are read by :func:`similarity_values` (``absolute``: ``|rho|`` for Spearman by default; NaN
-    counts as 0). Raises
-    ``ValueError`` when the two overlap (``random >= similar``): the check could not tell the cases apart.
-    """
-    if not 0 < quantile < 0.5:
-        raise ValueError(f"quantile must be in (0, 0.5), got {quantile}")
-    fl = similarity_values(floor, similarity, absolute=absolute)
-    fl = fl[(fl["step"] > 0) & fl["method"].isin(list(methods))]["value"].dropna()
-    rnd = similarity_values(results, similarity, absolute=absolute)
-    rnd = rnd[(rnd["step"] > 0) & (rnd["method"] == random_method)]["value"].dropna()
-    if fl.empty:
-        raise ValueError(f"the noise floor has no rows for {list(methods)}")
-    if rnd.empty:
-        raise ValueError(f"the results have no rows of the random anchor {random_method!r}")
-    out = {"similar": float(np.quantile(fl, quantile)), "random": float(np.quantile(rnd, 1 - quantile))}
-    if out["random"] >= out["similar"]:
-        raise ValueError(f"thresholds overlap ({out}): the random anchor is as similar as the noise floor")
-    return out
-
-
-def sanity_verdicts(results: pd.DataFrame, *, similar: float, random: float, similarity: str = "spearman",
-                    absolute: bool | None = None, confidence: float = 0.95, n_resamples: int = 9999,
-                    seed: int = 0) -> pd.DataFrame:
-    """Per scheme and method: does the map stay similar once the weights are randomised?
-
-    The statistic, per scheme: ``"cascading"``: the similarity at the last step (every listed block
-    re-initialised); ``"independent"``: the similarity at the step whose randomisation lowers the method's
-    mean similarity most (the block the map depends on most). Its mean over the images gets a bootstrap
-    interval (:func:`tsmlib.evaluation.stats.mean_ci`; values read by :func:`similarity_values`: ``|rho|``,
-    a constant map as 0), and the rule is:
-
-    * **stays similar**: the interval reaches ``similar`` (its upper end >= ``similar``): the change cannot
-      be told apart from noise-level change, the check *fails* for this method;
-    * **as different as a random map**: the interval reaches ``random`` (lower end <= ``random``);
-    * **changes partly**: between the two; **undecided**: the interval reaches both.
-
-    Parameters
-    ----------
-    results : DataFrame
-        Rows of :func:`model_randomization` (one or both schemes concatenated).
-    similar, random : float
-        The thresholds of :func:`sanity_thresholds`.
-
-    Returns
-    -------
-    DataFrame indexed by ``(scheme, method)``: ``step``, ``block`` (``layer_randomized``), ``mean``,
-    ``ci_low``, ``ci_high``, ``verdict``.
-    """
-    from .stats import mean_ci
-
-    if not random < similar:
-        raise ValueError(f"need random < similar, got random={random}, similar={similar}")
-    df = similarity_values(results, similarity, absolute=absolute)
-    if "scheme" not in df:
-        df = df.assign(scheme="cascading")
-    rows = []
-    for (scheme, method), d in df[df["step"] > 0].groupby(["scheme", "method"], sort=False):
-        means = d.groupby("step")["value"].mean()
-        step = int(means.index.max()) if scheme != "independent" else int(means.idxmin())
-        at = d[d["step"] == step]
-        vals = at["value"].to_numpy()
-        lo, hi = mean_ci(vals, confidence=confidence, n_resamples=n_resamples, seed=seed)
-        reaches_similar, reaches_random = hi >= similar, lo <= random
-        verdict = ("undecided" if reaches_similar and reaches_random else "stays similar" if reaches_similar
-                   else "as different as a random map" if reaches_random else "changes partly")
-        rows.append({"scheme": scheme, "method": method, "step": step,
-                     "block": at["layer_randomized"].iloc[0], "mean": float(vals.mean()) if vals.size else np.nan,
-                     "ci_low": lo, "ci_high": hi, "verdict": verdict})
-    if not rows:
-        raise ValueError("no randomisation steps (step > 0) in the results")
-    return pd.DataFrame(rows).set_index(["scheme", "method"])
-
-
-def label_free_verdict(verdicts: pd.DataFrame, label_free: Sequence[str]) -> dict:
-    """The verdict on "the label-free maps explain the model", from :func:`sanity_verdicts`.
-
-    The rule: **not testable here** without label-free methods; **not supported** when one of them stays
-    similar (or is undecided) under any scheme; **partly supported** when none does but some change only
-    partly; **supported** when every one is as different as a random map under every scheme.
-
-    Parameters
-    ----------
-    verdicts : DataFrame
-        :func:`sanity_verdicts` output, indexed by ``(scheme, method)``.
-    label_free : sequence of str
-        The label-free methods the claim is about (each must be in ``verdicts`` under every scheme).
-
-    Returns
-    -------
-    dict
-        ``verdict``; ``failing`` (methods that stay similar or are undecided somewhere); ``partly``
-        (method -> the schemes where it changes only partly); ``at_chance`` (method -> the schemes where
-        it is as different as a random map); methods in the order given.
-
-    >>> v = pd.DataFrame({"scheme": ["cascading"] * 2 + ["independent"] * 2, "method": ["a", "b"] * 2,
-    ...                   "verdict": ["changes partly", "as different as a random map"] + ["as different as a random map"] * 2}
-    ...                  ).set_index(["scheme", "method"])
-    >>> r = label_free_verdict(v, ["a", "b"])
-    >>> r["verdict"], r["partly"], r["failing"]
-    ('partly supported', {'a': ['cascading']}, [])
-    """
-    schemes = list(dict.fromkeys(verdicts.index.get_level_values("scheme")))
-    missing = [(s, m) for s in schemes for m in label_free if (s, m) not in verdicts.index]
-    if missing:
-        raise KeyError(f"no verdict for {missing}; the verdicts cover {sorted(set(verdicts.index))}")
-
-    def where(method, wanted):
-        return [s for s in schemes if verdicts.loc[(s, method), "verdict"] in wanted]
-
-    failing = [m for m in label_free if where(m, ("stays similar", "undecided"))]
-    partly = {m: where(m, ("changes partly",)) for m in label_free if where(m, ("changes partly",))}
-    at_chance = {m: where(m, ("as different as a random map",)) for m in label_free
-                 if where(m, ("as different as a random map",))}
-    verdict = ("not testable here" if not label_free else "not supported" if failing
-               else "partly supported" if partly else "supported")
-    return {"verdict": verdict, "failing": failing, "partly": partly, "at_chance": at_chance}
-
-
 def sanity_summary(results: pd.DataFrame, *, similarity: str = "spearman", threshold: float = 0.9,
                    absolute: bool = True) -> pd.DataFrame:
     """Per method: mean similarity to the trained maps once *every* module is re-initialised, and a flag.
@@ -612,3 +406,161 @@ def sanity_summary(results: pd.DataFrame, *, similarity: str = "spearman", thres
     )
     out["weight_independent"] = out["final_similarity"] > threshold
     return out
+
+
+# ------------------------------------------------------------------------- sMPRT and eMPRT (Quantus 0.6)
+def smooth_model_randomization(model: nn.Module, x: torch.Tensor, methods, layer, *, n_samples: int = 50,
+                               noise: float = 0.1, noise_seed: int = 0, method_options=None,
+                               **kwargs) -> pd.DataFrame:
+    """Smooth MPRT (sMPRT; Hedström et al. 2024, "Sanity Checks Revisited", Quantus's ``SmoothMPRT``):
+    :func:`model_randomization` on maps averaged over noisy copies of the images.
+
+    Plain MPRT over-reports a method's sensitivity to the weights when its maps are noisy (shattered
+    gradients): two noisy maps correlate little even when the model did not change. sMPRT denoises first:
+    each method's map is the mean of its maps on ``n_samples`` copies ``x + eps``, with
+    ``eps ~ N(0, (noise * (max x - min x))^2)`` per image (its range), the last copy noise-free, as in
+    Quantus. The noise is drawn once (seed ``noise_seed``) and reused at every step, so the trained and
+    the randomised models see the same copies (Quantus draws afresh for every model).
+
+    Parameters
+    ----------
+    model, x, methods, layer
+        As in :func:`model_randomization`.
+    n_samples : int
+        Noisy copies per image (Quantus's ``nr_samples``; 50 by default there too).
+    noise : float
+        Noise level relative to each image's value range (Quantus's ``noise_magnitude``, 0.1).
+    noise_seed : int
+        Seed of the noise.
+    method_options
+        Options per registry method.
+    **kwargs
+        Everything else of :func:`model_randomization` (``scheme``, ``blocks``, ``similarities``, ``seed``,
+        ``targets``, ...).
+
+    Returns
+    -------
+    pandas.DataFrame
+        :func:`model_randomization`'s rows, computed on the averaged maps. The Spearman values equal
+        Quantus's (it compares ``|a| / max|a|`` of the averaged maps, the same ranks for these
+        non-negative maps).
+    """
+    if int(n_samples) < 1:
+        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    if not noise >= 0:
+        raise ValueError(f"noise must be >= 0, got {noise}")
+    if not isinstance(x, torch.Tensor) or x.ndim != 4:
+        raise ValueError(f"x must be a batch of images (B, C, H, W), got {tuple(getattr(x, 'shape', ()))}")
+    fns = resolve_methods(methods, method_options)
+    options = dict(method_options or {})
+    eps = smooth_noise(x, n_samples, noise, noise_seed)
+
+    def smoothed(name, fn):
+        def run(net, xs, layer_, targets):
+            if xs.shape != x.shape:
+                raise ValueError("smooth_model_randomization's maps are for the images it was given")
+            total = None
+            for e in eps:
+                m = saliency_maps(net, xs + e.to(device=xs.device, dtype=xs.dtype), {name: fn}, layer_, targets,
+                                  options={name: options[name]} if name in options else None,
+                                  layer_gradients=True)[name].maps.double()
+                total = m if total is None else total + m
+            return total / len(eps)
+
+        run.__name__ = name
+        return run
+
+    return model_randomization(model, x, {name: smoothed(name, fn) for name, fn in fns.items()}, layer, **kwargs)
+
+
+def smooth_noise(x: torch.Tensor, n_samples: int, noise: float, seed: int = 0) -> torch.Tensor:
+    """The noise of :func:`smooth_model_randomization`: ``(n_samples, B, C, H, W)`` float64 draws of
+    ``N(0, (noise * (max x_b - min x_b))^2)`` per image ``b`` (on the CPU, seed ``seed``); the last one is 0."""
+    span = (x.flatten(1).max(1).values - x.flatten(1).min(1).values).double().cpu().view(1, -1, 1, 1, 1)
+    eps = torch.randn((int(n_samples), *x.shape), generator=torch.Generator().manual_seed(int(seed)),
+                      dtype=torch.float64) * (noise * span)
+    eps[-1] = 0
+    return eps
+
+
+def discrete_entropy(maps: torch.Tensor, n_bins: int = 100) -> torch.Tensor:
+    """Per-map Shannon entropy (nats) of the histogram of its values (Quantus's ``discrete_entropy``).
+
+    ``n_bins`` equal bins over each map's ``[min, max]``, the last one closed (:func:`numpy.histogram`'s
+    rule), then ``-sum p log p`` of the bin shares (:func:`scipy.stats.entropy`). A constant map has
+    entropy 0.
+
+    Parameters
+    ----------
+    maps : torch.Tensor, shape (B, H, W) (or (B, N))
+    n_bins : int
+
+    Returns
+    -------
+    torch.Tensor, shape (B,), float64
+    """
+    if int(n_bins) < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    v = maps.flatten(1).double()
+    B, N = v.shape
+    lo, hi = v.min(1, keepdim=True).values, v.max(1, keepdim=True).values
+    steps = torch.arange(n_bins + 1, dtype=torch.float64, device=v.device) / n_bins
+    edges = lo + (hi - lo) * steps  # (B, n_bins + 1)
+    edges[:, -1:] = hi
+    idx = (torch.searchsorted(edges.contiguous(), v.contiguous(), right=True) - 1).clamp(0, n_bins - 1)
+    idx = torch.where(hi > lo, idx, torch.zeros_like(idx))
+    counts = torch.zeros(B, n_bins, dtype=torch.float64, device=v.device).scatter_add_(1, idx, torch.ones_like(v))
+    p = counts / N
+    return -(torch.where(p > 0, p * torch.log(p.clamp(min=1e-300)), torch.zeros_like(p))).sum(1)
+
+
+def efficient_model_randomization(model: nn.Module, x: torch.Tensor, methods, layer, *, n_bins: int = 100,
+                                  blocks: Sequence | None = None, seed: int = 0,
+                                  targets: torch.Tensor | None = None, method_options=None,
+                                  image_ids: Sequence | None = None) -> pd.DataFrame:
+    """Efficient MPRT (eMPRT; Hedström et al. 2024, "Sanity Checks Revisited", Quantus's ``EfficientMPRT``):
+    the relative rise in a map's complexity from the trained to the fully randomised model.
+
+    Instead of comparing maps step by step (MPRT), eMPRT compares two states only: the trained model and
+    the model with every block of ``blocks`` re-initialised (the last step of the cascading scheme of
+    :func:`randomised_models`). Complexity is the :func:`discrete_entropy` of the map's values; a map that
+    depends on what the model learnt should become more complex (noisier) when the weights are random:
+    ``emprt = (H_random - H_trained) / H_trained``, higher is better.
+
+    Parameters
+    ----------
+    model, x, methods, layer, targets, method_options, image_ids
+        As in :func:`model_randomization`.
+    n_bins : int
+        Histogram bins of the entropy (Quantus's default, 100, when no binning rule is chosen).
+    blocks : sequence of str or of tuples of str, optional
+        What is re-initialised (all of it, cumulatively); default every parameterised module.
+    seed : int
+        Seed of the re-initialisation (:func:`randomise_block_`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per image and method: ``image``, ``method``, ``complexity_trained``, ``complexity_random``
+        and ``emprt``; NaN where the trained model's map is constant (entropy 0).
+    """
+    model, fns, options, layer, targets, _, ids = _prepare(model, x, methods, layer, targets, ["spearman"],
+                                                           method_options, image_ids)
+    order = list(blocks) if blocks is not None else parameterised_modules_in_call_order(model, x)[::-1]
+    if not order:
+        raise ValueError("eMPRT needs at least one block to randomise")
+    trained = random = None
+    for step, _, net in randomised_models(model, order, scheme="cascading", seed=seed):
+        if step == 0:
+            trained = {n: discrete_entropy(r.maps, n_bins) for n, r in
+                       saliency_maps(net, x, fns, layer, targets, options=options, layer_gradients=True).items()}
+        elif step == len(order):
+            random = {n: discrete_entropy(r.maps, n_bins) for n, r in
+                      saliency_maps(net, x, fns, layer, targets, options=options, layer_gradients=True).items()}
+    rows = []
+    for name in fns:
+        h0, h1 = trained[name].cpu(), random[name].cpu()
+        rise = torch.where(h0 > 0, (h1 - h0) / h0.clamp(min=1e-300), torch.full_like(h0, float("nan")))
+        rows.extend({"image": i, "method": name, "complexity_trained": float(a), "complexity_random": float(b),
+                     "emprt": float(r)} for i, a, b, r in zip(ids, h0.tolist(), h1.tolist(), rise.tolist()))
+    return pd.DataFrame(rows, columns=["image", "method", "complexity_trained", "complexity_random", "emprt"])

@@ -14,6 +14,11 @@ Every chapter that says "method A is x % better than method B" computes it here,
 * the **paired difference** of two settings on one metric (:func:`paired_difference`) is the mean of
   the per-image differences ``A - B`` in the metric's own unit, with the BCa interval of that mean and
   the same test; chapter 3 compares ablation settings with it;
+* an **interval needs at least** :func:`min_sample` values (4 at 95 % and up to 99.2 %, 5 up to 99.9 %): with fewer,
+  one resample (every draw the smallest value) is more likely than the tail an interval leaves out, so a
+  bootstrap interval cannot be narrower than the values' range and says nothing about the mean.
+  :func:`mean_ci`, :func:`paired_difference` and :func:`paired_relative_change` then give a NaN interval
+  ("undecided" for :func:`interval_outcome`, "not computable" for the verdicts), and keep the point value;
 * a **family** of comparisons (all the metrics and models of one claim) gets Holm-adjusted p-values
   (:func:`statsmodels.stats.multitest.multipletests`) and Bonferroni-widened intervals (each at level
   ``1 - alpha / m``, so that all ``m`` intervals hold together with probability at least ``1 - alpha``).
@@ -32,6 +37,7 @@ import pandas as pd
 from .metric_registry import higher_is_better as _higher_is_better
 
 __all__ = [
+    "min_sample",
     "mean_ci",
     "relative_change",
     "paired_relative_change",
@@ -67,6 +73,25 @@ def _check_level(confidence: float) -> None:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
 
 
+def min_sample(confidence: float = 0.95) -> int:
+    """The fewest values a bootstrap interval at level ``confidence`` is computed from.
+
+    The smallest ``n >= 2`` with ``n ** -n < (1 - confidence) / 2``. With fewer values, the resample that
+    draws the smallest value ``n`` times (probability ``n ** -n``) is more likely than the tail the interval
+    leaves out, so the interval cannot be narrower than the range of the values: one value or two equal
+    differences would otherwise give a zero-width interval that reads as certain.
+
+    >>> min_sample(0.95), min_sample(0.8), min_sample(0.999)
+    (4, 3, 5)
+    """
+    _check_level(confidence)
+    tail = (1 - confidence) / 2
+    n = 2
+    while n ** -n >= tail:
+        n += 1
+    return n
+
+
 def _bootstrap(data: tuple, statistic, *, paired: bool, confidence: float, n_resamples: int, seed: int,
                method: str) -> tuple[float, float]:
     from scipy import stats
@@ -99,13 +124,14 @@ def mean_ci(values, *, confidence: float = 0.95, n_resamples: int = 9999, seed: 
     Returns
     -------
     (low, high) : tuple of float
-        ``(nan, nan)`` for no values; ``(v, v)`` when every value is ``v`` (one value included).
+        ``(nan, nan)`` for fewer than :func:`min_sample` values (4 at 95 %; one value included);
+        ``(v, v)`` when every value is ``v``.
     """
     _check_level(confidence)
     v = _finite_1d(values, "values")
     if np.isnan(v).any():
         raise ValueError("mean_ci got NaN values; drop them first (summarize does and counts them)")
-    if v.size == 0:
+    if v.size < min_sample(confidence):
         return float("nan"), float("nan")
     if np.all(v == v[0]):
         return float(v[0]), float(v[0])
@@ -147,8 +173,9 @@ def paired_relative_change(method_values, reference_values, *, higher_is_better:
     Returns
     -------
     (change, low, high) : tuple of float
-        NaN where undefined (no images, reference mean 0); the interval is NaN for one image and
-        ``(0, 0)`` when the two methods agree on every image.
+        NaN where undefined (no images, reference mean 0); the interval is NaN for fewer than
+        :func:`min_sample` images (4 at 95 %), as :func:`mean_ci`'s, and ``(0, 0)`` when the two methods
+        agree on every image.
     """
     _check_level(confidence)
     a = _finite_1d(method_values, "method_values")
@@ -162,7 +189,7 @@ def paired_relative_change(method_values, reference_values, *, higher_is_better:
     if a.size == 0:
         return nan, nan, nan
     point = relative_change(a.mean(), b.mean(), higher_is_better)
-    if not np.isfinite(point) or a.size == 1:
+    if not np.isfinite(point) or a.size < min_sample(confidence):
         return point, nan, nan
     if np.all(a == b):
         return point, 0.0, 0.0
@@ -173,7 +200,10 @@ def paired_relative_change(method_values, reference_values, *, higher_is_better:
     low, high = _bootstrap((a, b), statistic, paired=True, confidence=confidence, n_resamples=n_resamples,
                            seed=seed, method=method)
     if not (np.isfinite(low) and np.isfinite(high)) and method == "BCa":
-        # BCa is undefined where a resample's reference mean is 0; the percentile interval is not
+        # BCa can be NaN where the percentile interval is not (a degenerate jackknife, too few distinct
+        # resamples). Where some resamples have a zero reference mean, the relative change is undefined
+        # there and both intervals are NaN (scipy's percentiles propagate NaN, scipy >= 1.17 at least):
+        # the comparison is then not computable, rather than an interval from the other resamples only.
         low, high = _bootstrap((a, b), statistic, paired=True, confidence=confidence, n_resamples=n_resamples,
                                seed=seed, method="percentile")
     return point, low, high
@@ -184,7 +214,8 @@ def paired_test(method_values, reference_values, test: str = "wilcoxon") -> floa
 
     ``"wilcoxon"``: :func:`scipy.stats.wilcoxon` (signed ranks of the differences; zero differences
     dropped, as Wilcoxon's original rule); ``"t"``: :func:`scipy.stats.ttest_rel`. Returns 1.0 when
-    every difference is zero and NaN for fewer than two images.
+    every difference is zero and NaN for fewer than two images. NaN values raise ``ValueError``, as in
+    :func:`paired_relative_change` (keep the images both methods have a value for: :func:`paired_values`).
     """
     from scipy import stats
 
@@ -194,6 +225,9 @@ def paired_test(method_values, reference_values, test: str = "wilcoxon") -> floa
         raise ValueError(f"paired values need equal lengths, got {a.size} and {b.size}")
     if test not in ("wilcoxon", "t"):
         raise ValueError(f"test must be 'wilcoxon' or 't', got {test!r}")
+    if np.isnan(a).any() or np.isnan(b).any():
+        raise ValueError("paired values hold NaN; keep only the images both methods have a value for "
+                         "(paired_values does)")
     if a.size < 2:
         return float("nan")
     d = a - b
@@ -264,7 +298,8 @@ def paired_difference(method_values, reference_values, *, confidence: float = 0.
         The two settings' values on the same ``n`` images, in the same order (e.g. the columns of
         :func:`paired_values`).
     confidence, n_resamples, seed
-        The bootstrap interval of the mean difference (:func:`mean_ci`, BCa).
+        The bootstrap interval of the mean difference (:func:`mean_ci`, BCa; NaN for fewer than
+        :func:`min_sample` images).
     test : {"wilcoxon", "t"}
         The paired test (:func:`paired_test`).
 

@@ -229,7 +229,8 @@ def calibration_photos(spec, n_views: int = CALIBRATION_VIEWS, seed: int = RANDO
 def random_variant(spec, *, seed: int = RANDOM_SEED, n_views: int = CALIBRATION_VIEWS):
     """The registry entry of the random-weight control of the model ``spec`` describes.
 
-    Same architecture, preprocessing, target layer and classes, named ``<name>_random``; its builder builds
+    Same architecture, preprocessing, target layer and classes, named ``<name>_random`` (displayed as
+    ``"<display name> (random weights)"``); its builder builds
     ``spec``'s model (with its weights: the same file requirements) and returns
     :func:`randomised_copy` of it with seed ``seed``, the BatchNorm statistics re-estimated on
     :func:`calibration_photos` (``n_views`` per photograph). The loaded model has ``kind="random"`` and
@@ -251,7 +252,7 @@ def random_variant(spec, *, seed: int = RANDOM_SEED, n_views: int = CALIBRATION_
         return model, {}, {"kind": "random", "info": info}
 
     return dataclasses.replace(
-        spec, name=f"{spec.name}_random", builder=build,
+        spec, name=f"{spec.name}_random", display_name=f"{spec.display_name} (random weights)", builder=build,
         description=f"{spec.name} with random weights (control): every weight re-initialised (seed {seed}), "
                     f"BatchNorm statistics re-estimated on crops of the offline photographs",
         reference="this project: tsmlib.models.randomise (the random-weight control of Adebayo et al. 2018)")

@@ -124,6 +124,9 @@ class ModelSpec:
         generic torchvision path.
     reference : str
         Paper / repository, for documentation.
+    display_name : str
+        The name a reader sees in a figure or table ("EfficientNet-Lite0", "DINO ResNet-50"; default
+        ``name``).
     """
 
     name: str
@@ -141,6 +144,11 @@ class ModelSpec:
     classes: str | tuple[str, ...] | None = "imagenet"
     builder: Callable | None = field(default=None, compare=False, repr=False)
     reference: str = ""
+    display_name: str = ""
+
+    def __post_init__(self):
+        if not self.display_name:
+            object.__setattr__(self, "display_name", self.name)
 
 
 @dataclass

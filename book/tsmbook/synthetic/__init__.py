@@ -9,7 +9,9 @@ textures, pixel-exact masks) and small ResNets trained on them supervised and se
   :mod:`~tsmbook.synthetic.steps`, :mod:`~tsmbook.synthetic.probes`, :mod:`~tsmbook.synthetic.loops` and
   :mod:`~tsmbook.synthetic.export`
 * :mod:`tsmbook.synthetic.zoo` - loading the committed weights of ``data/ssl``
-* :mod:`tsmbook.synthetic.figures` - sample and training-curve figures
+
+Its figures (scenes, training curves) are :func:`tsmbook.figures.plot_samples` and
+:func:`tsmbook.figures.plot_training_curves`.
 """
 
 from .data import FASHION_MNIST_CLASSES, SceneConfig, SyntheticSet, generate, load_fashion_mnist, render_scene

@@ -228,15 +228,21 @@ def fit_probes(cfg: dict, data: dict, out: Path, log=None) -> dict:
         torch.save(model.state_dict(), out / f"{name}_final.pt")
         results[name] = res
         _log(f"probes: {name} test accuracy {res['test_accuracy']:.4f} (val {res['val_accuracy']:.4f})", log)
-    (out / "results.json").write_text(json.dumps(results, indent=1))
+    _write_json(out / "results.json", results)
     return results
+
+
+def _write_json(path: Path, value) -> None:
+    """Write ``value`` as JSON atomically: a run killed mid-write leaves the previous file, never half of one."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(value, indent=1))
 
 
 def run(cfg: dict, out, stages=("supervised", "simclr", "barlow", "probes"), resume=False, progress=False) -> dict:
     """Run the named stages; returns the probe results (or {} when ``probes`` is not run)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(cfg, indent=1))
+    _write_json(out / "config.json", cfg)
     if not stages:
         return {}
     torch.set_num_threads(int(cfg.get("threads", 2)))

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from torch import nn
 
-from .data import FASHION_MNIST_CLASSES, SceneConfig, SyntheticSet, generate
+from .data import FASHION_MNIST_CLASSES, SPLITS, SceneConfig, SyntheticSet, generate
 from .nets import ContractModel, Embedder, SmallResNet
 
 __all__ = [
@@ -217,9 +217,11 @@ def model_specs() -> list:
         "barlow": "Barlow Twins backbone (no labels) + linear probe on frozen features",
         "random": "random-weight backbone + linear probe (control)",
     }
+    shown = {"supervised": "supervised", "simclr": "SimCLR", "barlow": "Barlow Twins", "random": "random weights"}
     return [
         ModelSpec(
             name=name,
+            display_name=f"{shown[kind]} (synthetic)",
             description=f"Synthetic benchmark (Fashion-MNIST on textures, 64 px): {how[kind]}; weights in data/ssl",
             family="self-supervised" if kind in ("simclr", "barlow") else "supervised",
             architecture="synthetic-smallresnet",
@@ -272,4 +274,4 @@ def register() -> None:
 
     for spec in model_specs():
         register_model(spec, overwrite=True)
-    register_dataset("synthetic", BenchmarkRun)
+    register_dataset("synthetic", BenchmarkRun, splits=tuple(SPLITS))  # a bad split fails before the model loads

@@ -1,11 +1,14 @@
-"""The formatting helpers of tsmlib.evaluation.summary and the yardstick comparisons of stats, on hand-built tables."""
+"""tsmbook.tables: the cells, columns, tables, sentences and rankings the chapters print, on hand-built tables."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tsmlib.evaluation import (beats_all_references, compare, compare_to_references, comparison_line, comparison_table,
-                               format_relative_change, interval_cell, interval_table, metric_column, ranked_methods)
+from tsmlib.evaluation import compare
+from tsmbook.tables import (best_method, comparison_line, comparison_table, format_relative_change, interval_cell,
+                            interval_table, metric_column, ranked_methods)
+
+from _eval_helpers import yardstick_results
 
 nan = float("nan")
 
@@ -52,39 +55,8 @@ def test_ranked_methods_follow_the_direction():
     assert ranked_methods(s, "iou") == ["tsm", "eigencam"]
 
 
-def _results():
-    # 6 images; metric iou (higher is better). "good" beats both references on every image, "same" equals
-    # the whole image, "mixed" is better than the centre prior only.
-    rows = []
-    whole = [0.2, 0.3, 0.25, 0.2, 0.3, 0.25]
-    centre = [0.1, 0.15, 0.1, 0.12, 0.1, 0.11]
-    values = {"whole-image": whole, "centre-prior": centre, "good": [w + 0.3 for w in whole], "same": whole,
-              "mixed": [c + 0.05 for c in centre]}
-    for model in ("a", "b"):
-        for method, vals in values.items():
-            rows += [{"model": model, "image": i, "method": method, "metric": "iou", "value": v}
-                     for i, v in enumerate(vals)]
-    return pd.DataFrame(rows)
-
-
-def test_compare_to_references_and_beats_all():
-    r = _results()
-    table = compare_to_references(r, ["good", "same", "mixed"], ["whole-image", "centre-prior"], ["iou"], by=["model"],
-                                  n_resamples=500)
-    assert len(table) == 3 * 2 * 2  # methods x references x models, one family
-    assert np.allclose(table["confidence"], 1 - 0.05 / 12)  # Bonferroni over the family of the metric
-    beats = beats_all_references(table, by=["model"]).set_index(["model", "method"])
-    assert beats.loc[("a", "good"), "beats"] and beats.loc[("b", "good"), "beats"]
-    assert not beats.loc[("a", "same"), "beats"] and beats.loc[("a", "same"), "n_beaten"] == 1  # beats the centre only
-    assert not beats.loc[("a", "mixed"), "beats"]
-    assert (beats["n_references"] == 2).all()
-    # the relative change of "good" over the whole image, by hand: +0.3 on a mean of 0.25 -> +120 %
-    good = table[(table.method == "good") & (table.reference == "whole-image") & (table.model == "a")].iloc[0]
-    assert np.isclose(good["relative_change"], 0.3 / 0.25)
-
-
 def test_comparison_table_and_line():
-    r = _results()
+    r = yardstick_results()
     c = compare(r, "good", "whole-image", ["iou"], by=["model"], n_resamples=200)
     t = comparison_table(c, labels={"a": "model A"})
     assert list(t.index) == ["model A", "b"] and list(t.columns) == ["mIoU ↑"]
@@ -93,3 +65,22 @@ def test_comparison_table_and_line():
     assert line.startswith("model A: mIoU +120 % [") and "; b: mIoU +120 %" in line
     with pytest.raises(ValueError, match="one method pair"):
         comparison_table(pd.concat([c, c]))
+
+
+def _model_summary():
+    return pd.DataFrame({
+        "model": ["a", "a", "b", "b", "a", "a"],
+        "method": ["tsm", "mtsm", "tsm", "mtsm", "tsm", "mtsm"],
+        "metric": ["iou", "iou", "iou", "iou", "average_drop", "average_drop"],
+        "mean": [0.4, 0.5, 0.3, np.nan, 20.0, 30.0],
+    })
+
+
+def test_best_method_follows_the_metric_direction_and_skips_undefined_means():
+    assert best_method(_model_summary(), "iou", model="a") == "mtsm"  # higher is better
+    assert best_method(_model_summary(), "average_drop", model="a") == "tsm"  # lower is better
+    assert best_method(_model_summary(), "iou", model="b") == "tsm"  # the NaN mean is not a winner
+    tie = pd.DataFrame({"method": ["x", "y"], "metric": ["iou", "iou"], "mean": [0.5, 0.5]})
+    assert best_method(tie, "iou") == "x"  # a tie goes to the first listed
+    with pytest.raises(ValueError, match="no summary row"):
+        best_method(_model_summary(), "mse")

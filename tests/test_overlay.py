@@ -1,15 +1,11 @@
-"""Overlays, outlines and grids."""
-
-import matplotlib
-
-matplotlib.use("Agg")  # tests only; the notebooks keep their inline backend
+"""tsmlib.overlay: one panel (the map over the image), image conversion, mask outlines."""
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from tsmbook.viz import data_card, figure_grid, mask_outline, overlay, to_numpy_image
+from tsmlib.overlay import mask_outline, overlay, to_numpy_image
 
 
 def test_overlay_alpha_extremes_and_shapes():
@@ -43,17 +39,3 @@ def test_mask_outline_of_a_square():
     out = mask_outline(m, width=1)
     assert out[3, 3] and out[2, 3] and not out[5, 5] and not out[0, 0]
     assert not mask_outline(np.zeros((5, 5), bool)).any()  # empty mask: no outline
-
-
-def test_figure_grid_and_data_card():
-    imgs = [np.random.rand(8, 8, 3) for _ in range(3)]
-    fig = figure_grid(imgs, maps=[np.random.rand(2, 2), None, np.random.rand(8, 8)], titles=list("abc"), ncols=2)
-    assert len(fig.axes) == 4 + 1  # 2 x 2 cells and the colour bar
-    with pytest.raises(ValueError, match="titles"):
-        figure_grid(imgs, titles=["a"])
-    with pytest.raises(ValueError, match="at least one"):
-        figure_grid([])
-    from tsmlib.data import load_photos
-
-    fig = data_card(load_photos(["cat", "horses"]), ncols=2)
-    assert len(fig.axes[1].patches) == 5  # five horse boxes

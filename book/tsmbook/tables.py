@@ -1,0 +1,160 @@
+"""The tables and lines of text the chapters print their numbers in, one way for the whole book.
+
+* a mean with its interval is ``"0.412 [0.388, 0.437]"`` with the metric's digits (:func:`interval_cell`,
+  :func:`interval_table`);
+* a relative change of :func:`tsmlib.evaluation.stats.compare` is ``"+12 % [+3, +20]"``
+  (:func:`format_relative_change`, :func:`comparison_table`, :func:`comparison_line`);
+* columns are labelled with the metric's display name and direction arrow (:func:`metric_column`);
+* methods are ranked in the metric's direction (:func:`ranked_methods`, :func:`best_method`).
+
+All of them read :func:`tsmlib.evaluation.summarize` or :func:`tsmlib.evaluation.stats.compare` tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from tsmlib.evaluation import METRICS, higher_is_better
+
+__all__ = ["metric_column", "interval_cell", "interval_table", "format_relative_change", "comparison_table",
+           "comparison_line", "ranked_methods", "best_method"]
+
+
+def metric_column(metric: str) -> str:
+    """The column label of a metric: display name and direction arrow, ``"Average Drop ↓"`` (the code
+    name itself for a metric the metric table does not know, e.g. a renamed one)."""
+    info = METRICS.get(metric)
+    return f"{info.display} {info.arrow}" if info is not None else str(metric)
+
+
+def _digits(metric: str) -> int:
+    info = METRICS.get(metric)
+    return info.digits if info is not None else 3
+
+
+def interval_cell(mean: float, low: float, high: float, digits: int = 3) -> str:
+    """``"0.412 [0.388, 0.437]"``; ``"n/a"`` for a NaN mean, the mean alone when the interval is NaN."""
+    if not np.isfinite(mean):
+        return "n/a"
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def interval_table(summary: pd.DataFrame, metrics: Sequence[str], *, index: str = "method",
+                   order: Sequence | None = None, count: bool = True) -> pd.DataFrame:
+    """Wide table of ``mean [ci_low, ci_high]`` cells: one row per ``index`` value, one column per metric.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        Output of :func:`tsmlib.evaluation.summarize`, restricted to one configuration (e.g. one model): at most one row per
+        (``index``, metric).
+    metrics : sequence of str
+        Column order; each column is labelled :func:`metric_column` and printed with the metric's digits
+        (``tsmlib.evaluation.metric_registry``).
+    index : str
+        The column of ``summary`` that gives the rows (default ``"method"``).
+    order : sequence, optional
+        Row order (rows absent from ``summary`` are left out); default the order of first appearance.
+    count : bool
+        Add a first column ``n``: the largest number of images behind a row's cells.
+
+    Returns
+    -------
+    DataFrame of str (and ``n`` int), index without a name.
+    """
+    s = summary[summary["metric"].isin(metrics)]
+    if s.duplicated([index, "metric"]).any():
+        raise ValueError(f"summary has several rows per ({index}, metric); restrict it to one configuration first")
+    cells = {(r[index], r["metric"]): interval_cell(r["mean"], r["ci_low"], r["ci_high"], _digits(r["metric"]))
+             for _, r in s.iterrows()}
+    rows = list(pd.unique(s[index])) if order is None else [o for o in order if o in set(s[index])]
+    table = pd.DataFrame({metric_column(m): [cells.get((r, m), "") for r in rows] for m in metrics}, index=rows)
+    if count:
+        table.insert(0, "n", s.groupby(index, observed=True)["n"].max().reindex(rows).astype(int).to_numpy())
+    table.index.name = None
+    return table
+
+
+def format_relative_change(change: float, low: float = float("nan"), high: float = float("nan")) -> str:
+    """A relative change (a fraction, as :func:`tsmlib.evaluation.stats.compare` gives it) in percent:
+    ``"+12 % [+3, +20]"``; ``"n/a"`` where undefined (reference mean 0), no interval where it is NaN."""
+    if not np.isfinite(change):
+        return "n/a"
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return f"{100 * change:+.0f} %"
+    return f"{100 * change:+.0f} % [{100 * low:+.0f}, {100 * high:+.0f}]"
+
+
+def comparison_table(comparisons: pd.DataFrame, *, index: str = "model", labels: dict | None = None,
+                     metrics: Sequence[str] | None = None) -> pd.DataFrame:
+    """Wide table of :func:`format_relative_change` cells from a :func:`~tsmlib.evaluation.stats.compare`
+    table: one row per ``index`` value (e.g. per model), one column per metric (:func:`metric_column`).
+
+    ``labels`` renames the rows (e.g. ``{"synthetic_simclr": "SimCLR"}``); ``metrics`` orders the columns
+    (default the order of first appearance).
+    """
+    if comparisons.duplicated([index, "metric"]).any():
+        raise ValueError(f"several comparisons per ({index}, metric): pass the table of one method pair")
+    metrics = list(pd.unique(comparisons["metric"])) if metrics is None else list(metrics)
+    rows = list(pd.unique(comparisons[index]))
+    cells = {(r[index], r["metric"]): format_relative_change(r["relative_change"], r["ci_low"], r["ci_high"])
+             for _, r in comparisons.iterrows()}
+    labels = labels or {}
+    return pd.DataFrame({metric_column(m): [cells.get((r, m), "") for r in rows] for m in metrics},
+                        index=[labels.get(r, r) for r in rows])
+
+
+def comparison_line(comparisons: pd.DataFrame, *, group: str = "model", labels: dict | None = None) -> str:
+    """One line of text from a :func:`~tsmlib.evaluation.stats.compare` table, group by group:
+    ``"SimCLR: Average Drop +3 % [-2, +8], mIoU -5 % [-9, -1]; Barlow Twins: ..."``."""
+    labels = labels or {}
+    parts = []
+    for key in pd.unique(comparisons[group]):
+        rows = comparisons[comparisons[group] == key]
+        cells = ", ".join(f"{METRICS[r.metric].display if r.metric in METRICS else r.metric} "
+                          f"{format_relative_change(r.relative_change, r.ci_low, r.ci_high)}"
+                          for r in rows.itertuples())
+        parts.append(f"{labels.get(key, key)}: {cells}")
+    return "; ".join(parts)
+
+
+def ranked_methods(summary: pd.DataFrame, metric: str, methods: Sequence[str] | None = None) -> list[str]:
+    """The methods of ``summary`` (one configuration) ordered best first on ``metric`` by its mean, in the
+    metric's direction (``tsmlib.evaluation.metric_registry``); ties keep the order of ``methods``, NaN means go last."""
+    s = summary[summary["metric"] == metric]
+    if s["method"].duplicated().any():
+        raise ValueError("summary has several rows per method; restrict it to one configuration first")
+    means = s.set_index("method")["mean"]
+    methods = list(means.index) if methods is None else [m for m in methods if m in means.index]
+    sign = -1.0 if higher_is_better(metric) else 1.0
+    key = {m: (np.isnan(means[m]), sign * means[m] if np.isfinite(means[m]) else 0.0) for m in methods}
+    return sorted(methods, key=lambda m: key[m])
+
+
+def best_method(summary: pd.DataFrame, metric: str, **where) -> str:
+    """The method with the best ``mean`` on ``metric`` in a :func:`summarize` table (the metric's
+    direction from :func:`tsmlib.evaluation.metric_registry.higher_is_better`; NaN means are ignored; a tie
+    goes to the method listed first). ``where`` selects a configuration (``model="simclr"``), as in
+    :func:`tsmlib.evaluation.summary_value`.
+
+    >>> s = pd.DataFrame({"method": ["a", "b"], "metric": ["average_drop"] * 2, "mean": [30.0, 20.0]})
+    >>> best_method(s, "average_drop")  # lower is better
+    'b'
+    """
+    missing = [c for c in ["method", "metric", *where] if c not in summary.columns]
+    if missing:
+        raise ValueError(f"the summary lacks column(s) {missing}")
+    rows = summary[summary["metric"] == metric]
+    for column, value in where.items():
+        rows = rows[rows[column] == value]
+    rows = rows.dropna(subset=["mean"])
+    if rows.empty:
+        raise ValueError(f"no summary row with a mean for metric {metric!r}" + (f" and {where}" if where else ""))
+    means = rows["mean"].reset_index(drop=True)
+    best = means.idxmax() if higher_is_better(metric) else means.idxmin()
+    return str(rows["method"].iloc[best])
