@@ -63,11 +63,15 @@ def eval_mode(model: nn.Module):
     baselines), so a model left in train mode is explained as it predicts -- BatchNorm with its running
     statistics, no dropout -- its buffers are not updated, and its maps do not depend on the other images
     of the batch. Modes are restored module by module (a model with some modules in eval mode and
-    others in train mode comes back the same), also when the block raises.
+    others in train mode comes back the same), also when the block raises. ``model=None`` (the
+    yardsticks, which look at no model) does nothing.
 
     >>> with eval_mode(model):                     # doctest: +SKIP
     ...     maps = tsmlib.saliency(model, x, "tsm", "layer4")
     """
+    if model is None:
+        yield model
+        return
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
