@@ -10,7 +10,7 @@ False
 >>> metric_info("iou").label
 'mIoU (higher is better)'
 >>> metrics_of_kind("perturbation")
-('deletion', 'insertion')
+('deletion', 'insertion', 'road')
 """
 
 from __future__ import annotations

@@ -302,12 +302,12 @@ class EvaluationConfig:
 
 # ------------------------------------------------------------------------------------- metric table
 # One registry for what each metric is and how it is computed: tsmlib.evaluation.metric_registry.
-CONFIDENCE_METRICS = metrics_of_kind("confidence")
-MASK_METRICS = metrics_of_kind("mask")
-PERTURBATION_METRICS = metrics_of_kind("perturbation")
 #: The built-in metrics computed by default (the default of :func:`evaluate`): every computed entry of the
 #: registry but those registered with ``by_default=False`` (``"road"``, asked for by name).
 ALL_METRICS = tuple(name for name, info in METRICS.items() if info.kind is not None and info.by_default)
+CONFIDENCE_METRICS = metrics_of_kind("confidence", ALL_METRICS)
+MASK_METRICS = metrics_of_kind("mask", ALL_METRICS)
+PERTURBATION_METRICS = metrics_of_kind("perturbation", ALL_METRICS)
 #: The paper's four metrics.
 PAPER_METRICS = ("average_drop", "increase_in_confidence", "mse", "iou")
 
