@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from tsmlib.evaluation import METRICS, higher_is_better
+from tsmlib.evaluation import METRICS, higher_is_better, summary_rows
 
 __all__ = ["metric_column", "interval_cell", "interval_table", "format_relative_change", "comparison_table",
            "comparison_line", "ranked_methods", "best_method"]
@@ -146,13 +146,7 @@ def best_method(summary: pd.DataFrame, metric: str, **where) -> str:
     >>> best_method(s, "average_drop")  # lower is better
     'b'
     """
-    missing = [c for c in ["method", "metric", *where] if c not in summary.columns]
-    if missing:
-        raise ValueError(f"the summary lacks column(s) {missing}")
-    rows = summary[summary["metric"] == metric]
-    for column, value in where.items():
-        rows = rows[rows[column] == value]
-    rows = rows.dropna(subset=["mean"])
+    rows = summary_rows(summary, metric, **where).dropna(subset=["mean"])
     if rows.empty:
         raise ValueError(f"no summary row with a mean for metric {metric!r}" + (f" and {where}" if where else ""))
     means = rows["mean"].reset_index(drop=True)

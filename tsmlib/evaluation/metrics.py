@@ -77,6 +77,14 @@ def _check_maps(saliency: torch.Tensor, name: str = "saliency") -> torch.Tensor:
     return saliency
 
 
+def _check_images_and_maps(x: torch.Tensor, saliency: torch.Tensor) -> torch.Tensor:
+    """Images (B, C, H, W) and maps (B, H, W) of one batch: the checked maps, or ``ValueError``."""
+    saliency = _check_maps(saliency)
+    if x.ndim != 4 or x.shape[0] != saliency.shape[0] or x.shape[-2:] != saliency.shape[-2:]:
+        raise ValueError(f"images {tuple(x.shape)} and maps {tuple(saliency.shape)} do not match")
+    return saliency
+
+
 def _check_unit_range(saliency: torch.Tensor, name: str = "saliency", tol: float = 1e-4) -> None:
     if saliency.numel() == 0:
         return  # a batch of 0 maps: nothing to check (and min()/max() of an empty tensor raise)
@@ -593,9 +601,7 @@ def deletion_insertion_auc(score_fn: Callable[[torch.Tensor], torch.Tensor], x: 
         ``{"deletion": (B,), "insertion": (B,)}`` AUCs (deletion: lower is better, insertion: higher);
         with ``return_curves=True`` also ``"deletion_curve"`` and ``"insertion_curve"``, shape (B, steps+1).
     """
-    saliency = _check_maps(saliency)
-    if x.ndim != 4 or x.shape[0] != saliency.shape[0] or x.shape[-2:] != saliency.shape[-2:]:
-        raise ValueError(f"images {tuple(x.shape)} and maps {tuple(saliency.shape)} do not match")
+    saliency = _check_images_and_maps(x, saliency)
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     B, _, H, W = x.shape

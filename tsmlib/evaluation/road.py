@@ -190,11 +190,9 @@ def road(score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torc
         ``(lerf - morf) / 2`` (higher is better); with ``return_curves`` also ``"morf_curve"`` and
         ``"lerf_curve"``, shape (B, P): ``score(imputed) - score(x)`` at each percentile.
     """
-    from .metrics import _call_score, _check_maps
+    from .metrics import _call_score, _check_images_and_maps
 
-    saliency = _check_maps(saliency)
-    if x.ndim != 4 or x.shape[0] != saliency.shape[0] or x.shape[-2:] != saliency.shape[-2:]:
-        raise ValueError(f"images {tuple(x.shape)} and maps {tuple(saliency.shape)} do not match")
+    saliency = _check_images_and_maps(x, saliency)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     B, C, H, W = x.shape

@@ -62,7 +62,9 @@ def summarize(results: pd.DataFrame, by: Sequence[str] | None = None, *, n_boot:
     return pd.DataFrame(rows)
 
 
-def _select(summary: pd.DataFrame, metric: str, where: dict) -> pd.DataFrame:
+def summary_rows(summary: pd.DataFrame, metric: str, **where) -> pd.DataFrame:
+    """The rows of a :func:`summarize` table for ``metric`` and the configuration ``where``
+    (``model="simclr"``); ``ValueError`` naming the columns the table lacks."""
     missing = [c for c in ["method", "metric", *where] if c not in summary.columns]
     if missing:
         raise ValueError(f"the summary lacks column(s) {missing}")
@@ -81,7 +83,7 @@ def summary_value(summary: pd.DataFrame, method: str, metric: str, column: str =
     >>> summary_value(s, "tsm", "mse")
     0.1
     """
-    rows = _select(summary, metric, where)
+    rows = summary_rows(summary, metric, **where)
     rows = rows[rows["method"] == method]
     if len(rows) != 1:
         raise ValueError(f"{len(rows)} summary rows for method {method!r}, metric {metric!r}"
