@@ -123,6 +123,19 @@ def test_road_is_one_entry_of_the_runner_table():
     np.testing.assert_allclose(got, road(score, x, S)["road"].numpy(), atol=1e-6)
 
 
+def test_runner_imputes_at_the_configured_percentiles():
+    from tsmlib.evaluation import evaluate
+
+    net, x, S, target, score = _setup(B=2, H=8)
+    records = [{"image": x[i], "id": i} for i in range(2)]
+    df = evaluate(net, records, {"fixed": lambda model, xs, layer, targets: S[: xs.shape[0]]}, ["road"], layer="0",
+                  progress=False, road_percentiles=[20, 50, 80])
+    got = df.sort_values("image")["value"].to_numpy()
+    np.testing.assert_allclose(got, road(score, x, S, percentiles=(20, 50, 80))["road"].numpy(), atol=1e-6)
+    assert not np.allclose(got, road(score, x, S)["road"].numpy(), atol=1e-6)
+    assert tuple(df.attrs["config"]["road_percentiles"]) == (20.0, 50.0, 80.0)  # in the cache key
+
+
 def test_road_of_an_empty_batch():
     _, x, S, _, score = _setup(B=2, H=6)
     out = road(score, x[:0], S[:0], return_curves=True)

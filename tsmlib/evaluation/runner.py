@@ -33,6 +33,7 @@ from ..cam import MethodInfo, resolve_methods, saliency_maps
 from ..hooks import layer_name
 from . import metrics as M
 from .metric_registry import METRICS, MetricInfo, metrics_of_kind
+from .road import PERCENTILES as ROAD_PERCENTILES
 from ..progress import progress as _progress
 from .scores import ClassScore, make_score
 
@@ -240,11 +241,13 @@ class EvaluationConfig:
     method_options: Mapping = _in_key(default=FrozenMap())
     max_images: Mapping = _in_key(default=FrozenMap())
     void: int | None = M.VOID
+    road_percentiles: tuple[float, ...] = ROAD_PERCENTILES
     score_batch_size: int = _in_key(False, default=32)
 
     def __post_init__(self):
         for name in ("masking_options", "method_options", "max_images"):
             object.__setattr__(self, name, FrozenMap(getattr(self, name) or {}))
+        object.__setattr__(self, "road_percentiles", tuple(float(p) for p in self.road_percentiles))
         if self.iou_thresholds is not None:
             object.__setattr__(self, "iou_thresholds",
                                tuple(float(t) for t in torch.as_tensor(self.iou_thresholds).reshape(-1).tolist()))
@@ -366,6 +369,10 @@ def evaluate(model: nn.Module, images: Iterable, methods, metrics: Sequence[str]
             Run a (costly) method only on the first ``n`` images, e.g. ``{"scorecam": 8, "ablationcam": 8}``.
         void : int or None
             Ignored mask label (VOC's 255).
+        road_percentiles : sequence of float
+            Shares of the pixels kept at which ROAD imputes (default
+            :data:`~tsmlib.evaluation.road.PERCENTILES`, 10, ..., 90); each costs two linear solves and two
+            forward passes per image and method.
         score_batch_size : int
             Images per forward pass of the deletion/insertion curves (speed only, not part of the cache key).
 
@@ -638,7 +645,7 @@ class _PerturbationResults(Mapping):
                                             chunk_size=cfg.score_batch_size, **masking_options)
         from .road import road
 
-        return road(score_fn, x, maps, chunk_size=cfg.score_batch_size)
+        return road(score_fn, x, maps, percentiles=cfg.road_percentiles, chunk_size=cfg.score_batch_size)
 
     def __getitem__(self, key):
         group = self._GROUPS[key]
