@@ -77,3 +77,16 @@ def yardstick_results():
             rows += [{"model": model, "image": i, "method": method, "metric": "iou", "value": v}
                      for i, v in enumerate(vals)]
     return pd.DataFrame(rows)
+
+
+def model_summary():
+    """A small :func:`tsmlib.evaluation.summarize`-shaped table: two models, two methods, one NaN mean."""
+    import numpy as np
+    import pandas as pd
+
+    return pd.DataFrame({
+        "model": ["a", "a", "b", "b", "a", "a"],
+        "method": ["tsm", "mtsm", "tsm", "mtsm", "tsm", "mtsm"],
+        "metric": ["iou", "iou", "iou", "iou", "average_drop", "average_drop"],
+        "mean": [0.4, 0.5, 0.3, np.nan, 20.0, 30.0],
+    })

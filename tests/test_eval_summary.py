@@ -6,6 +6,8 @@ import pytest
 
 from tsmlib.evaluation import best_iou_threshold, mean_ci, paper_table, summarize
 
+from _eval_helpers import model_summary
+
 
 def _table():
     rows = []
@@ -54,23 +56,16 @@ def test_best_iou_threshold_and_paper_table():
     assert table.loc["tsm", "average_drop"].startswith("25.00 [")
 
 
-def _summary():
-    return pd.DataFrame({
-        "model": ["a", "a", "b", "b", "a", "a"],
-        "method": ["tsm", "mtsm", "tsm", "mtsm", "tsm", "mtsm"],
-        "metric": ["iou", "iou", "iou", "iou", "average_drop", "average_drop"],
-        "mean": [0.4, 0.5, 0.3, np.nan, 20.0, 30.0],
-    })
 
 
 def test_summary_value_reads_one_cell_and_refuses_an_ambiguous_selection():
     from tsmlib.evaluation import summary_value
 
-    assert summary_value(_summary(), "mtsm", "iou", model="a") == 0.5
-    assert summary_value(_summary(), "tsm", "average_drop") == 20.0  # one row without a model filter
+    assert summary_value(model_summary(), "mtsm", "iou", model="a") == 0.5
+    assert summary_value(model_summary(), "tsm", "average_drop") == 20.0  # one row without a model filter
     with pytest.raises(ValueError, match="2 summary rows"):
-        summary_value(_summary(), "tsm", "iou")  # two models: say which
+        summary_value(model_summary(), "tsm", "iou")  # two models: say which
     with pytest.raises(ValueError, match="0 summary rows"):
-        summary_value(_summary(), "gradcam", "iou", model="a")
+        summary_value(model_summary(), "gradcam", "iou", model="a")
     with pytest.raises(ValueError, match="lacks column"):
-        summary_value(_summary(), "tsm", "iou", dataset="x")
+        summary_value(model_summary(), "tsm", "iou", dataset="x")

@@ -8,7 +8,7 @@ from tsmlib.evaluation import compare
 from tsmbook.tables import (best_method, comparison_line, comparison_table, format_relative_change, interval_cell,
                             interval_table, metric_column, ranked_methods)
 
-from _eval_helpers import yardstick_results
+from _eval_helpers import yardstick_results, model_summary
 
 nan = float("nan")
 
@@ -67,20 +67,13 @@ def test_comparison_table_and_line():
         comparison_table(pd.concat([c, c]))
 
 
-def _model_summary():
-    return pd.DataFrame({
-        "model": ["a", "a", "b", "b", "a", "a"],
-        "method": ["tsm", "mtsm", "tsm", "mtsm", "tsm", "mtsm"],
-        "metric": ["iou", "iou", "iou", "iou", "average_drop", "average_drop"],
-        "mean": [0.4, 0.5, 0.3, np.nan, 20.0, 30.0],
-    })
 
 
 def test_best_method_follows_the_metric_direction_and_skips_undefined_means():
-    assert best_method(_model_summary(), "iou", model="a") == "mtsm"  # higher is better
-    assert best_method(_model_summary(), "average_drop", model="a") == "tsm"  # lower is better
-    assert best_method(_model_summary(), "iou", model="b") == "tsm"  # the NaN mean is not a winner
+    assert best_method(model_summary(), "iou", model="a") == "mtsm"  # higher is better
+    assert best_method(model_summary(), "average_drop", model="a") == "tsm"  # lower is better
+    assert best_method(model_summary(), "iou", model="b") == "tsm"  # the NaN mean is not a winner
     tie = pd.DataFrame({"method": ["x", "y"], "metric": ["iou", "iou"], "mean": [0.5, 0.5]})
     assert best_method(tie, "iou") == "x"  # a tie goes to the first listed
     with pytest.raises(ValueError, match="no summary row"):
-        best_method(_model_summary(), "mse")
+        best_method(model_summary(), "mse")
