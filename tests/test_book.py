@@ -297,6 +297,21 @@ def test_page_preparation_folds_parameters_and_states_the_run_time():
     assert runner.format_duration(8.4) == "8 s"
 
 
+def test_every_figure_gets_its_caption_as_alt_text():
+    """Without it the page's alt text is the image's file path (a screen reader reads a hash)."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    captioned, plain, chosen = (nbformat.v4.new_code_cell("plt.show()") for _ in range(3))
+    captioned.metadata["mystnb"] = {"figure": {"caption": "MTSM ({numref}`Fig. %s <fig-a>`) on $x$, **all** photos",
+                                               "name": "fig-b"}}
+    chosen.metadata["mystnb"] = {"figure": {"caption": "c"}, "image": {"alt": "my own words"}}
+    nb.cells = [captioned, plain, chosen]
+    assert runner.describe_figures(nb) == 1
+    assert captioned.metadata["mystnb"]["image"]["alt"] == "MTSM (Fig. %s) on x, all photos"
+    assert "mystnb" not in plain.metadata and chosen.metadata["mystnb"]["image"]["alt"] == "my own words"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", CHAPTERS)
 def test_pages_show_no_progress_bars_paths_or_debug_output(site, name):

@@ -258,7 +258,8 @@ def prepare_for_the_page(nb, seconds: float, profile: str | None, others: dict |
       actually ran; the notebook's own ``parameters`` cell (defaults a reader may not have run) is
       removed from the page (``remove-cell``), so the page never shows two disagreeing parameter cells;
     * a "Time to run" line (:func:`time_note`), measured here, next to the ``others`` recorded for other
-      parameter sets (:func:`recorded_times`), goes right after the Prerequisites section's first cell.
+      parameter sets (:func:`recorded_times`), goes right after the Prerequisites section's first cell;
+    * every figure gets its caption as alt text (:func:`describe_figures`).
     """
     import nbformat
 
@@ -268,12 +269,42 @@ def prepare_for_the_page(nb, seconds: float, profile: str | None, others: dict |
             _add_tag(cell, "hide-input")
         elif "parameters" in tags:
             _add_tag(cell, "remove-cell")
+    describe_figures(nb)
     note = time_note(seconds, profile, os.cpu_count(), others)
     where = next((i for i, c in enumerate(nb.cells)
                   if c.cell_type == "markdown" and "## Prerequisites" in "".join(c.source)), None)
     cell = nbformat.v4.new_markdown_cell(note)
     cell.metadata["tags"] = ["time-to-run"]
     nb.cells.insert(where + 1 if where is not None else min(1, len(nb.cells)), cell)
+
+
+_ROLE = re.compile(r"\{[\w:-]+\}`([^`<]*?)(?:\s*<[^`>]*>)?`")
+
+
+def plain_caption(caption: str) -> str:
+    """A figure caption as plain text, for a screen reader: roles become their text, math loses its
+    dollars, markup and line breaks go.
+
+    >>> plain_caption("TSM ({numref}`Fig. %s <fig-x>`) on the map $S$, **bold**")
+    'TSM (Fig. %s) on the map S, bold'
+    """
+    text = _ROLE.sub(lambda m: m.group(1), caption)
+    text = re.sub(r"[$*_`]", "", text)
+    return " ".join(text.split())
+
+
+def describe_figures(nb) -> int:
+    """Give every figure of an executed notebook its caption as alt text (``mystnb.image.alt``; without
+    it the page's alt text is the image's file path); returns how many cells got one. A cell whose alt
+    text is already set keeps it."""
+    n = 0
+    for cell in nb["cells"]:
+        mystnb = cell.get("metadata", {}).get("mystnb", {})
+        caption = mystnb.get("figure", {}).get("caption")
+        if caption and not mystnb.get("image", {}).get("alt"):
+            mystnb.setdefault("image", {})["alt"] = plain_caption(caption)
+            n += 1
+    return n
 
 
 def refresh_time_note(executed: Path) -> bool:
