@@ -531,7 +531,7 @@ def test_every_figure_and_section_reference_has_its_label():
 #: chapter would reach a student raw. ``{numref}`` and ``{cite:t}`` render there as their label or key, since
 #: JupyterLab has neither the other pages' figures nor the bibliography.
 LAB_ROLES = {"numref", "ref", "eq", "doc", "cite:p", "cite:t"}
-LAB_DIRECTIVES = {"dropdown", "note"}
+LAB_DIRECTIVES = {"dropdown", "note", "admonition"}  # admonition: the chapters' Key takeaways boxes (a tip)
 _ROLE = re.compile(r"\{([a-z][\w:-]*)\}`")
 _FENCE = re.compile(r"^\s*(?:`{3,}|:{3,})\{([\w-]+)\}", re.M)
 #: A field of tsmbook.prose.say left unfilled (``{eval_n_images}``, ``{share:.1f}``); LaTeX groups such as
