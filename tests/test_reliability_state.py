@@ -103,3 +103,18 @@ def test_a_one_by_one_layer_warns():
     assert float(maps.abs().max()) == 0.0  # what the warning is about
     with pytest.warns(UserWarning, match="1 x 1"):
         saliency_maps(model, x, ["tsm"], layer="layer4")
+
+
+def test_evaluate_scores_a_model_in_train_mode_as_in_eval_mode_and_leaves_it_unchanged():
+    from tsmlib.evaluation import evaluate
+
+    model = TinyBNNet().train()
+    state = _state(model)
+    images = [torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    metrics = ["average_drop", "increase_in_confidence"]
+    table = evaluate(model, images, ["tsm", "gradcam"], metrics, layer="layer4", batch_size=3)
+    assert all(m.training for m in model.modules())  # the caller's mode comes back
+    for k, v in model.state_dict().items():  # the masked images' forward passes updated no BatchNorm buffer
+        torch.testing.assert_close(v, state[k], rtol=0, atol=0, msg=k)
+    reference = evaluate(copy.deepcopy(model).eval(), images, ["tsm", "gradcam"], metrics, layer="layer4", batch_size=3)
+    assert table["value"].tolist() == reference["value"].tolist()

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from .. import fingerprint as _fp
 from ..cam import MethodInfo, resolve_methods, saliency_maps
-from ..hooks import layer_name
+from ..hooks import eval_mode, layer_name
 from . import metrics as M
 from .metric_registry import METRICS, MetricInfo, metrics_of_kind
 from .road import PERCENTILES as ROAD_PERCENTILES
@@ -455,11 +455,13 @@ class StreamingEvaluation:
 
     def evaluate_batch(self, batch: Sequence, start: int = 0) -> pd.DataFrame:
         """The rows (columns :data:`COLUMNS`) of one batch of records (at most ``batch_size``
-        of them are evaluated together; longer lists are split)."""
+        of them are evaluated together; longer lists are split). The model is evaluated in eval mode,
+        maps and scores alike, and every module's mode is restored after (:func:`tsmlib.hooks.eval_mode`)."""
         frames = []
-        for b in range(0, len(batch), self.config.batch_size):
-            chunk = [as_record(item, start + b + i) for i, item in enumerate(batch[b:b + self.config.batch_size])]
-            frames.append(_evaluate_batch(self.model, chunk, self.fns, start + b, self.config, self.run))
+        with eval_mode(self.model):
+            for b in range(0, len(batch), self.config.batch_size):
+                chunk = [as_record(item, start + b + i) for i, item in enumerate(batch[b:b + self.config.batch_size])]
+                frames.append(_evaluate_batch(self.model, chunk, self.fns, start + b, self.config, self.run))
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
 
     def finish(self, table: pd.DataFrame) -> pd.DataFrame:
