@@ -251,3 +251,12 @@ def test_yardsticks_run_by_name():
     from tsmbook.names import display_name
 
     assert display_name("centre-prior") == "Centre prior" and display_name("whole-image") == "Whole image"
+
+
+def test_yardsticks_need_no_model_in_saliency_maps_either():
+    from tsmlib.cam import saliency_maps
+
+    x = torch.rand(2, 3, 16, 16)
+    res = saliency_maps(None, x, ["whole-image", "centre-prior"])
+    assert res["whole-image"].output is None and res["whole-image"].maps.shape == (2, 16, 16)
+    torch.testing.assert_close(res["centre-prior"].maps, tsmlib.saliency(None, x, "centre-prior"))

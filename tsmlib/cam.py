@@ -205,6 +205,8 @@ def saliency_maps(
     label_dependent = len(registry) < len(resolved) or not all(m.label_free for m in registry)  # callables may be
     if shared:
         A, output = capture_activations(model, x, layer, reshape_transform, return_output=True)
+    elif model is None:  # the yardsticks look at no model
+        A, output = None, None
     else:  # no activation method: the output alone (the layer need not even be a module name here)
         with torch.no_grad():
             A, output = None, model(x)
