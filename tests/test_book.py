@@ -283,6 +283,38 @@ def test_page_rules_find_progress_bars_paths_and_cache_chatter():
     assert any("progress bar" in p for p in problems) and any("cache message" in p for p in problems)
 
 
+def _png_output(width_px, pt, dpi=100.0):
+    """A display output as IPython sends a figure: a PNG ``width_px`` wide and its smallest text."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from tsmbook.style import FIGURE_TEXT_KEY
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (width_px, 20)).save(buffer, format="PNG")
+    return {"output_type": "display_data", "data": {"image/png": base64.b64encode(buffer.getvalue()).decode()},
+            "metadata": {"image/png": {FIGURE_TEXT_KEY: {"pt": pt, "dpi": dpi, "texts": ["a label"]}}}}
+
+
+def test_page_rules_find_figure_text_too_small_to_read():
+    """9 pt at 100 dpi is 12.5 px: readable in a 660-px image, 6.25 px once a 1320-px image is shrunk to the
+    660-px column, 8.5 px in a full-width cell (903 px)."""
+    nb = {"cells": [
+        _cell(outputs=[_png_output(660, 9)]),
+        _cell(outputs=[_png_output(1320, 9)]),
+        _cell(tags=["full-width"], outputs=[_png_output(1320, 9)]),
+        _cell(tags=["full-width"], outputs=[_png_output(1320, 12)]),
+        _cell(tags=["remove-output"], outputs=[_png_output(1320, 5)]),
+        _cell(outputs=[{**_png_output(1320, 5), "metadata": {}}]),  # no record (not a matplotlib figure)
+    ]}
+    problems = runner.page_problems(nb)
+    assert [p.split(":")[0] for p in problems] == ["cell 1", "cell 2"], problems
+    assert "6.2 px high (9 pt in a 1320-px image shown 660 px wide): 'a label'" in problems[0]
+    assert "shown 903 px wide" in problems[1]
+
+
 def test_page_preparation_folds_parameters_and_states_the_run_time():
     import nbformat
 

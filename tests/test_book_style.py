@@ -129,6 +129,8 @@ def test_tables_show_display_names_in_a_notebook_and_the_data_stay_as_they_are(m
         html = shell.display_formatter.format(df)[0]["text/html"]
         assert "Average Drop (%)" in html and "Multivec-EigenCAM" in html and "mIoU" in html
         assert "average_drop" not in html and list(df.columns) == ["average_drop", "iou", "n"]
+        undefined = shell.display_formatter.format(pd.DataFrame({"ci_low": [float("nan"), 0.25]}))[0]["text/html"]
+        assert "<td>–</td>" in undefined and "NaN" not in undefined and "0.25" in undefined
         assert display_label(3) == 3 and display_label("some text") == "some text"
         styled = shell.display_formatter.format(df.style.format("{:.1f}"))[0]["text/html"]
         assert "Average Drop (%)" in styled and "Multivec-EigenCAM" in styled and "12.5" in styled

@@ -353,8 +353,44 @@ def _visible_text(cell) -> list[str]:
     return [_DATA_URI.sub("data:...", t) for t in texts]
 
 
+def _png_width(data: str) -> int:
+    """The width in pixels of a base64-encoded PNG (its IHDR chunk)."""
+    import base64
+
+    head = base64.b64decode("".join(data)[:64])
+    if head[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("not a PNG image")
+    return int.from_bytes(head[16:20], "big")
+
+
+def small_figure_text(cell) -> list[str]:
+    """The figures of one executed cell whose smallest text is under :data:`tsmbook.figures.MIN_TEXT_PX`
+    pixels high on a 1280-px page: the image shrunk to the text column (:data:`~tsmbook.figures.COLUMN_PX`,
+    or :data:`~tsmbook.figures.FULL_WIDTH_PX` for a cell tagged ``full-width``), from the text size each
+    figure carries in its metadata (:func:`tsmbook.style.record_figure_text`). One line per figure."""
+    from tsmbook.figures import COLUMN_PX, FULL_WIDTH_PX, MIN_TEXT_PX, text_px
+    from tsmbook.style import FIGURE_TEXT_KEY
+
+    tags = set(cell.get("metadata", {}).get("tags", []))
+    if tags & {"remove-cell", "remove-output"} or cell.get("cell_type") != "code":
+        return []
+    column = FULL_WIDTH_PX if "full-width" in tags else COLUMN_PX
+    lines = []
+    for out in cell.get("outputs", []):
+        text = out.get("metadata", {}).get("image/png", {}).get(FIGURE_TEXT_KEY)
+        if not text or "image/png" not in out.get("data", {}):
+            continue
+        width = _png_width(out["data"]["image/png"])
+        px = text_px(text["pt"], text["dpi"], width, column)
+        if px < MIN_TEXT_PX - 0.05:
+            lines.append(f"text {px:.1f} px high ({text['pt']:g} pt in a {width}-px image shown {min(width, column)} "
+                         f"px wide): {', '.join(map(repr, text['texts']))}")
+    return lines
+
+
 def page_problems(nb, extra_paths=()) -> list[str]:
-    """The outputs a reader would see that break the page rules (:data:`PAGE_PROBLEMS`), one line each.
+    """The outputs a reader would see that break the page rules (:data:`PAGE_PROBLEMS`, and figure text
+    too small to read: :func:`small_figure_text`), one line each.
 
     ``nb`` is an executed notebook (dict or nbformat node); cells tagged ``remove-cell`` or
     ``remove-output`` are not on the page and are not checked. ``extra_paths`` are literal strings that
@@ -362,6 +398,7 @@ def page_problems(nb, extra_paths=()) -> list[str]:
     """
     problems = []
     for i, cell in enumerate(nb["cells"]):
+        problems += [f"cell {i}: small figure text: {line}" for line in small_figure_text(cell)]
         for text in _visible_text(cell):
             for what, pattern in PAGE_PROBLEMS.items():
                 m = pattern.search(text)

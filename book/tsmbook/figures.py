@@ -18,7 +18,7 @@ drawn in the perceptually uniform :data:`tsmbook.style.SALIENCY_CMAP`, every map
 maps are min-max normalised and upsampled by :func:`tsmlib.methods.minmax_normalize` /
 :func:`tsmlib.methods.upsample`, one panel is :func:`tsmlib.overlay.overlay`; and no text is smaller than
 about 9 px on a 1280-px page (:func:`readable_size`: at least 8 pt, more for a figure wider than the page's
-column).
+column; :func:`smallest_text` and :func:`text_px` measure it, for every figure a chapter shows).
 """
 
 from __future__ import annotations
@@ -33,27 +33,92 @@ from tsmlib.overlay import DEFAULT_CMAP, mask_outline, overlay, to_numpy_image
 
 from .names import display_name
 
-__all__ = ["YARDSTICK_STYLES", "readable_size", "saliency_grid", "component_figure", "metric_curves",
+__all__ = ["YARDSTICK_STYLES", "readable_size", "smallest_text", "text_px", "fit_text", "saliency_grid", "component_figure", "metric_curves",
            "plot_method_schematic", "metric_bars", "cost_plot", "data_card", "plot_samples", "plot_training_curves"]
 
-#: Width in pixels of the book's text column on a 1280-px page, and the smallest text height a reader
-#: should have to read there (issue 19).
-COLUMN_PX = 800
+#: Width in pixels of a figure in the book's text column on a 1280-px page, and in a cell tagged
+#: ``full-width`` (measured in headless Chromium on the built site), and the smallest text height a
+#: reader should have to read there (issue 19).
+COLUMN_PX = 660
+FULL_WIDTH_PX = 903
 MIN_TEXT_PX = 9
-#: The smallest font size of any figure, in points (about 9 px at the book's 100 dpi, shrunk to the column).
+#: The smallest font size of any figure, in points (about 11 px at the book's 100 dpi when not shrunk).
 MIN_FONT_PT = 8.0
 
 
-def readable_size(width: float, size: float = MIN_FONT_PT) -> float:
+def readable_size(width: float, size: float = MIN_FONT_PT, column_px: int = COLUMN_PX) -> float:
     """The font size (pt) to use for text meant at ``size`` pt in a figure ``width`` inches wide: at least
     ``size`` and :data:`MIN_FONT_PT`, and large enough that a figure wider than the text column, shrunk to
-    :data:`COLUMN_PX`, still shows it :data:`MIN_TEXT_PX` pixels high (``9 * 72 * width / 800`` pt; the
+    ``column_px`` pixels, still shows it :data:`MIN_TEXT_PX` pixels high (``9 * 72 * width / 660`` pt; the
     dpi cancels out).
 
-    >>> readable_size(6.0), readable_size(15.0)
-    (8.0, 12.15)
+    >>> readable_size(6.0), round(readable_size(11.0), 2)
+    (8.0, 10.8)
     """
-    return max(float(size), MIN_FONT_PT, MIN_TEXT_PX * 72.0 * float(width) / COLUMN_PX)
+    return max(float(size), MIN_FONT_PT, MIN_TEXT_PX * 72.0 * float(width) / column_px)
+
+
+def smallest_text(fig, keep: int = 4) -> dict | None:
+    """The smallest visible text of a drawn figure: ``{"pt": size, "texts": [up to keep texts of that
+    size]}``, or None for a figure without text. Titles, labels, tick labels, legends, colour bars and
+    annotations count; empty and invisible ones do not."""
+    import matplotlib.text
+
+    fig.canvas.draw()
+    sizes: dict[float, list[str]] = {}
+    stack = [fig]
+    while stack:  # the artist tree, without what a hidden artist hides (a hidden panel's labels)
+        artist = stack.pop()
+        if not artist.get_visible():
+            continue
+        stack.extend(artist.get_children())
+        text = artist.get_text().strip() if isinstance(artist, matplotlib.text.Text) else ""
+        if text:
+            sizes.setdefault(round(float(artist.get_fontsize()), 2), []).append(" ".join(text.split())[:40])
+    if not sizes:
+        return None
+    pt = min(sizes)
+    return {"pt": pt, "texts": sorted(set(sizes[pt]))[:keep]}
+
+
+def fit_text(fig, column_px: int = COLUMN_PX, rounds: int = 4):
+    """Enlarge every text of ``fig`` that would be under :data:`MIN_TEXT_PX` pixels high once the figure,
+    saved as a notebook shows it (tight box, ``fig.dpi``), is shrunk to a ``column_px``-wide column; returns
+    ``fig``. Larger text widens a figure with outside legends or colour bars, so it measures again, up to
+    ``rounds`` times. Call it last, on a figure laid out with ``layout="constrained"``.
+    """
+    import matplotlib.text
+
+    pad = 2 * 0.1  # savefig's pad_inches on both sides
+    for _ in range(rounds):
+        renderer = fig.canvas.get_renderer()
+        fig.canvas.draw()
+        image_px = (fig.get_tightbbox(renderer).width + pad) * fig.dpi
+        need = MIN_TEXT_PX * 72.0 / (fig.dpi * min(1.0, column_px / image_px))
+        small = [t for t in fig.findobj(matplotlib.text.Text)
+                 if t.get_visible() and t.get_text().strip() and t.get_fontsize() < need - 1e-6]
+        if not small:
+            break
+        for t in small:
+            t.set_fontsize(need * 1.02)
+    return fig
+
+
+def text_px(pt: float, dpi: float, image_px: int, column_px: int = COLUMN_PX) -> float:
+    """How many screen pixels high text of ``pt`` points is in a figure saved at ``dpi`` as an image
+    ``image_px`` pixels wide, shown in a column ``column_px`` wide (shrunk to it when wider, never enlarged).
+
+    >>> text_px(9, 100, 500), text_px(9, 100, 1320)
+    (12.5, 6.25)
+    """
+    if image_px <= 0 or dpi <= 0:
+        raise ValueError(f"image_px and dpi must be positive, got {image_px} and {dpi}")
+    return pt * dpi / 72.0 * min(1.0, column_px / image_px)
+
+
+#: What labels, colour bar and padding add to a grid's width once saved with a tight box, in inches: the
+#: grids size their text for it up front, so that titles wrap at the size :func:`fit_text` would give them.
+_MARGIN_IN = 0.9
 
 
 def _wrap(title: str, width: float, fontsize: float) -> str:
@@ -130,7 +195,7 @@ def saliency_grid(images: Sequence, maps: Mapping[str, Sequence] | Sequence | No
                   style: str = "book", titles: Sequence[str] | None = None, ncols: int | None = None,
                   size: float | None = None, alpha: float = 0.5, cmap: str | None = None, normalize: bool = False,
                   colorbar: bool = True, colorbar_label: str = "saliency", title_fontsize: float | None = None,
-                  suptitle: str | None = None):
+                  suptitle: str | None = None, column_px: int = COLUMN_PX):
     """The one saliency grid of the book.
 
     Parameters
@@ -160,6 +225,9 @@ def saliency_grid(images: Sequence, maps: Mapping[str, Sequence] | Sequence | No
     title_fontsize : float, optional
         Font size of the titles (default and at least :func:`readable_size` of the figure's width); long
         titles break after a space or hyphen to fit their column.
+    column_px : int
+        Width of the page column the figure is shown in (:data:`FULL_WIDTH_PX` for a cell tagged
+        ``full-width``); every text is sized to be readable there (:func:`fit_text`).
 
     Returns
     -------
@@ -177,7 +245,7 @@ def saliency_grid(images: Sequence, maps: Mapping[str, Sequence] | Sequence | No
     if maps is None or not isinstance(maps, Mapping):
         return _gallery(images, maps, masks, titles, ncols=ncols, size=size or 2.4, alpha=alpha, cmap=cmap,
                         normalize=normalize, colorbar=colorbar, colorbar_label=colorbar_label,
-                        fontsize=title_fontsize, suptitle=suptitle)
+                        fontsize=title_fontsize, suptitle=suptitle, column_px=column_px)
     if not maps:
         raise ValueError("saliency_grid needs at least one method in maps")
     for name, seq in maps.items():
@@ -187,7 +255,7 @@ def saliency_grid(images: Sequence, maps: Mapping[str, Sequence] | Sequence | No
     size = size or (1.7 if paper else 1.55)
     cols = list(maps)
     width = size * (len(cols) + 1) + (0.6 if colorbar else 0)
-    fontsize = readable_size(width, title_fontsize or 9)
+    fontsize = readable_size(width + _MARGIN_IN, title_fontsize or 9, column_px)
     fig, axes = plt.subplots(n, len(cols) + 1, figsize=(width, size * n + 0.3 + (0.4 if suptitle else 0)),
                              squeeze=False, layout="constrained")
     for i in range(n):
@@ -212,12 +280,12 @@ def saliency_grid(images: Sequence, maps: Mapping[str, Sequence] | Sequence | No
     if colorbar:
         _colorbar(fig, axes[:, -1], cmap, colorbar_label, n, fontsize)
     if suptitle:
-        fig.suptitle(suptitle, fontsize=readable_size(width, 11))
-    return fig
+        fig.suptitle(suptitle, fontsize=readable_size(width, 11, column_px))
+    return fit_text(fig, column_px)
 
 
 def _gallery(images, maps, masks, titles, *, ncols, size, alpha, cmap, normalize, colorbar, colorbar_label, fontsize,
-             suptitle):
+             suptitle, column_px):
     import matplotlib.pyplot as plt
 
     n = len(images)
@@ -226,7 +294,7 @@ def _gallery(images, maps, masks, titles, *, ncols, size, alpha, cmap, normalize
     nrows = -(-n // ncols)
     any_map = maps is not None and any(m is not None for m in maps)
     width = size * ncols + (0.6 if any_map and colorbar else 0)
-    fontsize = readable_size(width, fontsize or 9)
+    fontsize = readable_size(width + _MARGIN_IN, fontsize or 9, column_px)
     fig, axes = plt.subplots(nrows, ncols, figsize=(width, size * nrows + (0.4 if suptitle else 0)),
                              squeeze=False, layout="constrained")
     for ax in axes.flat[n:]:
@@ -240,14 +308,14 @@ def _gallery(images, maps, masks, titles, *, ncols, size, alpha, cmap, normalize
     if any_map and colorbar:
         _colorbar(fig, axes.flat, cmap, colorbar_label + (" (min-max)" if normalize else ""), nrows, fontsize)
     if suptitle:
-        fig.suptitle(suptitle, fontsize=readable_size(width, 11))
-    return fig
+        fig.suptitle(suptitle, fontsize=readable_size(width, 11, column_px))
+    return fit_text(fig, column_px)
 
 
 def component_figure(images: Sequence, components, weights, *, combined: Sequence | None = None,
                      n: int | None = None, masks: Sequence | None = None, row_titles: Sequence[str] | None = None,
                      label: str = "p", size: float = 1.6, cmap: str | None = None, alpha: float = 0.5,
-                     title_fontsize: float | None = None, colorbar: bool = True):
+                     title_fontsize: float | None = None, colorbar: bool = True, column_px: int = COLUMN_PX):
     """The component maps of N rows with their weights: ``|p_k|`` (min-max normalised), titled with ``sigma_k``.
 
     Parameters
@@ -269,6 +337,8 @@ def component_figure(images: Sequence, components, weights, *, combined: Sequenc
         The y label of each row's first panel (method names go through :func:`display_name`).
     title_fontsize : float, optional
         Font size of the titles (default and at least :func:`readable_size` of the figure's width).
+    column_px : int
+        Width of the page column the figure is shown in (:data:`FULL_WIDTH_PX` for a full-width cell).
 
     Returns
     -------
@@ -302,8 +372,8 @@ def component_figure(images: Sequence, components, weights, *, combined: Sequenc
     K = n if n is not None else max(int(P.shape[0]) for P, _ in rows)
     ncols = K + (combined is not None)
     width = size * ncols + (0.3 if row_titles else 0) + (0.6 if colorbar else 0)
-    fontsize = readable_size(width, title_fontsize or 9)
-    fig, axes = plt.subplots(N, ncols, figsize=(width, (size + 0.1 + 0.05 * fontsize) * N), squeeze=False,
+    fontsize = readable_size(width + _MARGIN_IN, title_fontsize or 9, column_px)
+    fig, axes = plt.subplots(N, ncols, figsize=(width, (size + 0.1 + 0.07 * fontsize) * N), squeeze=False,
                              layout="constrained")
     for i, (P, s) in enumerate(rows):
         img = to_numpy_image(images[i])
@@ -317,7 +387,7 @@ def component_figure(images: Sequence, components, weights, *, combined: Sequenc
                 ax.axis("off")
                 continue
             _panel(ax, img, maps[k], outline, alpha=alpha, cmap=cmap, normalize=False)
-            ax.set_title(f"$|{label}_{{{k + 1}}}|$: {float(share[k]):.1%} of $\\Sigma\\sigma$\n"
+            ax.set_title(f"$|{label}_{{{k + 1}}}|$\n{float(share[k]):.1%} of $\\Sigma\\sigma$\n"
                          f"$\\sigma_{{{k + 1}}}$ = {float(s[k]):.3g}", fontsize=fontsize)
         if combined is not None:
             ax = axes[i, K]
@@ -327,7 +397,7 @@ def component_figure(images: Sequence, components, weights, *, combined: Sequenc
             axes[i, 0].set_ylabel(_wrap(display_name(row_titles[i]), size, fontsize), fontsize=fontsize)
     if colorbar:
         _colorbar(fig, axes[:, -1], cmap, f"$|{label}_k|$, min-max", N, fontsize)
-    return fig
+    return fit_text(fig, column_px)
 
 
 # ----------------------------------------------------------------------------------- metric curves
@@ -391,7 +461,7 @@ def metric_curves(summary, x: str, metrics: Sequence[str], *, xlabel: str | None
             ax.invert_xaxis()
     handles, labels = axes[0].get_legend_handles_labels()
     legend_ax.legend(handles, labels, loc="center", fontsize=readable_size(size[0], 10), title="method")
-    return fig
+    return fit_text(fig)
 
 
 # ------------------------------------------------------------------------------- the paper's figures
@@ -623,7 +693,7 @@ def plot_method_schematic(image, tensors: Mapping, *, n_slices: int = 6, n_show:
                               "(c) Multivector: all components, weighted by their singular values")):
         y = outer[r, 0].get_position(fig).y1
         fig.text(0.01, y + 0.06, name, fontsize=fs + 2, fontweight="bold", ha="left", va="bottom")
-    return fig
+    return fit_text(fig, FULL_WIDTH_PX)
 
 
 def metric_bars(summary, metrics: Sequence[str] = PAPER_METRICS, *,
@@ -696,7 +766,7 @@ def metric_bars(summary, metrics: Sequence[str] = PAPER_METRICS, *,
         fig.legend(handles, names, loc="outside right center", fontsize=fs, title=hue, title_fontsize=fs)
     if title:
         fig.suptitle(title, fontsize=max(fs, 10))
-    return fig
+    return fit_text(fig)
 
 
 def cost_plot(timings, *, size: tuple[float, float] = (6.4, 3.8)):
@@ -744,7 +814,7 @@ def cost_plot(timings, *, size: tuple[float, float] = (6.4, 3.8)):
     ax.set_xlabel("feature tensor C×H×W (number of elements)")
     ax.set_ylabel("ms per map (log scale)")
     ax.legend(fontsize=fs, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    return fig
+    return fit_text(fig)
 
 
 # ---------------------------------------------------------------------------------------- the data
@@ -768,11 +838,10 @@ def data_card(samples, ncols: int = 6, size: float = 2.4):
         for (x0, y0, x1, y1) in s.boxes:
             ax.add_patch(patches.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False,
                                            edgecolor="yellow", linewidth=1.0, linestyle="--"))
-    return fig
+    return fit_text(fig)
 
 
 # ------------------------------------------------------------------------- the synthetic benchmark
-_TITLES = {"supervised": "supervised classifier", "simclr": "SimCLR", "barlow": "Barlow Twins"}
 
 
 def plot_samples(data, n: int = 8, axes=None):
@@ -814,7 +883,7 @@ def plot_samples(data, n: int = 8, axes=None):
     axes[0, 0].set_ylabel("image", fontsize=fs)
     axes[1, 0].set_ylabel("labelled\nobject", fontsize=fs)
     axes[2, 0].set_ylabel("all objects", fontsize=fs)
-    return fig
+    return fit_text(fig)
 
 
 def plot_training_curves(manifest: dict):
@@ -830,6 +899,8 @@ def plot_training_curves(manifest: dict):
     """
     import matplotlib.pyplot as plt
 
+    from .synthetic.zoo import KIND_NAMES
+
     trained = [k for k in ("supervised", "simclr", "barlow") if "history" in manifest["models"].get(k, {})]
     if not trained:
         raise ValueError("the manifest holds no training history")
@@ -837,7 +908,7 @@ def plot_training_curves(manifest: dict):
     for j, k in enumerate(trained):
         h = manifest["models"][k]["history"]
         axes[0, j].plot(h["epoch"], h["loss"], marker="o")
-        axes[0, j].set_title(_TITLES[k])
+        axes[0, j].set_title(KIND_NAMES[k])
         axes[0, j].set_ylabel("training loss")
         ep, mon = list(h["epoch"]), list(h["monitor"])
         if "monitor_init" in h:  # the value at initialisation, plotted at epoch 0
@@ -846,4 +917,4 @@ def plot_training_curves(manifest: dict):
         axes[1, j].set_ylabel("val accuracy" if k == "supervised" else "k-NN val accuracy")
         axes[1, j].set_xlabel("epoch")
         axes[1, j].set_ylim(0, 1)
-    return fig
+    return fit_text(fig)

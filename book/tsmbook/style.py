@@ -34,6 +34,8 @@ __all__ = [
     "cache_dir",
     "cached",
     "show_tables_with_display_names",
+    "record_figure_text",
+    "FIGURE_TEXT_KEY",
 ]
 
 #: Resolution of the figures embedded in the executed notebooks (and so in the site).
@@ -78,7 +80,7 @@ def seed_everything(seed: int = 0) -> None:
 
 
 def setup(seed: int = 0, *, dpi: int = FIGURE_DPI, context: str = "notebook", torch_threads: int | None = None,
-          keep_freed_memory: bool = True, readable_tables: bool = True) -> dict:
+          keep_freed_memory: bool = True, readable_tables: bool = True, record_text: bool = True) -> dict:
     """Apply the book's house style; call it first in every chapter.
 
     Seeds every random generator (:func:`seed_everything`), sets the matplotlib/seaborn style
@@ -103,6 +105,9 @@ def setup(seed: int = 0, *, dpi: int = FIGURE_DPI, context: str = "notebook", to
     readable_tables : bool
         Call :func:`show_tables_with_display_names`: in a notebook, every DataFrame is shown with display
         names for its method and metric labels.
+    record_text : bool
+        Call :func:`record_figure_text`: every figure shown in a notebook carries the size of its smallest
+        text, which the book's runner checks against the page width.
 
     Returns
     -------
@@ -132,6 +137,8 @@ def setup(seed: int = 0, *, dpi: int = FIGURE_DPI, context: str = "notebook", to
     mpl.rcParams.update(_RC)
     mpl.rcParams["figure.dpi"] = dpi
     mpl.rcParams["savefig.dpi"] = dpi
+    if record_text:
+        record_figure_text()
 
     versions = {"numpy": np.__version__, "matplotlib": mpl.__version__, "seaborn": sns.__version__}
     try:
@@ -152,10 +159,15 @@ def setup(seed: int = 0, *, dpi: int = FIGURE_DPI, context: str = "notebook", to
     return {"seed": seed, "dpi": dpi, "context": context, "torch_threads": torch_threads, "versions": versions}
 
 
+#: How a table shows a missing value (an undefined interval, a metric not computed), instead of "NaN".
+MISSING_CELL = "–"
+
+
 def show_tables_with_display_names() -> bool:
     """In IPython, show every DataFrame with :func:`tsmbook.names.readable_table` labels ("Average Drop
-    (%)", "Multivec-EigenCAM") instead of code names; the DataFrame itself is unchanged. Returns False
-    outside IPython. Should the renaming fail for a table, that table is shown as it is."""
+    (%)", "Multivec-EigenCAM") instead of code names, and :data:`MISSING_CELL` for a missing value; the
+    DataFrame itself is unchanged. Returns False outside IPython. Should the renaming fail for a table,
+    that table is shown with its own labels."""
     try:
         from IPython import get_ipython
     except ImportError:  # pragma: no cover
@@ -171,9 +183,13 @@ def show_tables_with_display_names() -> bool:
 
     def html(df):
         try:
-            return readable_table(df)._repr_html_()
+            shown = readable_table(df)
         except Exception:  # noqa: BLE001 - a table is never lost to its labels
-            return df._repr_html_()
+            shown = df
+        # what DataFrame._repr_html_ shows, with a dash for a missing value instead of "NaN"
+        return shown.to_html(notebook=True, na_rep=MISSING_CELL, max_rows=pd.get_option("display.max_rows"),
+                             max_cols=pd.get_option("display.max_columns"),
+                             show_dimensions=pd.get_option("display.show_dimensions"))
 
     def styled_html(styler):
         try:  # Styler.format_index changes only how the labels are printed
@@ -184,6 +200,60 @@ def show_tables_with_display_names() -> bool:
     formatter = shell.display_formatter.formatters["text/html"]
     formatter.for_type(pd.DataFrame, html)
     formatter.for_type(pd.io.formats.style.Styler, styled_html)
+    return True
+
+
+#: Key of a shown figure's PNG metadata under which :func:`record_figure_text` stores its smallest text.
+FIGURE_TEXT_KEY = "tsmbook_smallest_text"
+
+
+def record_figure_text() -> bool:
+    """In IPython, give every figure shown as PNG the size of its smallest text in the output's metadata
+    (``{"image/png": {FIGURE_TEXT_KEY: {"pt": 7.0, "texts": [...], "dpi": 100}}}``, from
+    :func:`tsmbook.figures.smallest_text`); the image is the one IPython would show. The book's runner
+    turns it into on-screen pixels at the page width and reports text a reader cannot read. Returns False
+    outside IPython."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return False
+    shell = get_ipython()
+    if shell is None:
+        return False
+    import matplotlib
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    # The inline backend registers IPython's PNG formatter when its module is first loaded, which pyplot
+    # defers to the first figure: load it now, so that ours wraps it instead of being replaced by it.
+    plt.switch_backend(matplotlib.get_backend())
+
+    from .figures import smallest_text
+
+    formatter = shell.display_formatter.formatters["image/png"]
+    try:
+        shown = formatter.lookup_by_type(Figure)
+    except KeyError:
+        return False
+    if getattr(shown, "_records_text", False):
+        return True
+
+    def png_with_text_size(fig):
+        data = shown(fig)
+        if isinstance(data, tuple):  # already (data, metadata)
+            data, meta = data
+        else:
+            meta = {}
+        try:
+            text = smallest_text(fig)
+        except Exception:  # noqa: BLE001 - a figure is never lost to its measurement
+            text = None
+        if data is None or text is None:
+            return data if not meta else (data, meta)
+        return data, {**meta, FIGURE_TEXT_KEY: {**text, "dpi": float(fig.dpi)}}
+
+    png_with_text_size._records_text = True
+    formatter.for_type(Figure, png_with_text_size)
     return True
 
 
