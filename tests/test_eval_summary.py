@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tsmlib.evaluation import best_iou_threshold, mean_ci, paper_table, summarize
+from tsmlib.evaluation import best_iou_threshold, interval_cell, mean_ci, paper_table, summarize
 
 from _eval_helpers import model_summary
 
@@ -54,6 +54,22 @@ def test_best_iou_threshold_and_paper_table():
     table = paper_table(summarize(_table(), n_boot=200))
     assert list(table.columns) == ["average_drop", "iou"]
     assert table.loc["tsm", "average_drop"].startswith("25.00 [")
+
+
+def test_interval_cells_never_print_nan():
+    """One image has no interval (the mean alone); an undefined metric is n/a; never "[nan, nan]"."""
+    nan = float("nan")
+    assert interval_cell(0.41234, 0.4, 0.43, 3) == "0.412 [0.400, 0.430]"
+    assert interval_cell(nan, nan, nan) == "n/a"
+    assert interval_cell(0.5, nan, nan) == "0.50"
+    assert interval_cell(0.5, 0.1, nan) == "0.50"
+    summary = pd.DataFrame([
+        {"method": "one-image", "metric": "average_drop", "mean": 11.5, "ci_low": nan, "ci_high": nan, "n": 1},
+        {"method": "constant", "metric": "average_drop", "mean": nan, "ci_low": nan, "ci_high": nan, "n": 0},
+        {"method": "tsm", "metric": "average_drop", "mean": 20.0, "ci_low": 18.0, "ci_high": 22.5, "n": 9},
+    ])
+    table = paper_table(summary, metrics=["average_drop"])
+    assert table["average_drop"].to_dict() == {"constant": "n/a", "one-image": "11.50", "tsm": "20.00 [18.00, 22.50]"}
 
 
 

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from tsmlib.evaluation import compare
-from tsmbook.tables import (best_method, comparison_line, comparison_table, format_relative_change, interval_cell,
+from tsmbook.tables import (best_method, comparison_line, comparison_table, format_relative_change,
                             interval_table, metric_column, ranked_methods)
 
 from _eval_helpers import yardstick_results, model_summary
@@ -24,9 +24,6 @@ def _summary():
 
 
 def test_cells_and_columns():
-    assert interval_cell(0.41234, 0.4, 0.43, 3) == "0.412 [0.400, 0.430]"
-    assert interval_cell(nan, nan, nan) == "n/a"
-    assert interval_cell(0.5, nan, nan, 2) == "0.50"
     assert format_relative_change(0.5, 0.123, 0.789) == "+50 % [+12, +79]"
     assert format_relative_change(-0.034) == "-3 %"
     assert format_relative_change(nan, 0.1, 0.2) == "n/a"
@@ -42,6 +39,7 @@ def test_interval_table_uses_the_metric_digits_and_order():
     assert t.loc["tsm", "mIoU ↑"] == "0.412 [0.400, 0.430]"       # 3 for a fraction
     assert t.loc["eigencam", "mIoU ↑"] == "n/a"
     assert t.loc["tsm", "n"] == 10
+    assert interval_table(_summary(), ["iou", "average_drop"]).loc["mtsm", "mIoU ↑"] == "not run"  # no row: not measured
     with pytest.raises(ValueError, match="one configuration"):
         interval_table(pd.concat([_summary(), _summary()]), ["iou"])
 

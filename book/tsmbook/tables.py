@@ -1,6 +1,6 @@
 """The tables and lines of text the chapters print their numbers in, one way for the whole book.
 
-* a mean with its interval is ``"0.412 [0.388, 0.437]"`` with the metric's digits (:func:`interval_cell`,
+* a mean with its interval is ``"0.412 [0.388, 0.437]"`` with the metric's digits (:func:`tsmlib.evaluation.interval_cell`,
   :func:`interval_table`);
 * a relative change of :func:`tsmlib.evaluation.stats.compare` is ``"+12 % [+3, +20]"``
   (:func:`format_relative_change`, :func:`comparison_table`, :func:`comparison_line`);
@@ -17,9 +17,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from tsmlib.evaluation import METRICS, higher_is_better, summary_rows
+from tsmlib.evaluation import METRICS, higher_is_better, interval_cell, summary_rows
 
-__all__ = ["metric_column", "interval_cell", "interval_table", "format_relative_change", "comparison_table",
+__all__ = ["metric_column", "interval_table", "format_relative_change", "comparison_table",
            "comparison_line", "ranked_methods", "best_method"]
 
 
@@ -35,13 +35,8 @@ def _digits(metric: str) -> int:
     return info.digits if info is not None else 3
 
 
-def interval_cell(mean: float, low: float, high: float, digits: int = 3) -> str:
-    """``"0.412 [0.388, 0.437]"``; ``"n/a"`` for a NaN mean, the mean alone when the interval is NaN."""
-    if not np.isfinite(mean):
-        return "n/a"
-    if not (np.isfinite(low) and np.isfinite(high)):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+#: The cell of a method a metric was not run on (deletion and insertion run on a subset of the methods).
+NOT_RUN = "not run"
 
 
 def interval_table(summary: pd.DataFrame, metrics: Sequence[str], *, index: str = "method",
@@ -73,7 +68,7 @@ def interval_table(summary: pd.DataFrame, metrics: Sequence[str], *, index: str 
     cells = {(r[index], r["metric"]): interval_cell(r["mean"], r["ci_low"], r["ci_high"], _digits(r["metric"]))
              for _, r in s.iterrows()}
     rows = list(pd.unique(s[index])) if order is None else [o for o in order if o in set(s[index])]
-    table = pd.DataFrame({metric_column(m): [cells.get((r, m), "") for r in rows] for m in metrics}, index=rows)
+    table = pd.DataFrame({metric_column(m): [cells.get((r, m), NOT_RUN) for r in rows] for m in metrics}, index=rows)
     if count:
         table.insert(0, "n", s.groupby(index, observed=True)["n"].max().reindex(rows).astype(int).to_numpy())
     table.index.name = None

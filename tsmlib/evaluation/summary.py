@@ -110,11 +110,27 @@ def best_iou_threshold(results: pd.DataFrame) -> pd.DataFrame:
     return best.rename(columns={"threshold": "best_threshold", "value": "best_miou"}).reset_index(drop=True)
 
 
+def interval_cell(mean: float, low: float, high: float, digits: int = 2) -> str:
+    """A mean and its interval as one table cell: ``"0.41 [0.39, 0.44]"``; ``"n/a"`` for a NaN mean (the metric
+    is undefined, e.g. the pointing game of a constant map), the mean alone when an end of the interval is NaN
+    (one image: nothing to resample).
+
+    >>> interval_cell(0.41234, 0.388, 0.437, 3), interval_cell(0.5, float("nan"), float("nan"))
+    ('0.412 [0.388, 0.437]', '0.50')
+    """
+    if not np.isfinite(mean):
+        return "n/a"
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
 def paper_table(summary: pd.DataFrame, metrics: Sequence[str] = ("average_drop", "increase_in_confidence",
                                                                    "average_gain", "mse", "iou")) -> pd.DataFrame:
-    """Wide table (methods x metrics) of ``mean [ci_low, ci_high]`` strings from :func:`summarize`."""
+    """Wide table (methods x metrics) of ``mean [ci_low, ci_high]`` strings (:func:`interval_cell`, two
+    decimals) from :func:`summarize`."""
     s = summary[summary["metric"].isin(metrics)].copy()
-    s["cell"] = s.apply(lambda r: f"{r['mean']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]", axis=1)
+    s["cell"] = [interval_cell(m, lo, hi) for m, lo, hi in zip(s["mean"], s["ci_low"], s["ci_high"])]
     index = [c for c in CONFIG_COLUMNS if c in s.columns and s[c].nunique() > 1] + ["method"]
     table = s.pivot_table(index=index, columns="metric", values="cell", aggfunc="first")
     return table[[m for m in metrics if m in table.columns]]
