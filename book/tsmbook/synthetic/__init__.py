@@ -15,7 +15,7 @@ Its figures (scenes, training curves) are :func:`tsmbook.figures.plot_samples` a
 """
 
 from .data import FASHION_MNIST_CLASSES, SceneConfig, SyntheticSet, generate, load_fashion_mnist, render_scene
-from .zoo import KINDS, REGISTRY_NAMES, load_benchmark_split, load_synthetic_model, read_manifest
+from .zoo import KIND_NAMES, KINDS, REGISTRY_NAMES, load_benchmark_split, load_synthetic_model, read_manifest
 
 __all__ = [
     "FASHION_MNIST_CLASSES",
@@ -25,6 +25,7 @@ __all__ = [
     "load_fashion_mnist",
     "render_scene",
     "KINDS",
+    "KIND_NAMES",
     "REGISTRY_NAMES",
     "load_benchmark_split",
     "load_synthetic_model",

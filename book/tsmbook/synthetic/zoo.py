@@ -34,6 +34,7 @@ from .nets import ContractModel, Embedder, SmallResNet
 
 __all__ = [
     "KINDS",
+    "KIND_NAMES",
     "REGISTRY_NAMES",
     "default_weights_dir",
     "read_manifest",
@@ -48,6 +49,9 @@ __all__ = [
 ]
 
 KINDS = ("supervised", "simclr", "barlow", "random")
+#: The name a reader sees for each kind (titles, legends, the registry's display names).
+KIND_NAMES = {"supervised": "supervised classifier", "simclr": "SimCLR", "barlow": "Barlow Twins",
+              "random": "random weights"}
 #: Suggested registry names -> kind.
 REGISTRY_NAMES = {f"synthetic_{k}": k for k in KINDS}
 TARGET_LAYER = "backbone.layer4"
@@ -217,11 +221,10 @@ def model_specs() -> list:
         "barlow": "Barlow Twins backbone (no labels) + linear probe on frozen features",
         "random": "random-weight backbone + linear probe (control)",
     }
-    shown = {"supervised": "supervised", "simclr": "SimCLR", "barlow": "Barlow Twins", "random": "random weights"}
     return [
         ModelSpec(
             name=name,
-            display_name=f"{shown[kind]} (synthetic)",
+            display_name=f"{KIND_NAMES[kind].removesuffix(' classifier')} (synthetic)",
             description=f"Synthetic benchmark (Fashion-MNIST on textures, 64 px): {how[kind]}; weights in data/ssl",
             family="self-supervised" if kind in ("simclr", "barlow") else "supervised",
             architecture="synthetic-smallresnet",
