@@ -241,6 +241,17 @@ def test_a_constant_map_counts_as_zero_similarity_in_the_verdicts():
     assert v.loc[("cascading", "flip"), "verdict"] == "stays similar"  # an inverted map kept its structure
 
 
+def test_one_image_has_no_interval_and_its_verdict_is_undecided():
+    """With one image there is nothing to resample: the interval is undefined, and a mean of 0.5 between the
+    thresholds must not read as "changes partly" (it did: NaN compared False with both thresholds)."""
+    import pandas as pd
+
+    df = pd.DataFrame(_rows({0: [1.0], 1: [0.5]}, "one", "cascading"))
+    v = verdicts.sanity_verdicts(df, similar=0.95, random=0.2, n_resamples=999)
+    assert np.isnan(v.loc[("cascading", "one"), "ci_low"]) and v.loc[("cascading", "one"), "mean"] == 0.5
+    assert v.loc[("cascading", "one"), "verdict"] == "undecided"
+
+
 def _verdict_table(rows):
     import pandas as pd
 

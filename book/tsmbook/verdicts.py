@@ -324,7 +324,8 @@ def sanity_verdicts(results: pd.DataFrame, *, similar: float, random: float, sim
     * **stays similar**: the interval reaches ``similar`` (its upper end >= ``similar``): the change cannot
       be told apart from noise-level change, the check *fails* for this method;
     * **as different as a random map**: the interval reaches ``random`` (lower end <= ``random``);
-    * **changes partly**: between the two; **undecided**: the interval reaches both.
+    * **changes partly**: between the two; **undecided**: the interval reaches both, or there is none (fewer
+      than two images).
 
     Parameters
     ----------
@@ -352,7 +353,9 @@ def sanity_verdicts(results: pd.DataFrame, *, similar: float, random: float, sim
         at = d[d["step"] == step]
         vals = at["value"].to_numpy()
         lo, hi = mean_ci(vals, confidence=confidence, n_resamples=n_resamples, seed=seed)
-        reaches_similar, reaches_random = hi >= similar, lo <= random
+        # no interval (fewer than two images): it reaches neither threshold nor excludes either: undecided
+        no_interval = not (np.isfinite(lo) and np.isfinite(hi))
+        reaches_similar, reaches_random = no_interval or hi >= similar, no_interval or lo <= random
         verdict = ("undecided" if reaches_similar and reaches_random else "stays similar" if reaches_similar
                    else "as different as a random map" if reaches_random else "changes partly")
         rows.append({"scheme": scheme, "method": method, "step": step,
