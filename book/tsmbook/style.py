@@ -159,6 +159,15 @@ def setup(seed: int = 0, *, dpi: int = FIGURE_DPI, context: str = "notebook", to
     return {"seed": seed, "dpi": dpi, "context": context, "torch_threads": torch_threads, "versions": versions}
 
 
+def _ipython():
+    """The running IPython shell, or None (plain Python, or IPython not installed)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return None
+    return get_ipython()
+
+
 #: How a table shows a missing value (an undefined interval, a metric not computed), instead of "NaN".
 MISSING_CELL = "–"
 
@@ -168,11 +177,7 @@ def show_tables_with_display_names() -> bool:
     (%)", "Multivec-EigenCAM") instead of code names, and :data:`MISSING_CELL` for a missing value; the
     DataFrame itself is unchanged. Returns False outside IPython. Should the renaming fail for a table,
     that table is shown with its own labels."""
-    try:
-        from IPython import get_ipython
-    except ImportError:  # pragma: no cover
-        return False
-    shell = get_ipython()
+    shell = _ipython()
     if shell is None:
         return False
     import pandas as pd
@@ -213,11 +218,7 @@ def record_figure_text() -> bool:
     :func:`tsmbook.figures.smallest_text`); the image is the one IPython would show. The book's runner
     turns it into on-screen pixels at the page width and reports text a reader cannot read. Returns False
     outside IPython."""
-    try:
-        from IPython import get_ipython
-    except ImportError:  # pragma: no cover
-        return False
-    shell = get_ipython()
+    shell = _ipython()
     if shell is None:
         return False
     import matplotlib
