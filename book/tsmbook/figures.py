@@ -572,6 +572,7 @@ def plot_method_schematic(image, tensors: Mapping, *, n_slices: int = 6, n_show:
         Three rows (TSM, EigenCAM, multivector) of six panels linked by arrows.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.layout_engine import PlaceHolderLayoutEngine
 
     from .style import SALIENCY_CMAP
 
@@ -590,7 +591,9 @@ def plot_method_schematic(image, tensors: Mapping, *, n_slices: int = 6, n_show:
     up = lambda m: torch.as_tensor(m)  # noqa: E731 - the overlay resizes bilinearly
 
     fs = readable_size(width)
-    fig = plt.figure(figsize=(width, width * 0.72), layout="none")
+    # hand-placed axes: no layout engine. An explicit placeholder, since layout="none" becomes the rc default
+    # (the house style's constrained layout) once a savefig with bbox_inches="tight" restores it
+    fig = plt.figure(figsize=(width, width * 0.72), layout=PlaceHolderLayoutEngine(True, True))
     outer = fig.add_gridspec(3, 6, left=0.02, right=0.97, top=0.90, bottom=0.05, wspace=1.15, hspace=0.95,
                              width_ratios=[1.15, 0.8, 1.5, 1.0, 0.9, 0.9])
     # Row 1: TSM
