@@ -44,6 +44,32 @@ def test_imputation_hand_cases():
     assert noisy_linear_imputation(torch.rand(1, 3, 4, 4), torch.ones(1, 4, 4, dtype=torch.bool), noise=0).abs().max() == 0
 
 
+@pytest.mark.parametrize("solver", ["direct", "cg"])
+def test_imputation_hand_cases_hold_for_both_solvers(solver):
+    x = torch.tensor([[[[0.0, 7.0, 1.0]]]])
+    out = noisy_linear_imputation(x, torch.tensor([[[False, True, False]]]), noise=0, solver=solver)
+    assert out[0, 0, 0].tolist() == pytest.approx([0.0, 0.5, 1.0])
+    everything = torch.ones(1, 4, 4, dtype=torch.bool)
+    assert noisy_linear_imputation(torch.rand(1, 3, 4, 4), everything, noise=0, solver=solver).abs().max() == 0
+
+
+def test_direct_and_conjugate_gradient_solvers_agree():
+    """The sparse LU solve (CPU default) and the batched CG (GPU default) solve one system: random masks at
+    every percentile, plus an image with every pixel removed (nothing to interpolate from: 0)."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(5, 3, 24, 20, generator=g)
+    smooth = torch.nn.functional.avg_pool2d(torch.rand(5, 1, 24, 20, generator=g), 5, 1, 2)[:, 0]
+    morf, lerf = road_masks(smooth, [10, 50, 90])
+    removed = torch.cat([morf, lerf], 1)[:, 0].clone()
+    removed[4] = True
+    direct = noisy_linear_imputation(x.double(), removed, noise=0, solver="direct")
+    cg = noisy_linear_imputation(x.double(), removed, noise=0, solver="cg")
+    assert torch.allclose(direct, cg, atol=1e-8)
+    assert torch.equal(direct[0][:, ~removed[0]], x.double()[0][:, ~removed[0]])  # kept pixels untouched
+    with pytest.raises(ValueError, match="solver"):
+        noisy_linear_imputation(x, removed, solver="lsqr")
+
+
 def test_road_masks_hand_case():
     S = (torch.arange(16.0) / 15).reshape(1, 4, 4)
     morf, lerf = road_masks(S, [50, 25])

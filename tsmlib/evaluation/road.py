@@ -18,9 +18,10 @@ The removed pixels of each channel are the solution of the sparse linear system 
 pixel equals the weighted mean of its 8 neighbours inside the image (weight 1/6 for the 4 direct
 neighbours, 1/12 for the diagonal ones; known neighbours enter as constants), plus Gaussian noise of
 standard deviation ``noise`` (0.01 in pytorch-grad-cam and the paper). The system is symmetric positive
-definite on each region of removed pixels that touches a kept one; it is solved for the whole batch at once
-by Jacobi-preconditioned conjugate gradients built from 3x3 convolutions (on the images' device), where
-pytorch-grad-cam calls ``scipy.sparse.linalg.spsolve`` image by image on the CPU. A region of removed
+definite on each region of removed pixels that touches a kept one. On the CPU it is solved image by image by a
+sparse LU factorisation (``scipy.sparse.linalg.splu``, one per image for all its channels; pytorch-grad-cam
+calls ``spsolve`` per channel); on a GPU for the whole batch at once by Jacobi-preconditioned conjugate
+gradients built from 3x3 convolutions, which keep the images on the device. A region of removed
 pixels with no kept pixel around it (every pixel removed: a constant map) has nothing to interpolate from;
 the minimum-norm solution, 0, is used there (``spsolve`` reports a singular matrix).
 
@@ -84,7 +85,7 @@ def _neighbour_kernel(dtype, device) -> torch.Tensor:
 
 def noisy_linear_imputation(x: torch.Tensor, removed: torch.Tensor, *, noise: float = 0.01,
                             noise_values: torch.Tensor | None = None, generator: torch.Generator | None = None,
-                            rtol: float = 1e-10, max_iter: int | None = None) -> torch.Tensor:
+                            solver: str = "auto", rtol: float = 1e-10, max_iter: int | None = None) -> torch.Tensor:
     """Fill the removed pixels of a batch of images by noisy linear imputation (Rong et al. 2022).
 
     Parameters
@@ -96,9 +97,14 @@ def noisy_linear_imputation(x: torch.Tensor, removed: torch.Tensor, *, noise: fl
         Standard deviation of the Gaussian noise added to the filled pixels (0 for the plain linear fill).
     noise_values : torch.Tensor, shape (N, C, H, W), optional
         Standard normal draws to use (scaled by ``noise``) instead of drawing them with ``generator``.
+    solver : {"auto", "direct", "cg"}
+        ``"direct"``: a sparse LU factorisation per image (:func:`scipy.sparse.linalg.splu`, every channel
+        from one factorisation), on the CPU; ``"cg"``: the batched conjugate-gradient solve on the images'
+        device; ``"auto"``: direct for CPU tensors, CG otherwise. Both solve the same system in float64 (a
+        224 x 224 image with 90 % of its pixels removed: about 0.3 s direct, about 8 s by CG on one CPU core).
     rtol, max_iter
-        The conjugate-gradient solve stops when every system's residual is below ``rtol`` times its
-        right-hand side (float64 throughout), or after ``max_iter`` steps (default ``10 * (H + W) + 100``).
+        CG only: the solve stops when every system's residual is below ``rtol`` times its right-hand side,
+        or after ``max_iter`` steps (default ``10 * (H + W) + 100``).
 
     Returns
     -------
@@ -108,9 +114,79 @@ def noisy_linear_imputation(x: torch.Tensor, removed: torch.Tensor, *, noise: fl
     if x.ndim != 4 or removed.shape != (x.shape[0], *x.shape[-2:]):
         raise ValueError(f"images (N, C, H, W) and masks (N, H, W) must match, got {tuple(x.shape)} and "
                          f"{tuple(removed.shape)}")
+    if solver not in ("auto", "direct", "cg"):
+        raise ValueError(f"solver must be 'auto', 'direct' or 'cg', got {solver!r}")
     N, C, H, W = x.shape
     if N == 0:
         return x.clone()
+    if solver == "direct" or (solver == "auto" and x.device.type == "cpu"):
+        filled = torch.stack([torch.from_numpy(_direct_fill(img.detach().cpu().double().numpy(), rem.cpu().numpy()))
+                              for img, rem in zip(x, removed)]).to(x.device)
+    else:
+        filled = _cg_fill(x, removed, rtol=rtol, max_iter=max_iter)
+    if noise:
+        m = removed.to(device=x.device, dtype=torch.float64)[:, None]
+        if noise_values is None:
+            noise_values = torch.randn(x.shape, generator=generator, dtype=torch.float32,
+                                       device=generator.device if generator is not None else "cpu")
+        filled = filled + m * noise * noise_values.to(device=x.device, dtype=torch.float64)
+    return filled.to(x.dtype)
+
+
+def _direct_fill(img, removed):
+    """The linear fill of one image by a sparse LU solve: ``img`` (C, H, W) float64 and ``removed`` (H, W) bool
+    NumPy arrays -> (C, H, W) float64. Each removed pixel ``i`` satisfies ``d_i u_i - sum_j w_ij u_j = sum_k w_ik
+    x_k`` over its in-image neighbours (``j`` removed, ``k`` kept; ``d_i`` the sum of its in-image weights).
+    A group of removed pixels that touches no kept one has nothing to interpolate from (its rows sum to 0:
+    singular) and is left at 0, the minimum-norm solution the CG path reaches too."""
+    import numpy as np
+    from scipy import ndimage
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.linalg import splu
+
+    C, H, W = img.shape
+    weights = np.asarray(NEIGHBOUR_WEIGHTS)
+    out = np.where(removed[None], 0.0, img)
+    kept = ~removed
+    groups, _ = ndimage.label(removed, structure=np.ones((3, 3)))  # the stencil's 8-neighbourhood
+    anchored = np.unique(groups[removed & ndimage.binary_dilation(kept, structure=np.ones((3, 3)))])
+    solve = np.isin(groups, anchored[anchored > 0])
+    n = int(solve.sum())
+    if n == 0:
+        return out
+    index = np.full((H, W), -1)
+    index[solve] = np.arange(n)
+    rows, cols, vals = [], [], []
+    diag = np.zeros(n)
+    rhs = np.zeros((n, C))
+    yy, xx = np.nonzero(solve)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            w = weights[dy + 1, dx + 1]
+            if w == 0:
+                continue
+            ny, nx = yy + dy, xx + dx
+            inside = (ny >= 0) & (ny < H) & (nx >= 0) & (nx < W)
+            i, ny, nx = np.nonzero(inside)[0], ny[inside], nx[inside]
+            diag[i] += w
+            unknown = solve[ny, nx]
+            rows.append(i[unknown])
+            cols.append(index[ny[unknown], nx[unknown]])
+            vals.append(np.full(int(unknown.sum()), -w))
+            known = ~unknown  # kept pixels (a removed neighbour outside ``solve`` would be unanchored: impossible)
+            np.add.at(rhs, i[known], w * img[:, ny[known], nx[known]].T)
+    rows.append(np.arange(n))
+    cols.append(np.arange(n))
+    vals.append(diag)
+    A = coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)).tocsc()
+    out[:, solve] = splu(A).solve(rhs).T
+    return out
+
+
+def _cg_fill(x, removed, *, rtol, max_iter):
+    """The linear fill of a batch by Jacobi-preconditioned conjugate gradients on 3x3 convolutions, on the
+    images' device: (N, C, H, W) -> (N, C, H, W) float64."""
+    N, C, H, W = x.shape
     m = removed.to(device=x.device, dtype=torch.float64)[:, None].expand(N, C, H, W).reshape(N * C, 1, H, W)
     v = x.double().reshape(N * C, 1, H, W)
     k = _neighbour_kernel(torch.float64, x.device)
@@ -143,19 +219,12 @@ def noisy_linear_imputation(x: torch.Tensor, removed: torch.Tensor, *, noise: fl
         beta = torch.where(rz > 0, rz_new / rz.clamp(min=1e-300), torch.zeros_like(rz))
         p = z + beta * p
         rz = rz_new
-    filled = (1 - m) * v + m * u
-    filled = filled.reshape(N, C, H, W)
-    if noise:
-        if noise_values is None:
-            noise_values = torch.randn(x.shape, generator=generator, dtype=torch.float32,
-                                       device=generator.device if generator is not None else "cpu")
-        filled = filled + m.reshape(N, C, H, W) * noise * noise_values.to(device=x.device, dtype=torch.float64)
-    return filled.to(x.dtype)
+    return ((1 - m) * v + m * u).reshape(N, C, H, W)
 
 
 def road(score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor, saliency: torch.Tensor, *,
          percentiles: Sequence[float] = PERCENTILES, noise: float = 0.01, seed: int = 0, chunk_size: int = 64,
-         return_curves: bool = False, rtol: float = 1e-10, max_iter: int | None = None) -> dict:
+         return_curves: bool = False, solver: str = "auto", rtol: float = 1e-10, max_iter: int | None = None) -> dict:
     """ROAD scores (Rong et al. 2022), batched over images, percentiles and both orders.
 
     Parameters
@@ -180,7 +249,7 @@ def road(score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torc
         Imputed images per solve and per call of ``score_fn`` (speed and memory only).
     return_curves : bool
         Also return the per-percentile score changes.
-    rtol, max_iter
+    solver, rtol, max_iter
         See :func:`noisy_linear_imputation`.
 
     Returns
@@ -213,8 +282,8 @@ def road(score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torc
     for start in range(0, B * 2 * P, chunk_size):
         sl = slice(start, min(start + chunk_size, B * 2 * P))
         imgs = noisy_linear_imputation(x[owner[sl]], removed[sl], noise=noise,
-                                       noise_values=None if draws is None else draws[sl], rtol=rtol,
-                                       max_iter=max_iter)
+                                       noise_values=None if draws is None else draws[sl], solver=solver,
+                                       rtol=rtol, max_iter=max_iter)
         scores[sl] = _call_score(score_fn, imgs, owner[sl]).detach().to(torch.float64)
     change = (scores.reshape(B, 2, P) - Y[:, None, None])
     out = {"morf": change[:, 0].mean(-1), "lerf": change[:, 1].mean(-1)}
