@@ -6,7 +6,7 @@ import pytest
 
 from tsmlib.evaluation import compare
 from tsmbook.tables import (best_method, comparison_line, comparison_table, format_relative_change,
-                            interval_table, metric_column, ranked_methods)
+                            interval_table, interval_table_across, metric_column, ranked_methods)
 
 from _eval_helpers import yardstick_results, model_summary
 
@@ -42,6 +42,20 @@ def test_interval_table_uses_the_metric_digits_and_order():
     assert interval_table(_summary(), ["iou", "average_drop"]).loc["mtsm", "mIoU ↑"] == "not run"  # no row: not measured
     with pytest.raises(ValueError, match="one configuration"):
         interval_table(pd.concat([_summary(), _summary()]), ["iou"])
+
+
+def test_interval_table_across_puts_one_metric_of_each_model_in_a_column():
+    rows = [{"model": mo, "method": me, "metric": "road", "mean": v, "ci_low": v - 0.01, "ci_high": v + 0.01, "n": 4}
+            for mo, me, v in [("efficientnet_lite0", "tsm", 0.1234), ("efficientnet_lite0", "eigencam", 0.05),
+                              ("efficientnet_lite0_random", "tsm", 0.0)]]
+    rows.append({"model": "efficientnet_lite0_random", "method": "eigencam", "metric": "road", "mean": 0.02,
+                 "ci_low": nan, "ci_high": nan, "n": 1})
+    t = interval_table_across(pd.DataFrame(rows), "road", order=["eigencam", "tsm"])
+    assert list(t.columns) == ["ROAD ↑, EfficientNet-Lite0", "ROAD ↑, EfficientNet-Lite0 (random weights)"]
+    assert t.loc["tsm"].tolist() == ["0.123 [0.113, 0.133]", "0.000 [-0.010, 0.010]"]
+    assert t.loc["eigencam"].tolist() == ["0.050 [0.040, 0.060]", "0.020"]  # one image: no interval
+    missing = interval_table_across(pd.DataFrame(rows[:3]), "road", columns=["efficientnet_lite0_random"])
+    assert missing.loc["eigencam"].tolist() == ["not run"]
 
 
 def test_ranked_methods_follow_the_direction():

@@ -19,7 +19,9 @@ import pandas as pd
 
 from tsmlib.evaluation import METRICS, higher_is_better, interval_cell, summary_rows
 
-__all__ = ["metric_column", "interval_table", "format_relative_change", "comparison_table",
+from .names import display_name
+
+__all__ = ["metric_column", "interval_table", "interval_table_across", "format_relative_change", "comparison_table",
            "comparison_line", "ranked_methods", "best_method"]
 
 
@@ -71,6 +73,26 @@ def interval_table(summary: pd.DataFrame, metrics: Sequence[str], *, index: str 
     table = pd.DataFrame({metric_column(m): [cells.get((r, m), NOT_RUN) for r in rows] for m in metrics}, index=rows)
     if count:
         table.insert(0, "n", s.groupby(index, observed=True)["n"].max().reindex(rows).astype(int).to_numpy())
+    table.index.name = None
+    return table
+
+
+def interval_table_across(summary: pd.DataFrame, metric: str, across: str = "model", *, index: str = "method",
+                          order: Sequence | None = None, columns: Sequence | None = None) -> pd.DataFrame:
+    """One metric's ``mean [ci_low, ci_high]`` cells with one column per value of ``across`` (each model):
+    rows ``index`` (methods), columns labelled ``"<metric column>, <display name>"``, "not run" where a pair
+    is missing.
+
+    ``order`` and ``columns`` fix the rows and columns (default: their order of first appearance)."""
+    s = summary[summary["metric"] == metric]
+    if s.duplicated([index, across]).any():
+        raise ValueError(f"summary has several rows per ({index}, {across}) for {metric!r}")
+    cells = {(r[index], r[across]): interval_cell(r["mean"], r["ci_low"], r["ci_high"], _digits(metric))
+             for _, r in s.iterrows()}
+    rows = list(pd.unique(s[index])) if order is None else [o for o in order if o in set(s[index])]
+    cols = list(pd.unique(s[across])) if columns is None else list(columns)
+    table = pd.DataFrame({f"{metric_column(metric)}, {display_name(c)}": [cells.get((r, c), NOT_RUN) for r in rows]
+                          for c in cols}, index=rows)
     table.index.name = None
     return table
 
