@@ -329,6 +329,17 @@ def test_page_preparation_folds_parameters_and_states_the_run_time():
     assert runner.format_duration(8.4) == "8 s"
 
 
+@pytest.mark.parametrize("name", ALL_NOTEBOOKS)
+def test_every_caption_says_what_to_notice(name):
+    """A caption describes the figure and then tells the reader what to look for (a sentence beginning
+    "Notice" or "Compare"), as the template's does."""
+    nb = _read_nb(NOTEBOOK_DIR / f"{name}.ipynb")
+    captions = [c["metadata"]["mystnb"]["figure"]["caption"] for c in nb["cells"]
+                if c["metadata"].get("mystnb", {}).get("figure", {}).get("caption")]
+    silent = [c[:80] for c in captions if not re.search(r"(^|[.:] )(Notice|Compare)\b", c)]
+    assert not silent, f"captions that do not say what to notice: {silent}"
+
+
 def test_every_figure_gets_its_caption_as_alt_text():
     """Without it the page's alt text is the image's file path (a screen reader reads a hash)."""
     import nbformat
