@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tsmlib.evaluation import best_iou_threshold, interval_cell, mean_ci, paper_table, summarize
+from tsmlib.evaluation import best_iou_threshold, format_number, interval_cell, mean_ci, paper_table, summarize
 
 from _eval_helpers import model_summary
 
@@ -85,3 +85,11 @@ def test_summary_value_reads_one_cell_and_refuses_an_ambiguous_selection():
         summary_value(model_summary(), "gradcam", "iou", model="a")
     with pytest.raises(ValueError, match="lacks column"):
         summary_value(model_summary(), "tsm", "iou", dataset="x")
+
+
+def test_numbers_that_round_to_zero_lose_their_sign():
+    """A mean of tiny negative changes (ROAD on a flat softmax) printed "-0.000"."""
+    assert format_number(-1e-6, ".3f") == "0.000" and format_number(-0.0012, ".3f") == "-0.001"
+    assert format_number(-0.0, "+.0f") == "+0" and format_number(-1e-9, ".0%") == "0%"
+    assert format_number(-2e-7, ".2e") == "-2.00e-07"  # not zero: the sign stays
+    assert interval_cell(-1e-5, -2e-5, 1e-5, 3) == "0.000 [0.000, 0.000]"

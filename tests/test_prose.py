@@ -2,7 +2,7 @@
 
 import pytest
 
-from tsmbook.prose import render, say
+from tsmbook.prose import amount, interval, render, say
 
 
 def test_fields_are_filled_with_glue_s_formatting():
@@ -34,3 +34,9 @@ def test_say_returns_markdown_for_the_cell_output():
     out = say("**{v:.2f}**", {"v": 1})
     assert out._repr_markdown_() == "**1.00**"
     assert say("plain").data == "plain"
+
+
+def test_a_value_that_rounds_to_zero_is_written_without_a_sign():
+    assert render("{x:.3f} and {y:+.0f} %", {"x": -1e-6, "y": -0.2}) == "0.000 and +0 %"
+    assert amount(-4e-5, ".3f") == "0.000" and interval(-1e-4, 0.2, ".2f") == "0.00 to 0.20"
+    assert amount(-0.5, ".1f") == "-0.5"

@@ -27,6 +27,8 @@ import math
 import re
 from collections.abc import Mapping
 
+from tsmlib.evaluation import format_number
+
 __all__ = ["amount", "interval", "render", "say"]
 
 _FIELD = re.compile(r"(?<![\\\w}^])\{([A-Za-z_][A-Za-z0-9_]*)(?::([^{}`]*))?\}(?!`)")
@@ -43,7 +45,7 @@ def _format(value: object, spec: str) -> str:
     elif kind in _INT_TYPES:
         value = int(value)
     elif kind in _FLOAT_TYPES:
-        value = float(value)
+        return format_number(float(value), spec)
     return format(value, spec)
 
 
@@ -54,7 +56,7 @@ def amount(value: float, spec: str = ".0f", unit: str = "") -> str:
     ('12.3 %', 'undefined')
     """
     value = float(value)
-    return "undefined" if math.isnan(value) else f"{value:{spec}}{unit}"
+    return "undefined" if math.isnan(value) else f"{format_number(value, spec)}{unit}"
 
 
 def interval(low: float, high: float, spec: str = ".0f", unit: str = "") -> str:
@@ -67,7 +69,7 @@ def interval(low: float, high: float, spec: str = ".0f", unit: str = "") -> str:
     low, high = float(low), float(high)
     if math.isnan(low) or math.isnan(high):
         return "no interval"
-    return f"{low:{spec}} to {high:{spec}}{unit}"
+    return f"{format_number(low, spec)} to {format_number(high, spec)}{unit}"
 
 
 def render(text: str, facts: Mapping[str, object]) -> str:

@@ -47,7 +47,7 @@ from .runner import ALL_METRICS, COLUMNS, PAPER_METRICS, EvaluationConfig, Recor
 from .sanity import (cascading_randomization, independent_randomization, model_randomization, noise_floor,
                      sanity_summary, spearman, ssim)
 from .scores import ClassScore, EmbeddingSimilarity, make_score, probe_score
-from .summary import best_iou_threshold, interval_cell, paper_table, summarize, summary_rows, summary_value
+from .summary import best_iou_threshold, format_number, interval_cell, paper_table, summarize, summary_rows, summary_value
 from . import stats
 from .metric_registry import METRICS, MetricInfo, higher_is_better, metric_info, metric_label, register_metric
 from .stats import (beats_all_references, compare, compare_family, compare_to_references, holm, interval_outcome,
@@ -62,7 +62,7 @@ __all__ = [
     "as_record", "evaluate", "prepare_records", "cascading_randomization",
     "independent_randomization", "model_randomization", "noise_floor", "sanity_summary", "spearman", "ssim",
     "ClassScore", "EmbeddingSimilarity", "make_score", "probe_score", "best_iou_threshold",
-    "summary_rows", "summary_value", "interval_cell", "paper_table", "summarize", "stats",
+    "summary_rows", "summary_value", "format_number", "interval_cell", "paper_table", "summarize", "stats",
     "METRICS", "MetricInfo", "higher_is_better", "metric_info", "metric_label",
     "compare", "compare_family", "compare_to_references", "beats_all_references", "holm", "interval_outcome",
     "mean_ci", "paired_relative_change", "paired_test", "relative_change",

@@ -110,6 +110,19 @@ def best_iou_threshold(results: pd.DataFrame) -> pd.DataFrame:
     return best.rename(columns={"threshold": "best_threshold", "value": "best_miou"}).reset_index(drop=True)
 
 
+def format_number(value: float, spec: str) -> str:
+    """``format(value, spec)`` without the sign of a value that rounds to zero: ``"0.000"``, not ``"-0.000"``
+    for -1e-6 (a mean of tiny negative changes still reads as no change).
+
+    >>> format_number(-1e-6, ".3f"), format_number(-0.0012, ".3f"), format_number(-0.0, "+.0f")
+    ('0.000', '-0.001', '+0')
+    """
+    text = format(value, spec)
+    if text.startswith("-") and not any(ch in "123456789" for ch in text.split("e")[0]):
+        text = ("+" if "+" in spec else "") + text[1:]
+    return text
+
+
 def interval_cell(mean: float, low: float, high: float, digits: int = 2) -> str:
     """A mean and its interval as one table cell: ``"0.41 [0.39, 0.44]"``; ``"n/a"`` for a NaN mean (the metric
     is undefined, e.g. the pointing game of a constant map), the mean alone when an end of the interval is NaN
@@ -120,9 +133,10 @@ def interval_cell(mean: float, low: float, high: float, digits: int = 2) -> str:
     """
     if not np.isfinite(mean):
         return "n/a"
+    spec = f".{digits}f"
     if not (np.isfinite(low) and np.isfinite(high)):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+        return format_number(mean, spec)
+    return f"{format_number(mean, spec)} [{format_number(low, spec)}, {format_number(high, spec)}]"
 
 
 def paper_table(summary: pd.DataFrame, metrics: Sequence[str] = ("average_drop", "increase_in_confidence",
