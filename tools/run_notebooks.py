@@ -335,9 +335,14 @@ PAGE_PROBLEMS = {
 _DATA_URI = re.compile(r"data:[\w/+.-]+;base64,[A-Za-z0-9+/=]+")
 
 
-def _visible_text(cell) -> list[str]:
+def _outputs_on_page(cell) -> bool:
+    """Whether a cell's outputs are on the page: a code cell not tagged ``remove-cell`` or ``remove-output``."""
     tags = set(cell.get("metadata", {}).get("tags", []))
-    if tags & {"remove-cell", "remove-output"} or cell.get("cell_type") != "code":
+    return cell.get("cell_type") == "code" and not tags & {"remove-cell", "remove-output"}
+
+
+def _visible_text(cell) -> list[str]:
+    if not _outputs_on_page(cell):
         return []
     texts = []
     for out in cell.get("outputs", []):
@@ -371,10 +376,9 @@ def small_figure_text(cell) -> list[str]:
     from tsmbook.figures import COLUMN_PX, FULL_WIDTH_PX, MIN_TEXT_PX, text_px
     from tsmbook.style import FIGURE_TEXT_KEY
 
-    tags = set(cell.get("metadata", {}).get("tags", []))
-    if tags & {"remove-cell", "remove-output"} or cell.get("cell_type") != "code":
+    if not _outputs_on_page(cell):
         return []
-    column = FULL_WIDTH_PX if "full-width" in tags else COLUMN_PX
+    column = FULL_WIDTH_PX if "full-width" in cell["metadata"].get("tags", []) else COLUMN_PX
     lines = []
     for out in cell.get("outputs", []):
         text = out.get("metadata", {}).get("image/png", {}).get(FIGURE_TEXT_KEY)

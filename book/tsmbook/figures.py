@@ -33,8 +33,8 @@ from tsmlib.overlay import DEFAULT_CMAP, mask_outline, overlay, to_numpy_image
 
 from .names import display_name
 
-__all__ = ["YARDSTICK_STYLES", "readable_size", "smallest_text", "text_px", "fit_text", "saliency_grid", "component_figure", "metric_curves",
-           "plot_method_schematic", "metric_bars", "cost_plot", "data_card", "plot_samples", "plot_training_curves"]
+__all__ = ["YARDSTICK_STYLES", "readable_size", "smallest_text", "text_px", "fit_text", "saliency_grid",
+           "component_figure", "metric_curves", "plot_method_schematic", "metric_bars", "cost_plot", "data_card", "plot_samples", "plot_training_curves"]
 
 #: Width in pixels of a figure in the book's text column on a 1280-px page, and in a cell tagged
 #: ``full-width`` (measured in headless Chromium on the built site), and the smallest text height a
@@ -58,23 +58,30 @@ def readable_size(width: float, size: float = MIN_FONT_PT, column_px: int = COLU
     return max(float(size), MIN_FONT_PT, MIN_TEXT_PX * 72.0 * float(width) / column_px)
 
 
-def smallest_text(fig, keep: int = 4) -> dict | None:
-    """The smallest visible text of a drawn figure: ``{"pt": size, "texts": [up to keep texts of that
-    size]}``, or None for a figure without text. Titles, labels, tick labels, legends, colour bars and
-    annotations count; empty and invisible ones do not."""
+def _visible_texts(fig) -> list:
+    """Every non-empty text a drawn ``fig`` shows: the artist tree without what a hidden artist hides (a
+    hidden panel's labels)."""
     import matplotlib.text
 
-    fig.canvas.draw()
-    sizes: dict[float, list[str]] = {}
-    stack = [fig]
-    while stack:  # the artist tree, without what a hidden artist hides (a hidden panel's labels)
+    texts, stack = [], [fig]
+    while stack:
         artist = stack.pop()
         if not artist.get_visible():
             continue
         stack.extend(artist.get_children())
-        text = artist.get_text().strip() if isinstance(artist, matplotlib.text.Text) else ""
-        if text:
-            sizes.setdefault(round(float(artist.get_fontsize()), 2), []).append(" ".join(text.split())[:40])
+        if isinstance(artist, matplotlib.text.Text) and artist.get_text().strip():
+            texts.append(artist)
+    return texts
+
+
+def smallest_text(fig, keep: int = 4) -> dict | None:
+    """The smallest visible text of a drawn figure: ``{"pt": size, "texts": [up to keep texts of that
+    size]}``, or None for a figure without text. Titles, labels, tick labels, legends, colour bars and
+    annotations count; empty and invisible ones do not."""
+    fig.canvas.draw()
+    sizes: dict[float, list[str]] = {}
+    for t in _visible_texts(fig):
+        sizes.setdefault(round(float(t.get_fontsize()), 2), []).append(" ".join(t.get_text().split())[:40])
     if not sizes:
         return None
     pt = min(sizes)
@@ -87,16 +94,12 @@ def fit_text(fig, column_px: int = COLUMN_PX, rounds: int = 4):
     ``fig``. Larger text widens a figure with outside legends or colour bars, so it measures again, up to
     ``rounds`` times. Call it last, on a figure laid out with ``layout="constrained"``.
     """
-    import matplotlib.text
-
     pad = 2 * 0.1  # savefig's pad_inches on both sides
     for _ in range(rounds):
-        renderer = fig.canvas.get_renderer()
         fig.canvas.draw()
-        image_px = (fig.get_tightbbox(renderer).width + pad) * fig.dpi
-        need = MIN_TEXT_PX * 72.0 / (fig.dpi * min(1.0, column_px / image_px))
-        small = [t for t in fig.findobj(matplotlib.text.Text)
-                 if t.get_visible() and t.get_text().strip() and t.get_fontsize() < need - 1e-6]
+        image_px = (fig.get_tightbbox(fig.canvas.get_renderer()).width + pad) * fig.dpi
+        need = MIN_TEXT_PX / text_px(1.0, fig.dpi, image_px, column_px)  # the size that shows MIN_TEXT_PX
+        small = [t for t in _visible_texts(fig) if t.get_fontsize() < need - 1e-6]
         if not small:
             break
         for t in small:

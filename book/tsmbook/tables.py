@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from tsmlib.evaluation import METRICS, higher_is_better, interval_cell, summary_rows
+from tsmlib.evaluation import METRICS, format_number, higher_is_better, interval_cell, summary_rows
 
 from .names import display_name
 
@@ -65,15 +65,9 @@ def interval_table(summary: pd.DataFrame, metrics: Sequence[str], *, index: str 
     DataFrame of str (and ``n`` int), index without a name.
     """
     s = summary[summary["metric"].isin(metrics)]
-    if s.duplicated([index, "metric"]).any():
-        raise ValueError(f"summary has several rows per ({index}, metric); restrict it to one configuration first")
-    cells = {(r[index], r["metric"]): interval_cell(r["mean"], r["ci_low"], r["ci_high"], _digits(r["metric"]))
-             for _, r in s.iterrows()}
-    rows = list(pd.unique(s[index])) if order is None else [o for o in order if o in set(s[index])]
-    table = pd.DataFrame({metric_column(m): [cells.get((r, m), NOT_RUN) for r in rows] for m in metrics}, index=rows)
+    table = _cell_table(s, index, "metric", metrics, metric_column, order)
     if count:
-        table.insert(0, "n", s.groupby(index, observed=True)["n"].max().reindex(rows).astype(int).to_numpy())
-    table.index.name = None
+        table.insert(0, "n", s.groupby(index, observed=True)["n"].max().reindex(table.index).astype(int).to_numpy())
     return table
 
 
@@ -85,14 +79,20 @@ def interval_table_across(summary: pd.DataFrame, metric: str, across: str = "mod
 
     ``order`` and ``columns`` fix the rows and columns (default: their order of first appearance)."""
     s = summary[summary["metric"] == metric]
+    return _cell_table(s, index, across, list(pd.unique(s[across])) if columns is None else list(columns),
+                       lambda c: f"{metric_column(metric)}, {display_name(c)}", order)
+
+
+def _cell_table(s: pd.DataFrame, index: str, across: str, columns: Sequence, label,
+                order: Sequence | None) -> pd.DataFrame:
+    """The :func:`interval_cell` of each (``index``, ``across``) row of ``s``, rows ``order`` (default: first
+    appearance), one column ``label(c)`` per value ``c`` in ``columns``, :data:`NOT_RUN` where a pair is missing."""
     if s.duplicated([index, across]).any():
-        raise ValueError(f"summary has several rows per ({index}, {across}) for {metric!r}")
-    cells = {(r[index], r[across]): interval_cell(r["mean"], r["ci_low"], r["ci_high"], _digits(metric))
+        raise ValueError(f"summary has several rows per ({index}, {across}); restrict it to one configuration first")
+    cells = {(r[index], r[across]): interval_cell(r["mean"], r["ci_low"], r["ci_high"], _digits(r["metric"]))
              for _, r in s.iterrows()}
     rows = list(pd.unique(s[index])) if order is None else [o for o in order if o in set(s[index])]
-    cols = list(pd.unique(s[across])) if columns is None else list(columns)
-    table = pd.DataFrame({f"{metric_column(metric)}, {display_name(c)}": [cells.get((r, c), NOT_RUN) for r in rows]
-                          for c in cols}, index=rows)
+    table = pd.DataFrame({label(c): [cells.get((r, c), NOT_RUN) for r in rows] for c in columns}, index=rows)
     table.index.name = None
     return table
 
@@ -103,8 +103,9 @@ def format_relative_change(change: float, low: float = float("nan"), high: float
     if not np.isfinite(change):
         return "n/a"
     if not (np.isfinite(low) and np.isfinite(high)):
-        return f"{100 * change:+.0f} %"
-    return f"{100 * change:+.0f} % [{100 * low:+.0f}, {100 * high:+.0f}]"
+        return f"{format_number(100 * change, '+.0f')} %"
+    return (f"{format_number(100 * change, '+.0f')} % "
+            f"[{format_number(100 * low, '+.0f')}, {format_number(100 * high, '+.0f')}]")
 
 
 def comparison_table(comparisons: pd.DataFrame, *, index: str = "model", labels: dict | None = None,
